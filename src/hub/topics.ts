@@ -1,0 +1,29 @@
+import { CAMERA_ID } from '../config/schema.js';
+import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
+
+export type Topic =
+  | { kind: 'frame'; camera: string; variant: FrameVariant }
+  | { kind: 'vad'; camera: string }
+  | { kind: 'job'; id: string }
+  | { kind: 'system' };
+
+const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Parses a topic name (DESIGN.md "Topics"); undefined when it is not well-formed.
+ *
+ * @example
+ *   parseTopic('cam/demo/low') // { kind: 'frame', camera: 'demo', variant: 'low' }
+ */
+export function parseTopic(name: string): Topic | undefined {
+  if (name === 'system') return { kind: 'system' };
+  const parts = name.split('/');
+  if (parts[0] === 'job' && parts.length === 2 && JOB_ID.test(parts[1]!))
+    return { kind: 'job', id: parts[1]! };
+  if (parts[0] !== 'cam' || parts.length !== 3 || !CAMERA_ID.test(parts[1]!)) return undefined;
+  const [, camera, leaf] = parts as [string, string, string];
+  if (leaf === 'vad') return { kind: 'vad', camera };
+  if ((FRAME_VARIANTS as readonly string[]).includes(leaf))
+    return { kind: 'frame', camera, variant: leaf as FrameVariant };
+  return undefined;
+}

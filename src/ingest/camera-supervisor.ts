@@ -1,0 +1,178 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { CameraConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import { buildCameraArgs } from '../media/camera-args.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { JpegSplitter } from './jpeg-splitter.js';
+
+export interface SupervisorOptions {
+  ffmpegPath: string;
+  clockFont?: string | undefined;
+  log: Logger;
+  metrics: Metrics;
+  /** Called for every complete JPEG with its capture time (ms since epoch). */
+  onFrame: (jpeg: Buffer, capturedAt: number) => void;
+  /** First restart delay; doubles on each failure up to maxBackoffMs. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** A process that sends no frame for this long is killed and restarted (stalled network camera). */
+  stallTimeoutMs?: number;
+}
+
+export interface CameraStatus {
+  id: string;
+  up: boolean;
+  pid: number | undefined;
+  restarts: number;
+  framesIn: number;
+  fps: number;
+  lastError: string | undefined;
+  stderrTail: string[];
+}
+
+const STDERR_LINES = 20;
+/** A process that lived this long is considered healthy: the next failure restarts at minBackoffMs. */
+const STABLE_AFTER_MS = 10_000;
+
+/**
+ * Keeps one ffmpeg child per camera running: spawns it, splits its MJPEG stdout into frames,
+ * and restarts it with capped exponential backoff when it exits or stalls.
+ */
+export class CameraSupervisor {
+  private child: ChildProcess | undefined;
+  private stopped = false;
+  private failures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private up = false;
+  private restarts = 0;
+  private framesIn = 0;
+  private fpsWindow: number[] = [];
+  private lastError: string | undefined;
+  /** Why we killed the process ourselves, so the exit does not overwrite the real cause. */
+  private killReason: string | undefined;
+  private readonly stderrTail: string[] = [];
+  private readonly framesInCounter;
+  private readonly upGauge;
+
+  constructor(
+    readonly camera: CameraConfig,
+    private readonly opts: SupervisorOptions,
+  ) {
+    this.framesInCounter = opts.metrics.framesIn.labels(camera.id);
+    this.upGauge = opts.metrics.cameraUp.labels(camera.id);
+    this.upGauge.set(0);
+    opts.metrics.cameraRestarts.labels(camera.id).inc(0);
+  }
+
+  start(): void {
+    if (this.stopped || this.child) return;
+    const args = buildCameraArgs(this.camera, { clockFont: this.opts.clockFont });
+    const child = spawn(this.opts.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.startedAt = Date.now();
+    this.opts.metrics.ffmpegProcesses.inc();
+    this.opts.log.info({ camera: this.camera.id, ffmpegPid: child.pid }, 'camera ffmpeg started');
+
+    const splitter = new JpegSplitter((jpeg) => this.frame(jpeg));
+    child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.keepStderr(text));
+    child.on('error', (err) => {
+      this.lastError = err.message;
+      this.opts.log.error({ camera: this.camera.id, err: err.message }, 'camera ffmpeg failed to spawn');
+    });
+    child.on('close', (code, signal) => this.exited(child, code, signal));
+    this.armStallTimer();
+  }
+
+  /** Stops the process for good: SIGTERM, then SIGKILL if it has not exited after graceMs. */
+  async stop(graceMs = 1500): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.stallTimer);
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  status(): CameraStatus {
+    const now = Date.now();
+    const recent = this.fpsWindow.filter((t) => now - t <= 5000);
+    return {
+      id: this.camera.id,
+      up: this.up,
+      pid: this.child?.pid,
+      restarts: this.restarts,
+      framesIn: this.framesIn,
+      fps: recent.length / 5,
+      lastError: this.lastError,
+      stderrTail: [...this.stderrTail],
+    };
+  }
+
+  private frame(jpeg: Buffer): void {
+    const capturedAt = Date.now();
+    this.framesIn++;
+    this.framesInCounter.inc();
+    this.fpsWindow.push(capturedAt);
+    if (this.fpsWindow.length > this.camera.fps * 6)
+      this.fpsWindow.splice(0, this.fpsWindow.length - this.camera.fps * 5);
+    if (!this.up) {
+      this.up = true;
+      this.upGauge.set(1);
+      this.opts.log.info({ camera: this.camera.id }, 'camera up');
+    }
+    this.armStallTimer();
+    this.opts.onFrame(jpeg, capturedAt);
+  }
+
+  private armStallTimer(): void {
+    clearTimeout(this.stallTimer);
+    const ms = this.opts.stallTimeoutMs ?? 10_000;
+    this.stallTimer = setTimeout(() => {
+      this.killReason = `stalled: no frame for ${ms} ms`;
+      this.opts.log.warn({ camera: this.camera.id }, 'camera stalled, killing ffmpeg');
+      this.child?.kill('SIGKILL');
+    }, ms);
+    this.stallTimer.unref();
+  }
+
+  private keepStderr(text: string): void {
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      this.stderrTail.push(line);
+      if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
+    }
+  }
+
+  private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    clearTimeout(this.stallTimer);
+    this.opts.metrics.ffmpegProcesses.dec();
+    this.up = false;
+    this.upGauge.set(0);
+    if (this.stopped) return;
+
+    const lived = Date.now() - this.startedAt;
+    this.failures = lived >= STABLE_AFTER_MS ? 1 : this.failures + 1;
+    const min = this.opts.minBackoffMs ?? 250;
+    const delay = Math.min(this.opts.maxBackoffMs ?? 30_000, min * 2 ** (this.failures - 1));
+    this.lastError = this.killReason ?? `ffmpeg exited (code ${code}, signal ${signal})`;
+    this.killReason = undefined;
+    this.opts.log.warn(
+      { camera: this.camera.id, code, signal, restartInMs: delay, stderr: this.stderrTail.slice(-5) },
+      'camera ffmpeg exited',
+    );
+    this.restartTimer = setTimeout(() => {
+      this.restarts++;
+      this.opts.metrics.cameraRestarts.labels(this.camera.id).inc();
+      this.start();
+    }, delay);
+  }
+}

@@ -1,0 +1,137 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Pool state read from shared memory at scrape time instead of being maintained per record. */
+export interface PoolSample {
+  queuedLive: number;
+  rings: { usedBytes: number; capacity: number; fullEvents: number }[];
+}
+
+/**
+ * Every metric the daemon exports, on one registry. Components receive this object and bind
+ * label children once (e.g. per camera at start-up), so the hot path is a plain inc() with no
+ * label-object allocation. No per-connection labels: cardinality is bounded by config.
+ */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'framehub_' });
+  const r = [registry];
+  const samplers: { pool?: () => PoolSample } = {};
+  let ringFullSeen = 0;
+
+  return {
+    registry,
+    /** Lets the pool expose its shared-memory state to scrapes without depending on prom-client. */
+    samplePool(sampler: () => PoolSample): void {
+      samplers.pool = sampler;
+    },
+    connections: new Gauge({
+      name: 'framehub_connections',
+      help: 'Open viewer connections by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    framesIn: new Counter({
+      name: 'framehub_camera_frames_in_total',
+      help: 'JPEG frames read from each camera',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    cameraUp: new Gauge({
+      name: 'framehub_camera_up',
+      help: '1 while the camera ffmpeg process is delivering frames',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    cameraRestarts: new Counter({
+      name: 'framehub_camera_restarts_total',
+      help: 'Camera ffmpeg process restarts',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    ffmpegProcesses: new Gauge({
+      name: 'framehub_ffmpeg_processes',
+      help: 'Running ffmpeg child processes',
+      registers: r,
+    }),
+    framesSent: new Counter({
+      name: 'framehub_frames_sent_total',
+      help: 'Frame records handed to viewers, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    bytesSent: new Counter({
+      name: 'framehub_bytes_sent_total',
+      help: 'Payload bytes handed to viewers, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    framesDropped: new Counter({
+      name: 'framehub_frames_dropped_total',
+      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    ingestToSend: new Histogram({
+      name: 'framehub_ingest_to_send_seconds',
+      help: 'Time from camera capture to publish to viewers',
+      buckets: [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28],
+      registers: r,
+    }),
+    poolQueueDepth: new Gauge({
+      name: 'framehub_pool_queue_depth',
+      help: 'Tasks waiting for a worker, by priority',
+      labelNames: ['priority'],
+      registers: r,
+      collect() {
+        const pool = samplers.pool?.();
+        if (pool) this.labels('live').set(pool.queuedLive);
+      },
+    }),
+    taskDuration: new Histogram({
+      name: 'framehub_pool_task_duration_seconds',
+      help: 'Worker task run time, by task',
+      labelNames: ['task'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5],
+      registers: r,
+    }),
+    ringFill: new Gauge({
+      name: 'framehub_ring_fill_ratio',
+      help: 'Fraction of each worker ring in use, sampled at scrape',
+      labelNames: ['ring'],
+      registers: r,
+      collect() {
+        samplers.pool?.().rings.forEach((ring, i) => {
+          this.labels(String(i)).set(ring.usedBytes / ring.capacity);
+        });
+      },
+    }),
+    ringFull: new Counter({
+      name: 'framehub_ring_full_total',
+      help: 'Times a worker found its ring full and had to wait',
+      registers: r,
+      collect() {
+        const full = samplers.pool?.().rings.reduce((sum, ring) => sum + ring.fullEvents, 0) ?? ringFullSeen;
+        this.inc(full - ringFullSeen);
+        ringFullSeen = full;
+      },
+    }),
+    imageBytesIn: new Counter({
+      name: 'framehub_image_bytes_in_total',
+      help: 'JPEG bytes given to image workers',
+      registers: r,
+    }),
+    imageBytesOut: new Counter({
+      name: 'framehub_image_bytes_out_total',
+      help: 'JPEG bytes produced by image workers (variants)',
+      registers: r,
+    }),
+    wsErrors: new Counter({
+      name: 'framehub_ws_errors_total',
+      help: 'Error records sent to WebSocket clients, by code',
+      labelNames: ['code'],
+      registers: r,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

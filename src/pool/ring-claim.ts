@@ -1,0 +1,32 @@
+import { threadId } from 'node:worker_threads';
+import { RingWriter } from './ring-buffer.js';
+
+/** What every pool worker receives as piscina `workerData`. */
+export interface PoolWorkerData {
+  rings: SharedArrayBuffer[];
+  /** Int32 per ring: 0 when free, else the threadId of the worker that owns it. */
+  claims: SharedArrayBuffer;
+  /** How long a worker blocks on a full ring before it drops the record. */
+  ringWaitMs: number;
+}
+
+/**
+ * Claims a free ring for the calling worker thread. Each ring has exactly one writer (SPSC):
+ * the compare-exchange makes two workers starting at once take different rings. The main
+ * thread releases a dead worker's claim (piscina 'workerDestroy'), so a replacement finds it.
+ */
+export function claimRing(data: PoolWorkerData): { writer: RingWriter; index: number } {
+  const claims = new Int32Array(data.claims);
+  for (let i = 0; i < claims.length; i++) {
+    if (Atomics.compareExchange(claims, i, 0, threadId) === 0) {
+      return { writer: new RingWriter(data.rings[i]!), index: i };
+    }
+  }
+  throw new Error(`no free result ring among ${claims.length} for worker thread ${threadId}`);
+}
+
+/** Main-thread side: frees the ring a destroyed worker held. */
+export function releaseRing(claims: SharedArrayBuffer, workerThreadId: number): void {
+  const slots = new Int32Array(claims);
+  for (let i = 0; i < slots.length; i++) Atomics.compareExchange(slots, i, workerThreadId, 0);
+}

@@ -1,0 +1,110 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { ImageTask, ImageTaskResult } from '../../workers/image.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { createRing, RingReader, startDraining } from './ring-buffer.js';
+import { type PoolWorkerData, releaseRing } from './ring-claim.js';
+import { workerPath } from './worker-path.js';
+
+export interface WorkerPoolOptions {
+  /** 0 means one worker per core. */
+  threads: number;
+  ringBytes: number;
+  /** Frames allowed to wait for a worker; beyond that new frames are dropped (counted as pool_busy). */
+  maxQueuedFrames: number;
+  /** How long a worker blocks on a full ring before it drops the record. */
+  ringWaitMs?: number;
+  log: Logger;
+  metrics: Metrics;
+  /** Receives every record a worker wrote to its ring, already copied out of shared memory. */
+  onRecord: (record: Uint8Array) => void;
+}
+
+/**
+ * The piscina pool plus one SharedArrayBuffer result ring per worker. Task inputs go in by
+ * transfer; results come back through the rings, drained on the main thread when a worker
+ * rings the doorbell. The task promise only carries small counters.
+ */
+export class WorkerPool {
+  readonly threads: number;
+  private readonly image: Piscina;
+  private readonly readers: RingReader[];
+  private readonly drainers: { stop(): void }[];
+  private inFlightFrames = 0;
+  private readonly maxInFlightFrames: number;
+
+  constructor(private readonly opts: WorkerPoolOptions) {
+    this.threads = opts.threads > 0 ? opts.threads : availableParallelism();
+    // One spare ring: piscina may start a replacement before it reports the dead worker destroyed.
+    const rings = Array.from({ length: this.threads + 1 }, () => createRing(opts.ringBytes));
+    const claims = new SharedArrayBuffer(4 * rings.length);
+    const workerData: PoolWorkerData = { rings, claims, ringWaitMs: opts.ringWaitMs ?? 20 };
+    this.readers = rings.map((sab) => new RingReader(sab));
+    this.drainers = this.readers.map((reader) =>
+      startDraining(reader, opts.onRecord, (err: unknown) =>
+        opts.log.error({ err }, 'ring record handler failed'),
+      ),
+    );
+    this.image = new Piscina({
+      filename: workerPath('image'),
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      idleTimeout: 2 ** 31 - 1,
+      workerData,
+    });
+    this.image.on('workerDestroy', (worker: { threadId: number }) => releaseRing(claims, worker.threadId));
+    this.image.on('error', (err: unknown) => opts.log.error({ err }, 'image worker error'));
+    this.maxInFlightFrames = this.threads + opts.maxQueuedFrames;
+    this.registerCollectors();
+  }
+
+  /**
+   * Queues one frame for resizing. Returns false, without queueing, when the pool is already
+   * holding maxQueuedFrames waiting frames: for live video a newer frame is always coming.
+   */
+  submitFrame(task: ImageTask): boolean {
+    const { metrics } = this.opts;
+    if (this.inFlightFrames >= this.maxInFlightFrames) {
+      metrics.framesDropped.labels('pool_busy').inc(task.variants.length);
+      return false;
+    }
+    this.inFlightFrames++;
+    metrics.imageBytesIn.inc(task.jpeg.byteLength);
+    this.image
+      .run(task, { transferList: [task.jpeg] })
+      .then((result: ImageTaskResult) => {
+        metrics.taskDuration.labels('image').observe(result.ms / 1000);
+        metrics.imageBytesOut.inc(result.bytesOut);
+        if (result.dropped) metrics.framesDropped.labels('ring_full').inc(result.dropped);
+      })
+      .catch((err: unknown) => {
+        metrics.framesDropped.labels('worker_error').inc(task.variants.length);
+        this.opts.log.warn({ err: (err as Error).message, camera: task.camera }, 'image task failed');
+      })
+      .finally(() => this.inFlightFrames--);
+    return true;
+  }
+
+  stats() {
+    return {
+      threads: this.threads,
+      queued: this.image.queueSize,
+      inFlightFrames: this.inFlightFrames,
+      utilization: this.image.utilization,
+      rings: this.readers.map((r) => r.stats()),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.image.destroy();
+    for (const d of this.drainers) d.stop();
+  }
+
+  private registerCollectors(): void {
+    this.opts.metrics.samplePool(() => ({
+      queuedLive: this.image.queueSize,
+      rings: this.readers.map((r) => r.stats()),
+    }));
+  }
+}

@@ -1,0 +1,49 @@
+import type { HttpResponse } from 'uWebSockets.js';
+import type { ErrorCode } from './protocol.js';
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  304: '304 Not Modified',
+  400: '400 Bad Request',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+export function statusLine(status: number): string {
+  return STATUS_TEXT[status] ?? String(status);
+}
+
+/** Writes a whole JSON response in one corked batch. */
+export function sendJson(
+  res: HttpResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  res.cork(() => {
+    res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
+    for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+    res.end(JSON.stringify(body));
+  });
+}
+
+/** The one error shape for HTTP: `{error:{code,message}}` with the matching status. */
+export function sendError(res: HttpResponse, status: number, code: ErrorCode, message: string): void {
+  sendJson(res, status, { error: { code, message } });
+}
+
+/**
+ * Runs an async handler safely: marks the response aborted before any await (uWS forbids
+ * touching an aborted response) and turns a thrown error into a 500 with a code.
+ */
+export function handleAsync(res: HttpResponse, work: (isAborted: () => boolean) => Promise<void>): void {
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+  });
+  work(() => aborted).catch((err: Error) => {
+    if (!aborted) sendError(res, 500, 'INTERNAL', err.message);
+  });
+}

@@ -1,0 +1,103 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
+import { mainJs, writeConfig } from './helpers.js';
+
+describe('loadConfig', () => {
+  it('defaults to 127.0.0.1:8080 with the demo test camera', () => {
+    const c = loadConfig([], {});
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8080);
+    expect(c.cameras).toEqual([
+      { id: 'demo', source: 'test', fps: 15, width: 1280, height: 720, quality: 5 },
+    ]);
+  });
+
+  it('takes flags over env over the file', () => {
+    const file = writeConfig({ host: '127.0.0.2', port: 9000, cameras: [{ id: 'lobby', source: 'test' }] });
+    const c = loadConfig(['--port', '0', '--config', file], {
+      FRAMEHUB_PORT: '1234',
+      FRAMEHUB_HOST: '127.0.0.3',
+    });
+    expect(c.port).toBe(0);
+    expect(c.host).toBe('127.0.0.3');
+    expect(c.cameras.map((x) => x.id)).toEqual(['lobby']);
+    expect(c.cameras[0]).toMatchObject({ fps: 15, width: 1280, height: 720 });
+  });
+
+  it('reads the config path from FRAMEHUB_CONFIG', () => {
+    const file = writeConfig({ cameras: [{ id: 'yard', source: 'rtsp://cam.local/stream', fps: 5 }] });
+    expect(loadConfig([], { FRAMEHUB_CONFIG: file }).cameras[0]).toMatchObject({ id: 'yard', fps: 5 });
+  });
+
+  it('accepts http, rtsp and file sources', () => {
+    const file = writeConfig({
+      cameras: [
+        { id: 'a', source: 'http://cam/mjpeg' },
+        { id: 'b', source: 'rtsp://cam/x' },
+        { id: 'c', source: '/var/video/loop.mp4' },
+      ],
+    });
+    expect(loadConfig(['--config', file], {}).cameras).toHaveLength(3);
+  });
+
+  const bad: [string, unknown, string[], RegExp][] = [
+    ['an unknown field', { cameras: [], colour: 'red' }, [], /\(root\).*colour/],
+    ['an unknown camera field', { cameras: [{ id: 'a', source: 'test', zoom: 2 }] }, [], /cameras\.0.*zoom/],
+    ['a port out of range', {}, ['--port', '70000'], /port: .*65535/],
+    ['a non-numeric port', {}, ['--port', 'eighty'], /port: .*number/],
+    [
+      'an unknown source type',
+      { cameras: [{ id: 'a', source: 'ftp://x/y' }] },
+      [],
+      /cameras\.0\.source: unknown source type "ftp:"/,
+    ],
+    ['a bad camera id', { cameras: [{ id: 'Lobby!', source: 'test' }] }, [], /cameras\.0\.id/],
+    [
+      'a duplicate camera id',
+      {
+        cameras: [
+          { id: 'a', source: 'test' },
+          { id: 'a', source: 'test' },
+        ],
+      },
+      [],
+      /cameras\.1\.id: duplicate/,
+    ],
+    ['an fps out of range', { cameras: [{ id: 'a', source: 'test', fps: 0 }] }, [], /cameras\.0\.fps/],
+  ];
+  for (const [what, file, args, message] of bad) {
+    it(`rejects ${what}, naming the field`, () => {
+      expect(() => loadConfig(['--config', writeConfig(file), ...args], {})).toThrowError(message);
+      try {
+        loadConfig(['--config', writeConfig(file), ...args], {});
+      } catch (err) {
+        expect((err as { code: string }).code).toBe('BAD_CONFIG');
+      }
+    });
+  }
+
+  it('rejects an unknown flag and a missing or malformed file', () => {
+    expect(() => loadConfig(['--prot', '1'], {})).toThrowError(/command line: .*--prot/);
+    expect(() => loadConfig(['--config', '/nonexistent/x.json'], {})).toThrowError(/cannot read .*ENOENT/);
+    expect(() => loadConfig(['--config', writeConfig('[1,2]')], {})).toThrowError(/JSON object/);
+  });
+});
+
+describe('daemon start-up with bad config', () => {
+  for (const [what, config, field] of [
+    ['unknown field', { cameras: [], bogus: 1 }, 'bogus'],
+    ['port out of range', { port: -1 }, 'port'],
+    ['unknown source type', { cameras: [{ id: 'x', source: 'gopher://a/b' }] }, 'cameras.0.source'],
+  ] as const) {
+    it(`exits non-zero on ${what} and names ${field}`, () => {
+      const run = spawnSync(process.execPath, [mainJs, '--config', writeConfig(config)], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      expect(run.status).toBe(2);
+      expect(run.stderr).toContain(field);
+      expect(run.stderr).toMatch(/invalid configuration/);
+    });
+  }
+});

@@ -1,0 +1,172 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Packr } from 'msgpackr';
+import WebSocket from 'ws';
+
+export const root = resolve(import.meta.dirname, '..');
+export const mainJs = join(root, 'dist', 'src', 'main.js');
+const packr = new Packr({ useRecords: false });
+export const pack = (v: unknown) => packr.pack(v);
+export const unpack = (b: Uint8Array) => packr.unpack(b) as Record<string, unknown>;
+
+export interface LogLine {
+  msg?: string;
+  [key: string]: unknown;
+}
+
+export interface RunningDaemon {
+  url: string;
+  wsUrl: string;
+  proc: ChildProcess;
+  logs: LogLine[];
+  /** Resolves with the first log line matching, waiting up to timeoutMs. */
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  stop(): Promise<number | null>;
+}
+
+/** Writes a config file into a fresh temp dir and returns its path. */
+export function writeConfig(config: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'framehub-test-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+/** A small, cheap test camera for suites. */
+export const testCamera = (id = 'demo', fps = 15) => ({ id, source: 'test', fps, width: 640, height: 360 });
+
+/**
+ * Starts the real daemon (dist/src/main.js) on an ephemeral port and waits for its
+ * `"msg":"listening"` line.
+ */
+export async function startDaemon(
+  config: unknown,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningDaemon> {
+  const proc = spawn(
+    process.execPath,
+    [mainJs, '--port', '0', '--config', writeConfig(config), ...extraArgs],
+    {
+      env: { ...process.env, FRAMEHUB_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const logs: LogLine[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as LogLine);
+    } catch {
+      logs.push({ msg: line });
+    }
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+
+  const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 15_000) =>
+    new Promise<LogLine>((res, rej) => {
+      const check = () => {
+        const hit = logs.find(pred);
+        if (hit) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          res(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        rej(new Error(`log line not seen in ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`));
+      }, timeoutMs);
+      waiters.add(check);
+      exited.then(() => check());
+      check();
+    });
+
+  const listening = await waitForLog((l) => l.msg === 'listening');
+  const url = listening.url as string;
+  return {
+    url,
+    wsUrl: `${url.replace(/^http/, 'ws')}/ws`,
+    proc,
+    logs,
+    waitForLog,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** A ws client that decodes every binary message as a msgpack record. */
+export class Viewer {
+  readonly records: Record<string, unknown>[] = [];
+  readonly ws: WebSocket;
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private listeners = new Set<() => void>();
+
+  constructor(url: string, protocols?: string | string[], options?: WebSocket.ClientOptions) {
+    this.ws = new WebSocket(url, protocols, options);
+    this.opened = new Promise((res, rej) => {
+      this.ws.once('open', () => res());
+      this.ws.once('error', rej);
+    });
+    this.closed = new Promise((res) =>
+      this.ws.once('close', (code, reason) => res({ code, reason: reason.toString() })),
+    );
+    this.ws.on('message', (data: Buffer, isBinary) => {
+      this.records.push(isBinary ? unpack(data) : { type: '__text', text: data.toString() });
+      for (const l of this.listeners) l();
+    });
+  }
+
+  send(record: unknown): void {
+    this.ws.send(pack(record));
+  }
+
+  of(type: string): Record<string, unknown>[] {
+    return this.records.filter((r) => r.type === type);
+  }
+
+  /** Waits until pred holds over the records received so far. */
+  until(pred: (records: Record<string, unknown>[]) => boolean, timeoutMs = 5000): Promise<void> {
+    return new Promise((res, rej) => {
+      const check = () => {
+        if (!pred(this.records)) return;
+        this.listeners.delete(check);
+        clearTimeout(timer);
+        res();
+      };
+      const timer = setTimeout(() => {
+        this.listeners.delete(check);
+        rej(new Error(`condition not met in ${timeoutMs} ms (${this.records.length} records)`));
+      }, timeoutMs);
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** GETs a URL and returns status, headers and body text. */
+export async function get(url: string, init?: RequestInit) {
+  const res = await fetch(url, init);
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Value of one Prometheus sample line, e.g. metric('framehub_camera_up{camera="demo"}'). */
+export function metricValue(metricsText: string, series: string): number | undefined {
+  const line = metricsText.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : undefined;
+}
