@@ -1,17 +1,25 @@
-import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import uWS from 'uWebSockets.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './hub/hub.js';
-import { FRAME_VARIANTS } from './image/variants.js';
 import { CameraSupervisor } from './ingest/camera-supervisor.js';
+import { FrameIngest } from './ingest/frame-ingest.js';
 import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
 import { decode, type FrameRecord } from './pool/records.js';
 import { WorkerPool } from './pool/worker-pool.js';
+import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
+import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
+import { HttpStreams } from './server/http-stream.js';
+import { ConnectionLimits } from './server/limits.js';
+import { registerMjpeg } from './server/mjpeg.js';
+import { registerPublisher } from './server/publish.js';
+import { registerSse } from './server/sse.js';
+import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
 
 export interface Daemon {
@@ -20,16 +28,19 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string })
-  .version;
+const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 /**
  * Wires config into running parts: metrics, hub, worker pool, uWS app, camera supervisors.
  * Everything with a lifecycle is started here and stopped in reverse order by stop().
  */
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  assertAuthAllowedForHost(config.host, config.auth);
+  const auth = await createAuthenticator(config.auth);
+  const startedAt = Date.now();
   const metrics = createMetrics();
-  const hub = new Hub(new Set(config.cameras.map((c) => c.id)), metrics);
+  const cameras = new Map(config.cameras.map((c) => [c.id, c]));
+  const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
   let ready = false;
 
   const pool = new WorkerPool({
@@ -37,14 +48,63 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log,
     metrics,
     onRecord: (bytes) => {
-      const record = decode(bytes) as FrameRecord;
-      if (record.type === 'frame') hub.publishFrame(bytes, record);
+      const r = decode(bytes) as FrameRecord;
+      if (r.type === 'frame') hub.publishFrame({ ...r, record: bytes });
     },
   });
 
+  const v = config.viewers;
+  const ctx: ServerContext = {
+    hub,
+    metrics,
+    auth,
+    limits: new ConnectionLimits(v),
+    slow: { softBytes: v.softBufferBytes, hardBytes: v.hardBufferBytes, slowCloseMs: v.slowCloseMs },
+    adaptive: { downAfterMs: v.adaptiveDownMs, upAfterMs: v.adaptiveUpMs },
+    maxTopicsPerConnection: v.maxTopicsPerConnection,
+    sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
+  };
+  const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
+  limitSweep.unref();
+
   const app = uWS.App();
-  const ws = createWsEndpoint(app, hub, metrics, { ...config.ws, maxTopicsPerConnection: 64 });
+  const ws = createWsEndpoint(app, ctx, { ...config.ws, sweepIntervalMs: 100 });
+  const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
+  hub.addSink(streams);
+  const ingest = new FrameIngest(pool, (topic) => ws.subscribers(topic) + streams.subscribers(topic) > 0);
+
+  registerPublisher(
+    app,
+    ctx,
+    { maxPayloadBytes: config.ws.publisherMaxPayloadBytes, idleTimeoutSeconds: config.ws.idleTimeoutSeconds },
+    cameras,
+    ingest,
+  );
+  registerSse(app, ctx, streams);
+  registerMjpeg(app, ctx, streams);
+  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
+  const clockFont = findClockFont();
+  const supervisors = config.cameras
+    .filter((cam) => cam.source !== 'push')
+    .map(
+      (cam) =>
+        new CameraSupervisor(cam, {
+          ffmpegPath,
+          clockFont,
+          log,
+          metrics,
+          onFrame: (jpeg, ts) => ingest.submit(cam, jpeg, ts),
+        }),
+    );
+  registerStatus(app, ctx, {
+    version,
+    startedAt,
+    cameras: () => supervisors.map((s) => s.status()),
+    pool: () => pool.stats(),
+    ws: () => ws.census(),
+    streams: () => streams.census(),
+  });
   registerHttpRoutes(app, { metrics, isReady: () => ready, version });
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
@@ -54,38 +114,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   const port = uWS.us_socket_local_port(listenSocket);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-
-  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
-  const clockFont = findClockFont();
-  const cameras = config.cameras.map((cam) => {
-    let seq = 0;
-    const supervisor = new CameraSupervisor(cam, {
-      ffmpegPath,
-      clockFont,
-      log,
-      metrics,
-      onFrame: (jpeg, ts) => {
-        // A private ArrayBuffer the worker can take by transfer; the pipe's Buffer is pooled.
-        const owned = new ArrayBuffer(jpeg.byteLength);
-        new Uint8Array(owned).set(jpeg);
-        pool.submitFrame({
-          camera: cam.id,
-          seq: ++seq,
-          ts,
-          width: cam.width,
-          height: cam.height,
-          jpeg: owned,
-          variants: [...FRAME_VARIANTS],
-        });
-      },
-    });
-    supervisor.start();
-    return supervisor;
-  });
+  for (const s of supervisors) s.start();
 
   ready = true;
   log.info(
-    { url, host: config.host, port, cameras: config.cameras.map((c) => c.id), threads: pool.threads },
+    { url, host: config.host, port, cameras: [...cameras.keys()], threads: pool.threads, auth: auth.enabled },
     'listening',
   );
 
@@ -95,8 +128,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     async stop() {
       ready = false;
       uWS.us_listen_socket_close(listenSocket);
+      clearInterval(limitSweep);
       ws.closeAll();
-      await Promise.all(cameras.map((c) => c.stop()));
+      streams.closeAll();
+      await Promise.all(supervisors.map((c) => c.stop()));
       await pool.close();
       app.close();
     },

@@ -103,8 +103,12 @@ describe('ring buffer', () => {
 
   it('throws RECORD_TOO_LARGE for a record that could never fit, writing nothing', () => {
     const { writer, reader } = ring(64);
-    expect(() => writer.write(new Uint8Array(57), 0)).toThrow(expect.objectContaining({ code: 'RECORD_TOO_LARGE' }));
-    expect(() => writer.write(new Uint8Array(1000))).toThrow(expect.objectContaining({ code: 'RECORD_TOO_LARGE' }));
+    expect(() => writer.write(new Uint8Array(57), 0)).toThrow(
+      expect.objectContaining({ code: 'RECORD_TOO_LARGE' }),
+    );
+    expect(() => writer.write(new Uint8Array(1000))).toThrow(
+      expect.objectContaining({ code: 'RECORD_TOO_LARGE' }),
+    );
     expect(reader.stats()).toMatchObject({ usedBytes: 0, written: 0, fullEvents: 0, drops: 0 });
   });
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { authConfigSchema } from '../server/auth-config.js';
 
 /** Camera ids double as topic segments and metric labels, so they are kept short and plain. */
 export const CAMERA_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -61,25 +62,58 @@ export const configSchema = z.strictObject({
       /** Frames waiting for a worker before new frames are dropped (latest wins). */
       maxQueuedFrames: z.number().int().min(1).max(1000).default(8),
     })
-    .default({ threads: 0, ringBytes: 8 * 1024 * 1024, maxQueuedFrames: 8 }),
+    .prefault({}),
   ws: z
     .strictObject({
-      /** Largest client message accepted; larger ones close the socket with 1009. */
+      /** Largest viewer message accepted on /ws; larger ones close the socket with 1009. */
       maxPayloadBytes: z
         .number()
         .int()
         .min(1024)
-        .max(16 * 1024 * 1024)
+        .max(1024 * 1024)
         .default(64 * 1024),
-      /** Bytes a viewer may have buffered before it skips frames. */
-      maxBackpressureBytes: z
+      /** Largest publisher message (a frame or an audio chunk) accepted on /publish. */
+      publisherMaxPayloadBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .max(64 * 1024 * 1024)
+        .default(8 * 1024 * 1024),
+      /** A peer silent this long is pinged; a dead one is closed within twice this. */
+      idleTimeoutSeconds: z.number().int().min(8).max(960).default(60),
+      /** With auth on, a connection without a token must send hello with one within this time. */
+      authTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    })
+    .prefault({}),
+  viewers: z
+    .strictObject({
+      /** Buffered bytes above which a viewer skips frames (latest frame wins). */
+      softBufferBytes: z
         .number()
         .int()
         .min(16 * 1024)
-        .default(1024 * 1024),
-      idleTimeoutSeconds: z.number().int().min(8).max(960).default(60),
+        .default(512 * 1024),
+      /** Buffered bytes that, held for slowCloseMs, close the viewer (WS 4008). */
+      hardBufferBytes: z
+        .number()
+        .int()
+        .min(64 * 1024)
+        .default(4 * 1024 * 1024),
+      slowCloseMs: z.number().int().min(100).default(10_000),
+      maxConnections: z.number().int().min(1).default(20_000),
+      maxConnectionsPerIp: z.number().int().min(1).default(1000),
+      connectRatePerIp: z.number().min(0.1).default(100),
+      connectBurstPerIp: z.number().int().min(1).default(200),
+      maxTopicsPerConnection: z.number().int().min(1).max(1024).default(64),
+      sseHeartbeatSeconds: z.number().min(1).max(300).default(15),
+      /** Events (vad, job, system) kept per topic for Last-Event-ID and hello resume. */
+      historyPerTopic: z.number().int().min(1).max(100_000).default(256),
+      /** variant=auto: slow time that steps a viewer down, clean time that steps it back up. */
+      adaptiveDownMs: z.number().int().min(100).default(2000),
+      adaptiveUpMs: z.number().int().min(100).default(15_000),
     })
-    .default({ maxPayloadBytes: 64 * 1024, maxBackpressureBytes: 1024 * 1024, idleTimeoutSeconds: 60 }),
+    .prefault({}),
+  auth: authConfigSchema.optional(),
   ffmpegPath: z.string().min(1).optional(),
 });
 

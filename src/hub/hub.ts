@@ -1,95 +1,128 @@
 import type { Metrics } from '../metrics/metrics.js';
+import { encode } from '../pool/records.js';
+import { EventHistory, type HistoryEntry } from './history.js';
 import { parseTopic, type Topic } from './topics.js';
 
-/** Metadata the hub needs to route a record without looking inside its bytes again. */
-export interface RecordMeta {
+/** A published frame: the encoded WS record plus the fields other transports re-frame. */
+export interface Frame {
   topic: string;
   seq: number;
   /** Capture time, ms since epoch. */
   ts: number;
+  width: number;
+  height: number;
+  mime: string;
+  /** The JPEG itself. */
+  data: Uint8Array;
+  /** The msgpack frame record, encoded once by the worker, sent as-is over WS. */
+  record: Uint8Array;
+  /**
+   * Other encodings of this frame (SSE text, MJPEG part), made on first use and shared by
+   * every viewer of that transport: one encoding per topic per frame, never per viewer.
+   */
+  encodings: Map<string, Uint8Array>;
 }
 
-/** A transport that can deliver an encoded record to everyone subscribed to a topic. */
+/** A transport that can deliver to everyone subscribed to a topic. */
 export interface RecordSink {
-  publish(topic: string, record: Uint8Array, meta: RecordMeta): void;
-}
-
-interface TopicState {
-  seq: number;
-  latest: Uint8Array | undefined;
-  latestMeta: RecordMeta | undefined;
+  publishFrame(frame: Frame): void;
+  publishEvent(event: HistoryEntry): void;
 }
 
 export type TopicCheck =
   | { ok: true; topic: Topic }
   | { ok: false; code: 'BAD_TOPIC' | 'UNKNOWN_TOPIC'; message: string };
 
+/** Returns frame.encodings[key], computing it once. */
+export function encodingOf(frame: Frame, key: string, make: (f: Frame) => Uint8Array): Uint8Array {
+  let bytes = frame.encodings.get(key);
+  if (!bytes) {
+    bytes = make(frame);
+    frame.encodings.set(key, bytes);
+  }
+  return bytes;
+}
+
 /**
- * Topics, their latest frame, and fan-out to the transports. A record is encoded once (by
- * the worker) and the same bytes go to every sink; nothing here runs per viewer.
+ * Topics, their latest frame, event history, and fan-out to the transports. Records are
+ * encoded once per topic and the same bytes go to every sink; nothing here runs per viewer.
  */
 export class Hub {
-  private readonly topics = new Map<string, TopicState>();
+  private readonly latestFrames = new Map<string, Frame>();
+  private readonly eventSeq = new Map<string, number>();
   private readonly sinks: RecordSink[] = [];
+  private order = 0;
+  readonly history: EventHistory;
   private readonly staleDrops;
   private readonly latency;
 
   constructor(
     private readonly cameras: ReadonlySet<string>,
     metrics: Metrics,
+    historyPerTopic = 256,
   ) {
     this.staleDrops = metrics.framesDropped.labels('stale');
     this.latency = metrics.ingestToSend;
+    this.history = new EventHistory(historyPerTopic);
   }
 
   addSink(sink: RecordSink): void {
     this.sinks.push(sink);
   }
 
+  hasCamera(camera: string): boolean {
+    return this.cameras.has(camera);
+  }
+
   /** Validates a topic a client asked for: well-formed, and naming a configured camera. */
   check(name: unknown): TopicCheck {
     const topic = typeof name === 'string' ? parseTopic(name) : undefined;
-    if (!topic)
-      return {
-        ok: false,
-        code: 'BAD_TOPIC',
-        message: `"${String(name).slice(0, 100)}" is not a valid topic`,
-      };
-    if ((topic.kind === 'frame' || topic.kind === 'vad') && !this.cameras.has(topic.camera)) {
+    if (!topic) return { ok: false, code: 'BAD_TOPIC', message: `"${String(name).slice(0, 100)}" is not a valid topic` };
+    if ('camera' in topic && !this.cameras.has(topic.camera)) {
       return { ok: false, code: 'UNKNOWN_TOPIC', message: `no camera "${topic.camera}"` };
     }
     return { ok: true, topic };
   }
 
   /**
-   * Publishes a frame record. Workers finish frames out of order when several run at once;
-   * a frame older than the one already published is dropped, so seq only ever increases.
+   * Publishes a frame. Workers finish frames out of order when several run at once; a frame
+   * older than the one already published is dropped, so seq only ever increases per topic.
    */
-  publishFrame(record: Uint8Array, meta: RecordMeta): void {
-    const state = this.state(meta.topic);
-    if (meta.seq <= state.seq) {
+  publishFrame(frame: Omit<Frame, 'encodings'>): void {
+    const previous = this.latestFrames.get(frame.topic);
+    if (previous && frame.seq <= previous.seq) {
       this.staleDrops.inc();
       return;
     }
-    state.seq = meta.seq;
-    state.latest = record;
-    state.latestMeta = meta;
-    for (const sink of this.sinks) sink.publish(meta.topic, record, meta);
-    this.latency.observe((Date.now() - meta.ts) / 1000);
+    const published: Frame = { ...frame, encodings: new Map() };
+    this.latestFrames.set(frame.topic, published);
+    for (const sink of this.sinks) sink.publishFrame(published);
+    this.latency.observe((Date.now() - frame.ts) / 1000);
   }
 
-  /** The most recent frame record of a topic, for new subscribers and snapshots. */
-  latest(topic: string): { record: Uint8Array; meta: RecordMeta } | undefined {
-    const state = this.topics.get(topic);
-    return state?.latest && state.latestMeta ? { record: state.latest, meta: state.latestMeta } : undefined;
+  /**
+   * Publishes an event (vad, job, system): stamps topic, seq and ts, encodes it once for
+   * msgpack and once for JSON, keeps it in history for resume, and hands it to every sink.
+   */
+  publishEvent(topic: string, body: { type: string; ts?: number } & Record<string, unknown>): HistoryEntry {
+    const seq = (this.eventSeq.get(topic) ?? 0) + 1;
+    this.eventSeq.set(topic, seq);
+    const record = { ...body, topic, seq, ts: body.ts ?? Date.now() };
+    const entry: HistoryEntry = {
+      topic,
+      seq,
+      order: ++this.order,
+      type: body.type,
+      msgpack: encode(record),
+      json: JSON.stringify(record),
+    };
+    this.history.add(entry);
+    for (const sink of this.sinks) sink.publishEvent(entry);
+    return entry;
   }
 
-  private state(topic: string): TopicState {
-    let state = this.topics.get(topic);
-    if (!state) {
-      state = { seq: -1, latest: undefined, latestMeta: undefined };
-      this.topics.set(topic, state);
-    }
-    return state;
+  /** The most recent frame of a topic, for new subscribers and snapshots. */
+  latest(topic: string): Frame | undefined {
+    return this.latestFrames.get(topic);
   }
 }

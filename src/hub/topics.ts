@@ -3,6 +3,7 @@ import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
 
 export type Topic =
   | { kind: 'frame'; camera: string; variant: FrameVariant }
+  | { kind: 'auto'; camera: string }
   | { kind: 'vad'; camera: string }
   | { kind: 'job'; id: string }
   | { kind: 'system' };
@@ -23,6 +24,7 @@ export function parseTopic(name: string): Topic | undefined {
   if (parts[0] !== 'cam' || parts.length !== 3 || !CAMERA_ID.test(parts[1]!)) return undefined;
   const [, camera, leaf] = parts as [string, string, string];
   if (leaf === 'vad') return { kind: 'vad', camera };
+  if (leaf === 'auto') return { kind: 'auto', camera };
   if ((FRAME_VARIANTS as readonly string[]).includes(leaf))
     return { kind: 'frame', camera, variant: leaf as FrameVariant };
   return undefined;

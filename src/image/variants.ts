@@ -34,6 +34,12 @@ export async function makeVariants(
   variants: readonly FrameVariant[],
   quality = 75,
 ): Promise<VariantImage[]> {
+  if (width <= 0 || height <= 0) {
+    // Pushed frames come without a declared size: read it from the JPEG header (no decode).
+    const meta = await sharp(jpeg).metadata();
+    width = meta.width ?? 0;
+    height = meta.height ?? 0;
+  }
   return Promise.all(
     variants.map(async (variant): Promise<VariantImage> => {
       const target = variant === 'raw' ? width : VARIANT_WIDTHS[variant];

@@ -125,6 +125,36 @@ export function createMetrics() {
       help: 'JPEG bytes produced by image workers (variants)',
       registers: r,
     }),
+    slowViewers: new Gauge({
+      name: 'framehub_slow_viewers',
+      help: 'Viewers currently over the soft buffer limit and skipping frames, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    slowDisconnects: new Counter({
+      name: 'framehub_slow_disconnects_total',
+      help: 'Viewers closed for staying over the hard buffer limit, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    variantSwitches: new Counter({
+      name: 'framehub_variant_switches_total',
+      help: 'Adaptive (variant=auto) quality switches, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    limitRejections: new Counter({
+      name: 'framehub_limit_rejections_total',
+      help: 'Connections or subscriptions refused by a limit',
+      labelNames: ['limit'],
+      registers: r,
+    }),
+    authFailures: new Counter({
+      name: 'framehub_auth_failures_total',
+      help: 'Requests or connections refused for a missing or invalid token, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
     wsErrors: new Counter({
       name: 'framehub_ws_errors_total',
       help: 'Error records sent to WebSocket clients, by code',

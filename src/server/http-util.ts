@@ -1,12 +1,23 @@
 import type { HttpResponse } from 'uWebSockets.js';
+import { parseTopic } from '../hub/topics.js';
 import type { ErrorCode } from './protocol.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
+  202: '202 Accepted',
+  204: '204 No Content',
+  206: '206 Partial Content',
   304: '304 Not Modified',
   400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  416: '416 Range Not Satisfiable',
+  422: '422 Unprocessable Entity',
+  429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
@@ -30,8 +41,14 @@ export function sendJson(
 }
 
 /** The one error shape for HTTP: `{error:{code,message}}` with the matching status. */
-export function sendError(res: HttpResponse, status: number, code: ErrorCode, message: string): void {
-  sendJson(res, status, { error: { code, message } });
+export function sendError(
+  res: HttpResponse,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  sendJson(res, status, { error: { code, message } }, headers);
 }
 
 /**
@@ -46,4 +63,16 @@ export function handleAsync(res: HttpResponse, work: (isAborted: () => boolean) 
   work(() => aborted).catch((err: Error) => {
     if (!aborted) sendError(res, 500, 'INTERNAL', err.message);
   });
+}
+
+/** The peer address as text; read synchronously, before any await (uWS frees it after). */
+export function remoteIp(res: HttpResponse): string {
+  return Buffer.from(res.getRemoteAddressAsText()).toString();
+}
+
+/** Tallies a requested frame topic by variant (`auto` included) for the connections census. */
+export function countVariant(counts: Record<string, number>, requested: string): void {
+  const t = parseTopic(requested);
+  const key = t?.kind === 'auto' ? 'auto' : t?.kind === 'frame' ? t.variant : undefined;
+  if (key) counts[key] = (counts[key] ?? 0) + 1;
 }

@@ -4,10 +4,14 @@
 export const CloseCode = {
   /** The server is shutting down; reconnect elsewhere or later. */
   GOING_AWAY: 1001,
-  /** Violated a policy (rate, connection or topic limits). */
-  POLICY: 1008,
-  /** A client message exceeded ws.maxPayloadBytes (uWS closes the socket itself). */
+  /** A client message exceeded the endpoint's payload limit. */
   TOO_BIG: 1009,
+  /** A connection limit (total, per IP, connect rate) was hit; retry later. */
+  TRY_AGAIN_LATER: 1013,
+  /** Missing, invalid or expired token, or no `hello` with a token in time when auth is on. */
+  UNAUTHORIZED: 4001,
+  /** Held over the hard buffer limit for longer than viewers.slowCloseMs. */
+  SLOW_CONSUMER: 4008,
 } as const;
 
 /** Stable codes carried by `{type:'error', code, message}` records and HTTP error bodies. */
@@ -16,8 +20,14 @@ export type ErrorCode =
   | 'UNKNOWN_TYPE'
   | 'BAD_TOPIC'
   | 'UNKNOWN_TOPIC'
+  | 'TOO_MANY_TOPICS'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'TOO_MANY_CONNECTIONS'
+  | 'RATE_LIMITED'
+  | 'NOT_PUSH_CAMERA'
   | 'NOT_FOUND'
-  | 'METHOD_NOT_ALLOWED'
+  | 'NO_FRAME_YET'
   | 'NOT_READY'
   | 'INTERNAL';
 

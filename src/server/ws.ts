@@ -1,73 +1,205 @@
-import type { TemplatedApp, WebSocket, WebSocketBehavior } from 'uWebSockets.js';
-import type { Hub, RecordSink } from '../hub/hub.js';
-import type { Metrics } from '../metrics/metrics.js';
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import type { HistoryEntry } from '../hub/history.js';
+import type { Frame, RecordSink } from '../hub/hub.js';
+import { parseTopic } from '../hub/topics.js';
+import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
 import { decode, encode } from '../pool/records.js';
+import { extractToken, type Principal } from './auth.js';
+import { checkTopicAccess, type ServerContext } from './context.js';
 import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
+import { countVariant, remoteIp } from './http-util.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
-  maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
-  /** Upper bound on topics one connection may hold. */
-  maxTopicsPerConnection: number;
+  /** With auth on, a connection that brought no token must send `hello` with one within this time. */
+  authTimeoutMs: number;
+  /** How often every viewer's buffered bytes are sampled for slow-viewer handling. */
+  sweepIntervalMs: number;
 }
 
-export interface ViewerData {
-  topics: Set<string>;
-  /** Topics requested in the URL (`/ws?topics=a,b`), subscribed on open. */
-  initialTopics: string[];
+interface WsViewer {
+  ip: string;
+  admitted: boolean;
+  reject: { code: number; reason: string } | undefined;
+  principal: Principal | undefined;
+  /** Topics from `/ws?topics=`, subscribed once the viewer is authenticated. */
+  pending: string[];
+  topics: ViewerTopics;
+  slow: SlowState;
+  /** Event resume positions from `hello`: topic → last seq seen. */
+  resume: Map<string, number>;
+  closed: boolean;
+  authTimer: NodeJS.Timeout | undefined;
 }
 
+type Ws = WebSocket<WsViewer>;
 const TRANSPORT = 'ws';
 
 /**
- * The `/ws` endpoint: binary msgpack records both ways. Frames fan out through uWS's native
- * publish, so one encoded record is written to every subscriber by C++ without a JS loop.
+ * The `/ws` endpoint: binary msgpack records both ways. Healthy viewers get frames through
+ * uWS's native publish (one encoded record, fanned out in C++). A viewer whose buffer passes
+ * the soft limit is taken out of its frame topics, so it costs nothing while it lags, and is
+ * put back with the newest frame once it drains: the latest frame wins. Events stay
+ * subscribed, so they are never dropped while the viewer is connected.
  */
-export function createWsEndpoint(app: TemplatedApp, hub: Hub, metrics: Metrics, opts: WsOptions) {
-  const sockets = new Set<WebSocket<ViewerData>>();
+export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: WsOptions) {
+  const { hub, metrics } = ctx;
+  const sockets = new Set<Ws>();
+  /** Concrete frame topic → viewers subscribed to it but currently skipped as slow. */
+  const slowPerTopic = new Map<string, number>();
   const connections = metrics.connections.labels(TRANSPORT);
   const framesSent = metrics.framesSent.labels(TRANSPORT);
   const bytesSent = metrics.bytesSent.labels(TRANSPORT);
   const slowDrops = metrics.framesDropped.labels('slow');
+  const slowViewers = metrics.slowViewers.labels(TRANSPORT);
 
-  const sendError = (ws: WebSocket<ViewerData>, code: ErrorCode, message: string, topic?: string) => {
+  const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
+  const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
     metrics.wsErrors.labels(code).inc();
-    const record: ErrorRecord = topic
-      ? { type: 'error', code, message, topic }
-      : { type: 'error', code, message };
-    ws.send(encode(record), true);
+    const record: ErrorRecord = topic ? { type: 'error', code, message, topic } : { type: 'error', code, message };
+    send(ws, record);
   };
+  const addSlow = (topic: string, delta: number) => slowPerTopic.set(topic, (slowPerTopic.get(topic) ?? 0) + delta);
+  const isFrameTopic = (topic: string) => parseTopic(topic)?.kind === 'frame';
 
-  const subscribe = (ws: WebSocket<ViewerData>, topics: unknown[]) => {
-    for (const name of topics) {
-      const check = hub.check(name);
-      if (!check.ok) {
-        sendError(ws, check.code, check.message, typeof name === 'string' ? name.slice(0, 100) : undefined);
-        continue;
+  /** Starts receiving a concrete topic: natively if healthy, counted as skipped if slow. */
+  const attach = (ws: Ws, topic: string) => {
+    const v = ws.getUserData();
+    if (isFrameTopic(topic)) {
+      if (v.slow.slow) {
+        addSlow(topic, 1);
+        return;
       }
-      const topic = name as string;
-      if (ws.getUserData().topics.has(topic)) continue;
-      if (ws.getUserData().topics.size >= opts.maxTopicsPerConnection) {
-        sendError(ws, 'BAD_MESSAGE', `at most ${opts.maxTopicsPerConnection} topics per connection`, topic);
-        continue;
-      }
-      ws.getUserData().topics.add(topic);
       ws.subscribe(topic);
-      // The first frame at once: a new viewer should not wait for the next camera frame.
       const latest = hub.latest(topic);
       if (latest) ws.send(latest.record, true);
+      return;
+    }
+    ws.subscribe(topic);
+    const after = v.resume.get(topic);
+    if (after !== undefined) for (const e of hub.history.after(topic, after)) ws.send(e.msgpack, true);
+  };
+
+  const detach = (ws: Ws, topic: string) => {
+    if (isFrameTopic(topic) && ws.getUserData().slow.slow) addSlow(topic, -1);
+    else ws.unsubscribe(topic);
+  };
+
+  const subscribe = (ws: Ws, names: unknown[]) => {
+    const v = ws.getUserData();
+    const principal = v.principal;
+    if (!principal) return sendError(ws, 'UNAUTHORIZED', 'send hello with a token first');
+    for (const name of names) {
+      const access = checkTopicAccess(ctx, principal, name);
+      const shown = typeof name === 'string' ? name.slice(0, 100) : undefined;
+      if (!access.ok) {
+        sendError(ws, access.code, access.message, shown);
+        continue;
+      }
+      const requested = name as string;
+      if (v.topics.has(requested)) continue;
+      if (v.topics.size >= ctx.maxTopicsPerConnection) {
+        metrics.limitRejections.labels('topics_per_connection').inc();
+        sendError(ws, 'TOO_MANY_TOPICS', `at most ${ctx.maxTopicsPerConnection} topics per connection`, requested);
+        continue;
+      }
+      const concrete = v.topics.add(requested, Date.now());
+      if (concrete !== requested) send(ws, { type: 'variant', topic: requested, variant: concrete.split('/')[2] });
+      attach(ws, concrete);
     }
   };
 
-  const unsubscribe = (ws: WebSocket<ViewerData>, topics: unknown[]) => {
-    for (const name of topics) {
-      if (typeof name !== 'string' || !ws.getUserData().topics.delete(name)) continue;
-      ws.unsubscribe(name);
+  const unsubscribe = (ws: Ws, names: unknown[]) => {
+    for (const name of names) {
+      if (typeof name !== 'string') continue;
+      const concrete = ws.getUserData().topics.remove(name);
+      if (concrete) detach(ws, concrete);
     }
   };
 
-  const onMessage = (ws: WebSocket<ViewerData>, message: ArrayBuffer, isBinary: boolean) => {
+  /** Samples one viewer's buffer: slow/recover/close, then adaptive variant switches. */
+  const sweepOne = (ws: Ws, now: number) => {
+    const v = ws.getUserData();
+    const change = v.slow.observe(ws.getBufferedAmount(), now);
+    if (change === 'close') {
+      metrics.slowDisconnects.labels(TRANSPORT).inc();
+      ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer');
+      return;
+    }
+    if (change === 'slow') {
+      slowViewers.inc();
+      for (const t of v.topics.frameTopics()) {
+        ws.unsubscribe(t);
+        addSlow(t, 1);
+      }
+    } else if (change === 'recovered') {
+      slowViewers.dec();
+      for (const t of v.topics.frameTopics()) {
+        addSlow(t, -1);
+        attach(ws, t);
+      }
+    }
+    for (const sw of v.topics.adapt(v.slow.slow, now)) {
+      metrics.variantSwitches.labels(TRANSPORT).inc();
+      detach(ws, sw.from);
+      send(ws, { type: 'variant', topic: sw.requested, variant: sw.variant });
+      attach(ws, sw.to);
+    }
+  };
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const ws of sockets) ws.cork(() => sweepOne(ws, now));
+  }, opts.sweepIntervalMs);
+  sweep.unref();
+
+  const onHello = (ws: Ws, record: { token?: unknown; resume?: unknown }) => {
+    const v = ws.getUserData();
+    if (record.token !== undefined && typeof record.token !== 'string') {
+      return sendError(ws, 'BAD_MESSAGE', '"token" must be a string');
+    }
+    if (record.resume !== undefined) {
+      if (typeof record.resume !== 'object' || record.resume === null || Array.isArray(record.resume)) {
+        return sendError(ws, 'BAD_MESSAGE', '"resume" must be a map of topic to seq');
+      }
+      for (const [topic, seq] of Object.entries(record.resume)) {
+        if (typeof seq === 'number' && Number.isInteger(seq) && seq >= 0) v.resume.set(topic, seq);
+      }
+    }
+    const welcome = () => {
+      const p = v.principal!;
+      send(ws, { type: 'hello', sub: p.sub, role: p.role, cams: p.cams === '*' ? ['*'] : [...p.cams] });
+      // Topics already subscribed replay what they missed now; later ones replay on subscribe.
+      for (const [, concrete] of v.topics.requested()) {
+        const after = v.resume.get(concrete);
+        if (after !== undefined && !isFrameTopic(concrete)) {
+          for (const e of hub.history.after(concrete, after)) ws.send(e.msgpack, true);
+        }
+      }
+      const pending = v.pending.splice(0);
+      if (pending.length) subscribe(ws, pending);
+    };
+    if (typeof record.token !== 'string') {
+      if (v.principal) return welcome();
+      return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
+    }
+    ctx.auth.verify(record.token).then(
+      (principal) => {
+        if (v.closed) return;
+        v.principal = principal;
+        clearTimeout(v.authTimer);
+        ws.cork(welcome);
+      },
+      (err: { code?: string; message: string }) => {
+        if (v.closed) return;
+        metrics.authFailures.labels(TRANSPORT).inc();
+        ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
+      },
+    );
+  };
+
+  const onMessage = (ws: Ws, message: ArrayBuffer, isBinary: boolean) => {
     if (message.byteLength > opts.maxPayloadBytes) {
       metrics.wsErrors.labels('TOO_BIG').inc();
       return ws.end(CloseCode.TOO_BIG, `message over ${opts.maxPayloadBytes} bytes`);
@@ -82,74 +214,155 @@ export function createWsEndpoint(app: TemplatedApp, hub: Hub, metrics: Metrics, 
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') {
       return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
     }
-    const record = msg as { type: string; topics?: unknown; id?: unknown };
+    const record = msg as { type: string; topics?: unknown; id?: unknown; token?: unknown; resume?: unknown };
     switch (record.type) {
+      case 'hello':
+        return onHello(ws, record);
       case 'sub':
-      case 'unsub': {
-        if (!Array.isArray(record.topics) || record.topics.length > opts.maxTopicsPerConnection) {
-          return sendError(
-            ws,
-            'BAD_MESSAGE',
-            `"topics" must be an array of at most ${opts.maxTopicsPerConnection} strings`,
-          );
+      case 'unsub':
+        if (!Array.isArray(record.topics)) return sendError(ws, 'BAD_MESSAGE', '"topics" must be an array of strings');
+        if (record.topics.length > ctx.maxTopicsPerConnection) {
+          metrics.limitRejections.labels('topics_per_connection').inc();
+          return sendError(ws, 'TOO_MANY_TOPICS', `at most ${ctx.maxTopicsPerConnection} topics per connection`);
         }
         return record.type === 'sub' ? subscribe(ws, record.topics) : unsubscribe(ws, record.topics);
-      }
       case 'ping':
-        ws.send(encode({ type: 'pong', id: record.id ?? null, ts: Date.now() }), true);
+        send(ws, { type: 'pong', id: record.id ?? null, ts: Date.now() });
         return;
       default:
         return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${record.type.slice(0, 50)}"`);
     }
   };
 
-  const behavior: WebSocketBehavior<ViewerData> = {
+  app.ws<WsViewer>('/ws', {
     // uWS drops a connection without a close frame (1006) past maxPayloadLength. Letting it
     // through up to twice our limit lets us close politely with 1009 in that band, while the
     // truly huge is still cut off by uWS before it is buffered.
     maxPayloadLength: opts.maxPayloadBytes * 2,
-    maxBackpressure: opts.maxBackpressureBytes,
+    // Our hard limit is enforced by the sweep (with a grace period); uWS's own cap sits above
+    // it and closes rather than silently dropping an event.
+    maxBackpressure: ctx.slow.hardBytes * 2,
+    closeOnBackpressureLimit: 1,
     idleTimeout: opts.idleTimeoutSeconds,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const initialTopics = (req.getQuery('topics') ?? '').split(',').filter(Boolean);
-      res.upgrade<ViewerData>(
-        { topics: new Set(), initialTopics },
-        req.getHeader('sec-websocket-key'),
-        req.getHeader('sec-websocket-protocol'),
-        req.getHeader('sec-websocket-extensions'),
-        context,
+      const key = req.getHeader('sec-websocket-key');
+      const protocols = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const { token, protocol } = extractToken({
+        authorization: req.getHeader('authorization'),
+        query: req.getQuery() ?? '',
+        protocols,
+      });
+      const pending = new URLSearchParams(req.getQuery() ?? '').get('topics')?.split(',').filter(Boolean) ?? [];
+      const ip = remoteIp(res);
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      const data: WsViewer = {
+        ip,
+        admitted: false,
+        reject: undefined,
+        principal: undefined,
+        pending: pending.slice(0, ctx.maxTopicsPerConnection + 1),
+        topics: new ViewerTopics(ctx.adaptive),
+        slow: new SlowState(ctx.slow),
+        resume: new Map(),
+        closed: false,
+        authTimer: undefined,
+      };
+      const admission = ctx.limits.admit(ip);
+      if (admission.ok) data.admitted = true;
+      else {
+        metrics.limitRejections.labels(admission.limit).inc();
+        data.reject = { code: CloseCode.TRY_AGAIN_LATER, reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s` };
+      }
+      const finish = () => {
+        if (aborted) {
+          if (data.admitted) ctx.limits.release(ip);
+          return;
+        }
+        res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
+      };
+      if (data.reject || (!token && ctx.auth.enabled)) return finish();
+      ctx.auth.verify(token).then(
+        (principal) => {
+          data.principal = principal;
+          finish();
+        },
+        (err: Error) => {
+          metrics.authFailures.labels(TRANSPORT).inc();
+          data.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
+          finish();
+        },
       );
     },
     open: (ws) => {
+      const v = ws.getUserData();
+      if (v.reject) return ws.end(v.reject.code, v.reject.reason);
       sockets.add(ws);
       connections.inc();
-      subscribe(ws, ws.getUserData().initialTopics);
+      if (v.principal) {
+        const pending = v.pending.splice(0);
+        if (pending.length) subscribe(ws, pending);
+      } else {
+        v.authTimer = setTimeout(() => {
+          if (v.closed) return;
+          metrics.authFailures.labels(TRANSPORT).inc();
+          ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
+        }, opts.authTimeoutMs);
+      }
     },
     message: onMessage,
-    // uWS skipped this viewer in a publish because its buffer was over maxBackpressure.
-    dropped: () => slowDrops.inc(),
+    drain: (ws) => sweepOne(ws, Date.now()),
     close: (ws) => {
-      sockets.delete(ws);
+      const v = ws.getUserData();
+      v.closed = true;
+      clearTimeout(v.authTimer);
+      if (v.admitted) ctx.limits.release(v.ip);
+      if (!sockets.delete(ws)) return;
       connections.dec();
+      if (v.slow.slow) {
+        slowViewers.dec();
+        for (const t of v.topics.frameTopics()) addSlow(t, -1);
+      }
     },
-  };
-  app.ws<ViewerData>('/ws', behavior);
+  });
 
   const sink: RecordSink = {
-    publish(topic, record) {
-      const n = app.numSubscribers(topic);
+    publishFrame(frame: Frame) {
+      const skipped = slowPerTopic.get(frame.topic);
+      if (skipped) slowDrops.inc(skipped);
+      const n = app.numSubscribers(frame.topic);
       if (n === 0) return;
-      app.publish(topic, record, true);
+      app.publish(frame.topic, frame.record, true);
       framesSent.inc(n);
-      bytesSent.inc(n * record.byteLength);
+      bytesSent.inc(n * frame.record.byteLength);
+    },
+    publishEvent(event: HistoryEntry) {
+      app.publish(event.topic, event.msgpack, true);
     },
   };
 
   return {
     sink,
+    /** Viewers receiving `topic`, slow ones included (drives which variants workers make). */
+    subscribers: (topic: string) => app.numSubscribers(topic) + (slowPerTopic.get(topic) ?? 0),
+    /** Per-viewer counts for the status API (not a hot path). */
+    census() {
+      const byVariant: Record<string, number> = {};
+      let slow = 0;
+      for (const ws of sockets) {
+        const v = ws.getUserData();
+        if (v.slow.slow) slow++;
+        for (const [requested] of v.topics.requested()) countVariant(byVariant, requested);
+      }
+      return { total: sockets.size, slow, byVariant };
+    },
     /** Closes every viewer with 1001 so clients know to reconnect elsewhere. */
     closeAll(): void {
+      clearInterval(sweep);
       for (const ws of [...sockets]) ws.end(CloseCode.GOING_AWAY, 'server shutting down');
     },
   };

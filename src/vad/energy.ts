@@ -30,12 +30,13 @@ export const MAX_FRAME_LEN = 2 ** 20;
 
 const INV_I16_FULL_SCALE_2 = 1 / (32768 * 32768);
 
-function frameCount(length: number, frameLen: number, outLength: number): number {
+function frameCount(length: number, frameLen: number, out: Float64Array): number {
+  if (!(out instanceof Float64Array)) throw new TypeError('out must be a Float64Array');
   if (!Number.isInteger(frameLen) || frameLen < 1 || frameLen > MAX_FRAME_LEN) {
     throw new RangeError('frameLen must be an integer in [1, 2^20]');
   }
   const frames = Math.floor(length / frameLen);
-  if (outLength < frames) throw new RangeError('out is shorter than the number of complete frames');
+  if (out.length < frames) throw new RangeError('out is shorter than the number of complete frames');
   return frames;
 }
 
@@ -102,12 +103,14 @@ export const jsBackend: RmsBackend = {
   kernel: 'js',
   detail: 'js',
   frameEnergyI16(samples, frameLen, out) {
-    const n = frameCount(samples.length, frameLen, out.length);
+    if (!(samples instanceof Int16Array)) throw new TypeError('samples must be an Int16Array');
+    const n = frameCount(samples.length, frameLen, out);
     sumSquaresI16(samples, frameLen, out, n);
     return n;
   },
   frameEnergyF32(samples, frameLen, out) {
-    const n = frameCount(samples.length, frameLen, out.length);
+    if (!(samples instanceof Float32Array)) throw new TypeError('samples must be a Float32Array');
+    const n = frameCount(samples.length, frameLen, out);
     sumSquaresF32(samples, frameLen, out, n);
     return n;
   },

@@ -1,0 +1,57 @@
+/** One event kept for resume: its topic seq, a hub-wide order, and both wire encodings. */
+export interface HistoryEntry {
+  topic: string;
+  seq: number;
+  /** Hub-wide publish order, so a resume from one topic's id can replay every topic in order. */
+  order: number;
+  type: string;
+  msgpack: Uint8Array;
+  json: string;
+}
+
+/**
+ * Bounded per-topic history of events (vad, job, system) for Last-Event-ID and WS resume.
+ * Each topic keeps at most `perTopic` entries in a fixed ring, so memory is bounded by the
+ * number of topics × perTopic whatever the event rate.
+ */
+export class EventHistory {
+  private readonly rings = new Map<string, { entries: (HistoryEntry | undefined)[]; next: number }>();
+
+  constructor(private readonly perTopic: number) {}
+
+  add(entry: HistoryEntry): void {
+    let ring = this.rings.get(entry.topic);
+    if (!ring) {
+      ring = { entries: new Array(this.perTopic), next: 0 };
+      this.rings.set(entry.topic, ring);
+    }
+    ring.entries[ring.next % this.perTopic] = entry;
+    ring.next++;
+  }
+
+  /** Entries of `topic` in publish order (oldest first). */
+  entries(topic: string): HistoryEntry[] {
+    const ring = this.rings.get(topic);
+    if (!ring) return [];
+    const out: HistoryEntry[] = [];
+    for (let i = Math.max(0, ring.next - this.perTopic); i < ring.next; i++) out.push(ring.entries[i % this.perTopic]!);
+    return out;
+  }
+
+  /** Hub-wide order of `topic`'s event `seq`, if still in history. */
+  orderOf(topic: string, seq: number): number | undefined {
+    return this.entries(topic).find((e) => e.seq === seq)?.order;
+  }
+
+  /** Events of `topics` published after hub order `afterOrder`, merged in publish order. */
+  since(topics: Iterable<string>, afterOrder: number): HistoryEntry[] {
+    const out: HistoryEntry[] = [];
+    for (const t of topics) for (const e of this.entries(t)) if (e.order > afterOrder) out.push(e);
+    return out.sort((a, b) => a.order - b.order);
+  }
+
+  /** Events of one topic with seq greater than `afterSeq`. */
+  after(topic: string, afterSeq: number): HistoryEntry[] {
+    return this.entries(topic).filter((e) => e.seq > afterSeq);
+  }
+}

@@ -1,0 +1,123 @@
+import type { FrameVariant } from '../image/variants.js';
+import { AutoVariant, type AutoVariantOptions } from './auto-variant.js';
+import { parseTopic } from './topics.js';
+
+export interface SlowOptions {
+  /** Buffered bytes above which a viewer skips frames. */
+  softBytes: number;
+  /** Buffered bytes that, held for longer than slowCloseMs, close the viewer. */
+  hardBytes: number;
+  slowCloseMs: number;
+}
+
+export type SlowChange = 'slow' | 'recovered' | 'close' | undefined;
+
+/**
+ * Per-viewer slowness, driven by its buffered bytes. Enters slow above softBytes and
+ * leaves below softBytes/2 (a gap, so a viewer on the edge does not toggle every sample).
+ */
+export class SlowState {
+  slow = false;
+  private overHardSince = 0;
+
+  constructor(private readonly opts: SlowOptions) {}
+
+  observe(buffered: number, now: number): SlowChange {
+    if (buffered > this.opts.hardBytes) {
+      if (!this.overHardSince) this.overHardSince = now;
+      else if (now - this.overHardSince >= this.opts.slowCloseMs) return 'close';
+    } else {
+      this.overHardSince = 0;
+    }
+    if (!this.slow && buffered > this.opts.softBytes) {
+      this.slow = true;
+      return 'slow';
+    }
+    if (this.slow && buffered <= this.opts.softBytes / 2) {
+      this.slow = false;
+      return 'recovered';
+    }
+    return undefined;
+  }
+}
+
+/** A variant switch made by an auto subscription: the viewer asked for `requested`. */
+export interface VariantSwitch {
+  requested: string;
+  from: string;
+  to: string;
+  variant: FrameVariant;
+}
+
+/**
+ * The topics one viewer asked for, and the concrete topics it receives. `cam/x/auto` is
+ * requested as is and received as `cam/x/<current variant>`.
+ */
+export class ViewerTopics {
+  /** requested topic → concrete topic */
+  private readonly topics = new Map<string, string>();
+  private readonly autos = new Map<string, AutoVariant>();
+
+  constructor(private readonly autoOpts: AutoVariantOptions) {}
+
+  get size(): number {
+    return this.topics.size;
+  }
+
+  has(requested: string): boolean {
+    return this.topics.has(requested);
+  }
+
+  /** Adds a requested topic; returns the concrete topic to subscribe to. */
+  add(requested: string, now: number): string {
+    const auto = autoCamera(requested);
+    let concrete = requested;
+    if (auto) {
+      const state = new AutoVariant(this.autoOpts, now);
+      this.autos.set(requested, state);
+      concrete = `cam/${auto}/${state.current}`;
+    }
+    this.topics.set(requested, concrete);
+    return concrete;
+  }
+
+  /** Removes a requested topic; returns the concrete topic it was receiving. */
+  remove(requested: string): string | undefined {
+    const concrete = this.topics.get(requested);
+    this.topics.delete(requested);
+    this.autos.delete(requested);
+    return concrete;
+  }
+
+  concrete(): string[] {
+    return [...this.topics.values()];
+  }
+
+  frameTopics(): string[] {
+    return this.concrete().filter((t) => parseTopic(t)?.kind === 'frame');
+  }
+
+  requested(): [requested: string, concrete: string][] {
+    return [...this.topics.entries()];
+  }
+
+  /** Advances every auto subscription; returns the switches to apply. */
+  adapt(slow: boolean, now: number): VariantSwitch[] {
+    const switches: VariantSwitch[] = [];
+    for (const [requested, auto] of this.autos) {
+      const variant = auto.update(slow, now);
+      if (!variant) continue;
+      const from = this.topics.get(requested)!;
+      const to = `cam/${autoCamera(requested)}/${variant}`;
+      this.topics.set(requested, to);
+      switches.push({ requested, from, to, variant });
+    }
+    return switches;
+  }
+}
+
+/** The camera of an auto topic (`cam/<id>/auto`), else undefined. */
+export function autoCamera(topic: string): string | undefined {
+  const m = /^cam\/([a-z0-9][a-z0-9_-]{0,63})\/auto$/.exec(topic);
+  return m?.[1];
+}

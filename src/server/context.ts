@@ -1,0 +1,32 @@
+import type { AutoVariantOptions } from '../hub/auto-variant.js';
+import type { Hub } from '../hub/hub.js';
+import type { SlowOptions } from '../hub/viewer-state.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { type Authenticator, canView, type Principal } from './auth.js';
+import type { ConnectionLimits } from './limits.js';
+import type { ErrorCode } from './protocol.js';
+
+/** What every viewer endpoint needs; built once in daemon.ts. */
+export interface ServerContext {
+  hub: Hub;
+  metrics: Metrics;
+  auth: Authenticator;
+  limits: ConnectionLimits;
+  slow: SlowOptions;
+  adaptive: AutoVariantOptions;
+  maxTopicsPerConnection: number;
+  sseHeartbeatMs: number;
+}
+
+export type TopicAccess = { ok: true } | { ok: false; code: ErrorCode; message: string };
+
+/** Checks a requested topic is valid, exists, and is visible to the principal. */
+export function checkTopicAccess(ctx: ServerContext, principal: Principal, name: unknown): TopicAccess {
+  const check = ctx.hub.check(name);
+  if (!check.ok) return check;
+  const topic = check.topic;
+  if ('camera' in topic && !canView(principal, topic.camera)) {
+    return { ok: false, code: 'FORBIDDEN', message: `token does not grant camera "${topic.camera}"` };
+  }
+  return { ok: true };
+}

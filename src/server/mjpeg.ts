@@ -1,0 +1,89 @@
+import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { encodingOf, type Frame } from '../hub/hub.js';
+import { checkTopicAccess, type ServerContext } from './context.js';
+import { sendError, statusLine } from './http-util.js';
+import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
+import { openViewerRequest } from './stream-open.js';
+
+const BOUNDARY = 'framehubframe';
+
+/** One multipart part: headers, the JPEG, CRLF. Built once per frame and shared by all MJPEG viewers. */
+function part(frame: Frame): Uint8Array {
+  const head = Buffer.from(
+    `--${BOUNDARY}\r\nContent-Type: ${frame.mime}\r\nContent-Length: ${frame.data.byteLength}\r\n` +
+      `X-Topic: ${frame.topic}\r\nX-Seq: ${frame.seq}\r\nX-Timestamp: ${frame.ts}\r\n\r\n`,
+  );
+  return Buffer.concat([head, frame.data, Buffer.from('\r\n')]);
+}
+
+const mjpegFraming: StreamFraming = {
+  frame: (frame) => encodingOf(frame, 'mjpeg', part),
+  event: () => undefined,
+  variant: () => undefined,
+  keepAlive: () => undefined,
+};
+
+const FILE = /^([a-z]+)\.(mjpeg|jpg)$/;
+
+/**
+ * `GET /cams/<id>/<variant>.mjpeg` (multipart/x-mixed-replace, plays in a plain <img>) and
+ * `GET /cams/<id>/<variant>.jpg` (the latest frame, with ETag/Last-Modified and 304s).
+ */
+export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: HttpStreams): void {
+  app.get('/cams/:camera/:file', (res, req) => {
+    const camera = req.getParameter(0) ?? '';
+    const m = FILE.exec(req.getParameter(1) ?? '');
+    if (!m) return sendError(res, 404, 'NOT_FOUND', 'use /cams/<camera>/<variant>.mjpeg or .jpg');
+    const [, variant, ext] = m as unknown as [string, string, 'mjpeg' | 'jpg'];
+    const topic = `cam/${camera}/${variant}`;
+    if (ext === 'jpg' && variant === 'auto') return sendError(res, 400, 'BAD_TOPIC', 'snapshots need a concrete variant');
+
+    openViewerRequest(ctx, res, req, ext === 'jpg' ? 'snapshot' : 'mjpeg', (principal, r) => {
+      const access = checkTopicAccess(ctx, principal, topic);
+      if (!access.ok) {
+        if (ext === 'mjpeg') ctx.limits.release(r.ip);
+        const status = access.code === 'FORBIDDEN' ? 403 : access.code === 'UNKNOWN_TOPIC' ? 404 : 400;
+        return sendError(res, status, access.code, access.message);
+      }
+      if (ext === 'jpg') return snapshot(ctx, res, topic, r.headers);
+
+      const viewer = new StreamViewer(res, 'mjpeg', mjpegFraming, r.ip, ctx);
+      res.onAborted(() => streams.close(viewer));
+      res.cork(() => {
+        res
+          .writeStatus('200 OK')
+          .writeHeader('Content-Type', `multipart/x-mixed-replace; boundary=${BOUNDARY}`)
+          .writeHeader('Cache-Control', 'no-cache, no-store')
+          .writeHeader('Pragma', 'no-cache');
+      });
+      streams.open(viewer, [topic], []);
+    });
+  });
+}
+
+function snapshot(
+  ctx: ServerContext,
+  res: HttpResponse,
+  topic: string,
+  headers: { ifNoneMatch: string; ifModifiedSince: string },
+): void {
+  const frame = ctx.hub.latest(topic);
+  if (!frame) return sendError(res, 503, 'NO_FRAME_YET', `no frame on ${topic} yet`, { 'Retry-After': '1' });
+  const etag = `"${frame.seq}-${frame.ts}"`;
+  const lastModified = new Date(frame.ts).toUTCString();
+  const since = Date.parse(headers.ifModifiedSince);
+  const notModified = headers.ifNoneMatch
+    ? headers.ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+    : Number.isFinite(since) && Math.floor(frame.ts / 1000) * 1000 <= since;
+  res.cork(() => {
+    res
+      .writeStatus(statusLine(notModified ? 304 : 200))
+      .writeHeader('ETag', etag)
+      .writeHeader('Last-Modified', lastModified)
+      .writeHeader('Cache-Control', 'no-cache')
+      .writeHeader('X-Seq', String(frame.seq))
+      .writeHeader('X-Timestamp', String(frame.ts));
+    if (notModified) res.endWithoutBody();
+    else res.writeHeader('Content-Type', frame.mime).end(frame.data);
+  });
+}

@@ -1,0 +1,119 @@
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import type { CameraConfig } from '../config/schema.js';
+import type { FrameIngest } from '../ingest/frame-ingest.js';
+import { decode, encode } from '../pool/records.js';
+import { canPublish, extractToken, type Principal } from './auth.js';
+import type { ServerContext } from './context.js';
+import { CloseCode, type ErrorCode } from './protocol.js';
+
+export interface PublishOptions {
+  maxPayloadBytes: number;
+  idleTimeoutSeconds: number;
+}
+
+/** Handles a publisher record kind other than frame (audio, added by the VAD). */
+export type PublishHandler = (
+  cam: CameraConfig,
+  record: Record<string, unknown>,
+) => { ok: true } | { ok: false; code: ErrorCode; message: string };
+
+interface Publisher {
+  principal: Principal | undefined;
+  reject: string | undefined;
+  closed: boolean;
+}
+
+/**
+ * `/publish`: WebSocket for sources that push media (bench feeders, edge devices).
+ * Separate from `/ws` so viewers keep a small message limit while publishers may send
+ * whole frames. With auth on, the token (role publisher or admin) must come with the upgrade.
+ */
+export function registerPublisher(
+  app: TemplatedApp,
+  ctx: ServerContext,
+  opts: PublishOptions,
+  cameras: ReadonlyMap<string, CameraConfig>,
+  ingest: FrameIngest,
+  handlers: Record<string, PublishHandler> = {},
+): void {
+  const errors = ctx.metrics.wsErrors;
+  const sendError = (ws: WebSocket<Publisher>, code: ErrorCode, message: string) => {
+    errors.labels(code).inc();
+    ws.send(encode({ type: 'error', code, message }), true);
+  };
+
+  const onRecord = (ws: WebSocket<Publisher>, rec: Record<string, unknown>) => {
+    if (rec.type === 'ping') return void ws.send(encode({ type: 'pong', id: rec.id ?? null, ts: Date.now() }), true);
+    const cam = typeof rec.camera === 'string' ? cameras.get(rec.camera) : undefined;
+    if (!cam) return sendError(ws, 'UNKNOWN_TOPIC', `no camera "${String(rec.camera).slice(0, 64)}"`);
+    if (!canPublish(ws.getUserData().principal!, cam.id)) {
+      return sendError(ws, 'FORBIDDEN', `token may not publish to "${cam.id}"`);
+    }
+    if (rec.type === 'frame') {
+      if (cam.source !== 'push') return sendError(ws, 'NOT_PUSH_CAMERA', `camera "${cam.id}" is not a push camera`);
+      const data = rec.data;
+      if (!(data instanceof Uint8Array) || data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
+        return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
+      }
+      const ts = typeof rec.ts === 'number' && Number.isFinite(rec.ts) ? rec.ts : Date.now();
+      ingest.submit(cam, data, ts);
+      return;
+    }
+    const handler = typeof rec.type === 'string' ? handlers[rec.type] : undefined;
+    if (!handler) return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${String(rec.type).slice(0, 50)}"`);
+    const result = handler(cam, rec);
+    if (!result.ok) sendError(ws, result.code, result.message);
+  };
+
+  app.ws<Publisher>('/publish', {
+    maxPayloadLength: opts.maxPayloadBytes,
+    idleTimeout: opts.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+    maxBackpressure: 1024 * 1024,
+    upgrade: (res, req, context) => {
+      const key = req.getHeader('sec-websocket-key');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const { token, protocol } = extractToken({
+        authorization: req.getHeader('authorization'),
+        query: req.getQuery() ?? '',
+        protocols: req.getHeader('sec-websocket-protocol'),
+      });
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      const data: Publisher = { principal: undefined, reject: undefined, closed: false };
+      ctx.auth.verify(token).then(
+        (p) => {
+          data.principal = p;
+        },
+        (err: Error) => {
+          ctx.metrics.authFailures.labels('publish').inc();
+          data.reject = err.message.slice(0, 120);
+        },
+      ).finally(() => {
+        if (!aborted) res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
+      });
+    },
+    open: (ws) => {
+      const { reject } = ws.getUserData();
+      if (reject) ws.end(CloseCode.UNAUTHORIZED, reject);
+    },
+    message: (ws, message, isBinary) => {
+      let rec: unknown;
+      try {
+        if (!isBinary) throw new Error('send binary msgpack records, not text');
+        rec = decode(new Uint8Array(message));
+      } catch (err) {
+        return sendError(ws, 'BAD_MESSAGE', (err as Error).message);
+      }
+      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
+        return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
+      }
+      onRecord(ws, rec as Record<string, unknown>);
+    },
+    close: (ws) => {
+      ws.getUserData().closed = true;
+    },
+  });
+}

@@ -1,0 +1,61 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { CameraStatus } from '../ingest/camera-supervisor.js';
+import { extractToken, isAdmin } from './auth.js';
+import type { ServerContext } from './context.js';
+import { handleAsync, sendError, sendJson } from './http-util.js';
+
+export interface StatusSources {
+  version: string;
+  startedAt: number;
+  cameras(): CameraStatus[];
+  pool(): unknown;
+  ws(): { total: number; slow: number; byVariant: Record<string, number> };
+  streams(): { byTransport: Record<string, number>; byVariant: Record<string, number>; slow: number };
+}
+
+function merge(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+/** `GET /api/v1/status` and `/api/v1/status/connections`; admin-only when auth is on. */
+export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: StatusSources): void {
+  const guarded = (path: string, body: () => unknown) =>
+    app.get(path, (res, req) => {
+      const { token } = extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' });
+      handleAsync(res, async (isAborted) => {
+        let allowed = true;
+        try {
+          allowed = isAdmin(await ctx.auth.verify(token));
+        } catch (err) {
+          if (!isAborted()) sendError(res, 401, 'UNAUTHORIZED', (err as Error).message);
+          return;
+        }
+        if (isAborted()) return;
+        if (!allowed) return sendError(res, 403, 'FORBIDDEN', 'the status API needs role admin');
+        sendJson(res, 200, body());
+      });
+    });
+
+  const connections = () => {
+    const ws = src.ws();
+    const streams = src.streams();
+    return {
+      total: ws.total + streams.byTransport.sse! + streams.byTransport.mjpeg!,
+      byTransport: { ws: ws.total, ...streams.byTransport },
+      byVariant: merge(ws.byVariant, streams.byVariant),
+      byState: { healthy: ws.total + streams.byTransport.sse! + streams.byTransport.mjpeg! - ws.slow - streams.slow, slow: ws.slow + streams.slow },
+    };
+  };
+
+  guarded('/api/v1/status', () => ({
+    version: src.version,
+    uptimeSeconds: Math.round((Date.now() - src.startedAt) / 1000),
+    authEnabled: ctx.auth.enabled,
+    cameras: src.cameras().map(({ stderrTail: _tail, ...c }) => c),
+    viewers: connections().byTransport,
+    pool: src.pool(),
+  }));
+  guarded('/api/v1/status/connections', connections);
+}

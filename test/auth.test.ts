@@ -1,0 +1,409 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  base64url,
+  type CryptoKey,
+  exportJWK,
+  exportPKCS8,
+  exportSPKI,
+  generateKeyPair,
+  type JWTPayload,
+  SignJWT,
+} from 'jose';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AuthConfig,
+  AuthError,
+  type Authenticator,
+  type AuthFailure,
+  assertAuthAllowedForHost,
+  authConfigSchema,
+  canPublish,
+  canView,
+  createAuthenticator,
+  extractToken,
+  isAdmin,
+  type Principal,
+} from '../src/server/auth.js';
+
+const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
+const OTHER_SECRET = 'another-secret-that-is-also-32-bytes-or-more';
+const now = () => Math.floor(Date.now() / 1000);
+const claims = (extra: JWTPayload = {}): JWTPayload => ({
+  sub: 'alice',
+  exp: now() + 600,
+  cams: ['front'],
+  ...extra,
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'framehub-auth-'));
+const writeTmp = (name: string, text: string) => {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+};
+
+async function sign(
+  payload: JWTPayload,
+  key: CryptoKey | Uint8Array,
+  alg = 'HS256',
+  kid?: string,
+): Promise<string> {
+  return new SignJWT(payload).setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}) }).sign(key);
+}
+const signHs = (payload: JWTPayload, secret = SECRET) => sign(payload, new TextEncoder().encode(secret));
+
+/** Resolves the rejection reason; fails the test if `p` resolves. */
+async function refusal(p: Promise<unknown>): Promise<AuthError> {
+  const err = await p.then(
+    (v) => {
+      throw new Error(`expected a refusal, got ${JSON.stringify(v)}`);
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AuthError);
+  return err as AuthError;
+}
+async function expectUnauthorized(p: Promise<unknown>, reason: AuthFailure) {
+  const err = await refusal(p);
+  expect(err.code).toBe('UNAUTHORIZED');
+  expect(err.status).toBe(401);
+  expect(err.reason).toBe(reason);
+}
+async function configError(p: Promise<unknown> | (() => unknown)) {
+  const run = typeof p === 'function' ? Promise.resolve().then(p) : p;
+  const err = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toMatchObject({ code: 'BAD_CONFIG' });
+}
+
+describe('hs256 authenticator', () => {
+  let auth: Authenticator;
+  beforeAll(async () => {
+    auth = await createAuthenticator({ hs256Secret: SECRET });
+  });
+
+  it('accepts a valid token and builds the principal', async () => {
+    const p = await auth.verify(await signHs(claims({ cams: ['front', 'back'], role: 'publisher' })));
+    expect(auth.enabled).toBe(true);
+    expect(p.sub).toBe('alice');
+    expect(p.role).toBe('publisher');
+    expect(p.cams).toEqual(new Set(['front', 'back']));
+  });
+
+  it('defaults role to viewer', async () => {
+    expect((await auth.verify(await signHs(claims()))).role).toBe('viewer');
+  });
+
+  it('refuses a missing token', async () => {
+    await expectUnauthorized(auth.verify(undefined), 'missing');
+    await expectUnauthorized(auth.verify(''), 'missing');
+  });
+
+  it('refuses a malformed token', async () => {
+    await expectUnauthorized(auth.verify('not.a.jwt'), 'malformed');
+  });
+
+  it('refuses an oversized token before decoding it', async () => {
+    await expectUnauthorized(auth.verify('a'.repeat(10_000)), 'malformed');
+  });
+
+  it('refuses a token expired beyond the clock tolerance', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ exp: now() - 60 }))), 'expired');
+  });
+
+  it('accepts a token expired within the clock tolerance', async () => {
+    await expect(auth.verify(await signHs(claims({ exp: now() - 2 })))).resolves.toMatchObject({
+      sub: 'alice',
+    });
+  });
+
+  it('refuses a token signed with another secret', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims(), OTHER_SECRET)), 'signature');
+  });
+
+  it('refuses alg none', async () => {
+    const header = base64url.encode(JSON.stringify({ alg: 'none', typ: 'JWT' }));
+    const body = base64url.encode(JSON.stringify(claims({ role: 'admin', cams: ['*'] })));
+    await expectUnauthorized(auth.verify(`${header}.${body}.`), 'algorithm');
+  });
+
+  it('refuses an RS256 token when only HS256 is configured', async () => {
+    const { privateKey } = await generateKeyPair('RS256');
+    await expectUnauthorized(auth.verify(await sign(claims(), privateKey, 'RS256')), 'algorithm');
+  });
+
+  it('refuses cams "*" as a bare string', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ cams: '*' }))), 'claims');
+  });
+
+  it('refuses cams with an invalid camera id', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ cams: ['front', '../etc'] }))), 'claims');
+    await expectUnauthorized(auth.verify(await signHs(claims({ cams: [42] }))), 'claims');
+  });
+
+  it('refuses a token without cams', async () => {
+    await expectUnauthorized(auth.verify(await signHs({ sub: 'alice', exp: now() + 600 })), 'claims');
+  });
+
+  it('refuses a token without sub', async () => {
+    await expectUnauthorized(auth.verify(await signHs({ exp: now() + 600, cams: ['front'] })), 'claims');
+  });
+
+  it('refuses a token without exp', async () => {
+    await expectUnauthorized(auth.verify(await signHs({ sub: 'alice', cams: ['front'] })), 'claims');
+  });
+
+  it('refuses an unknown role', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ role: 'root' }))), 'claims');
+    await expectUnauthorized(auth.verify(await signHs(claims({ role: ['admin'] }))), 'claims');
+  });
+
+  it('reads ["*"] as every camera', async () => {
+    expect((await auth.verify(await signHs(claims({ cams: ['*'] })))).cams).toBe('*');
+  });
+});
+
+describe('issuer and audience', () => {
+  it('refuses a token for another issuer or audience', async () => {
+    const auth = await createAuthenticator({ hs256Secret: SECRET, issuer: 'idp', audience: 'framehub' });
+    await expect(auth.verify(await signHs(claims({ iss: 'idp', aud: 'framehub' })))).resolves.toBeDefined();
+    await expectUnauthorized(auth.verify(await signHs(claims({ iss: 'evil', aud: 'framehub' }))), 'claims');
+    await expectUnauthorized(auth.verify(await signHs(claims({ iss: 'idp', aud: 'other' }))), 'claims');
+  });
+});
+
+describe('rs256 public key file', () => {
+  let auth: Authenticator;
+  let privateKey: CryptoKey;
+  let pem: string;
+  beforeAll(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    privateKey = pair.privateKey;
+    pem = await exportSPKI(pair.publicKey);
+    auth = await createAuthenticator({ publicKeyFile: writeTmp('rsa.pem', pem) });
+  });
+
+  it('accepts a valid RS256 token', async () => {
+    await expect(auth.verify(await sign(claims(), privateKey, 'RS256'))).resolves.toMatchObject({
+      sub: 'alice',
+    });
+  });
+
+  it('refuses an HS256 token signed with the public key text (algorithm confusion)', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ role: 'admin' }), pem)), 'algorithm');
+  });
+
+  it('refuses a private key file', async () => {
+    const file = writeTmp('private.pem', await exportPKCS8(privateKey));
+    await configError(createAuthenticator({ publicKeyFile: file }));
+  });
+
+  it('refuses a key file that is not PEM', async () => {
+    await configError(createAuthenticator({ publicKeyFile: writeTmp('junk.pem', 'not a key') }));
+  });
+
+  it('refuses a missing key file', async () => {
+    await configError(createAuthenticator({ publicKeyFile: join(dir, 'nope.pem') }));
+  });
+
+  it('refuses algorithms that do not match the key', async () => {
+    await configError(
+      createAuthenticator({ publicKeyFile: writeTmp('rsa2.pem', pem), algorithms: ['ES256'] }),
+    );
+    await configError(
+      createAuthenticator({ publicKeyFile: writeTmp('rsa3.pem', pem), algorithms: ['HS256'] }),
+    );
+  });
+});
+
+describe('es256 jwks file', () => {
+  let auth: Authenticator;
+  let privateKey: CryptoKey;
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    privateKey = pair.privateKey;
+    const encKey = await generateKeyPair('RSA-OAEP-256', { extractable: true });
+    const jwks = {
+      keys: [
+        { ...(await exportJWK(pair.publicKey)), kid: 'k1', use: 'sig' },
+        { ...(await exportJWK(encKey.publicKey)), kid: 'enc', use: 'enc' },
+      ],
+    };
+    auth = await createAuthenticator({ jwksFile: writeTmp('jwks.json', JSON.stringify(jwks)) });
+  });
+
+  it('accepts a valid ES256 token and names the skipped key', async () => {
+    await expect(auth.verify(await sign(claims(), privateKey, 'ES256', 'k1'))).resolves.toMatchObject({
+      sub: 'alice',
+    });
+    expect(auth.description).toContain('skipped keys[1]');
+  });
+
+  it('refuses a token whose kid is not in the set', async () => {
+    await expectUnauthorized(auth.verify(await sign(claims(), privateKey, 'ES256', 'k2')), 'key');
+  });
+
+  it('refuses a token signed by a key outside the set', async () => {
+    const stranger = await generateKeyPair('ES256');
+    await expectUnauthorized(
+      auth.verify(await sign(claims(), stranger.privateKey, 'ES256', 'k1')),
+      'signature',
+    );
+  });
+
+  it('refuses a JWKS holding a private key', async () => {
+    const jwks = { keys: [await exportJWK(privateKey)] };
+    await configError(createAuthenticator({ jwksFile: writeTmp('private-jwks.json', JSON.stringify(jwks)) }));
+  });
+
+  it('refuses a JWKS file that is not JSON or has no keys', async () => {
+    await configError(createAuthenticator({ jwksFile: writeTmp('bad.json', '{') }));
+    await configError(createAuthenticator({ jwksFile: writeTmp('empty.json', '{"keys":[]}') }));
+  });
+});
+
+describe('auth off', () => {
+  it('resolves an anonymous admin for any token', async () => {
+    const auth = await createAuthenticator(undefined);
+    expect(auth.enabled).toBe(false);
+    const p = await auth.verify(undefined);
+    expect(p).toMatchObject({ sub: 'anonymous', cams: '*', role: 'admin' });
+  });
+});
+
+describe('permissions', () => {
+  const principal = (cams: Principal['cams'], role: Principal['role'] = 'viewer'): Principal => ({
+    sub: 'alice',
+    cams,
+    role,
+    exp: now() + 600,
+  });
+
+  it('canView allows a listed camera', () => {
+    expect(canView(principal(new Set(['front'])), 'front')).toBe(true);
+  });
+
+  it('canView refuses another camera', () => {
+    expect(canView(principal(new Set(['front'])), 'back')).toBe(false);
+  });
+
+  it('canView allows every camera with the wildcard', () => {
+    expect(canView(principal('*'), 'back')).toBe(true);
+  });
+
+  it('canPublish needs the publisher or admin role and the camera', () => {
+    expect(canPublish(principal(new Set(['front'])), 'front')).toBe(false);
+    expect(canPublish(principal(new Set(['front']), 'publisher'), 'front')).toBe(true);
+    expect(canPublish(principal(new Set(['front']), 'publisher'), 'back')).toBe(false);
+    expect(canPublish(principal('*', 'admin'), 'back')).toBe(true);
+  });
+
+  it('isAdmin only for the admin role', () => {
+    expect(isAdmin(principal('*', 'admin'))).toBe(true);
+    expect(isAdmin(principal('*', 'publisher'))).toBe(false);
+  });
+
+  it('FORBIDDEN carries 403', () => {
+    const err = new AuthError('FORBIDDEN', 'camera "back" is not in this token');
+    expect(err).toMatchObject({ code: 'FORBIDDEN', status: 403, reason: 'forbidden' });
+  });
+});
+
+describe('extractToken', () => {
+  it('reads Authorization: Bearer', () => {
+    expect(extractToken({ authorization: 'Bearer abc.def.ghi' })).toEqual({ token: 'abc.def.ghi' });
+    expect(extractToken({ authorization: 'bearer  abc' }).token).toBe('abc');
+  });
+
+  it('ignores other Authorization schemes', () => {
+    expect(extractToken({ authorization: 'Basic dXNlcjpwYXNz' }).token).toBeUndefined();
+  });
+
+  it('reads ?token=', () => {
+    expect(extractToken({ query: 'topics=a&token=abc.def' }).token).toBe('abc.def');
+    expect(extractToken({ query: '?token=xyz' }).token).toBe('xyz');
+    expect(extractToken({ query: 'token=' }).token).toBeUndefined();
+  });
+
+  it('reads the bearer subprotocol and echoes the plain entry', () => {
+    expect(extractToken({ protocols: 'framehub, framehub.bearer.abc.def' })).toEqual({
+      token: 'abc.def',
+      protocol: 'framehub',
+    });
+  });
+
+  it('echoes the bearer entry when it is the only one offered', () => {
+    expect(extractToken({ protocols: 'framehub.bearer.abc' })).toEqual({
+      token: 'abc',
+      protocol: 'framehub.bearer.abc',
+    });
+  });
+
+  it('prefers the header, then the subprotocol, then the query', () => {
+    const all = { authorization: 'Bearer h', protocols: 'framehub.bearer.p', query: 'token=q' };
+    expect(extractToken(all).token).toBe('h');
+    expect(extractToken({ ...all, authorization: undefined }).token).toBe('p');
+    expect(extractToken({ query: 'token=q' }).token).toBe('q');
+  });
+
+  it('finds nothing when nothing is sent', () => {
+    expect(extractToken({})).toEqual({});
+  });
+});
+
+describe('assertAuthAllowedForHost', () => {
+  const off = (host: string) => () => assertAuthAllowedForHost(host, undefined);
+
+  it('allows auth off on 127.0.0.1', () => {
+    expect(off('127.0.0.1')).not.toThrow();
+    expect(off('127.8.9.10')).not.toThrow();
+  });
+
+  it('allows auth off on ::1 and localhost', () => {
+    expect(off('::1')).not.toThrow();
+    expect(off('[::1]')).not.toThrow();
+    expect(off('localhost')).not.toThrow();
+  });
+
+  it('refuses auth off on 0.0.0.0', async () => {
+    await configError(off('0.0.0.0'));
+  });
+
+  it('refuses auth off on other non-loopback hosts', async () => {
+    for (const host of ['::', '192.168.1.10', 'example.com', 'localhost.example.com'])
+      await configError(off(host));
+  });
+
+  it('allows 0.0.0.0 with a secret', () => {
+    expect(() => assertAuthAllowedForHost('0.0.0.0', { hs256Secret: SECRET })).not.toThrow();
+  });
+
+  it('refuses a short secret', async () => {
+    await configError(() => assertAuthAllowedForHost('0.0.0.0', { hs256Secret: 'short' }));
+    await configError(() => assertAuthAllowedForHost('127.0.0.1', { hs256Secret: 'short' }));
+    await configError(createAuthenticator({ hs256Secret: 'short' }));
+  });
+
+  it('refuses a section with no key or two keys', async () => {
+    await configError(() => assertAuthAllowedForHost('0.0.0.0', {}));
+    await configError(() =>
+      assertAuthAllowedForHost('0.0.0.0', { hs256Secret: SECRET, jwksFile: '/x.json' } as AuthConfig),
+    );
+  });
+});
+
+describe('authConfigSchema', () => {
+  it('fills the default clock tolerance', () => {
+    expect(authConfigSchema.parse({ hs256Secret: SECRET }).clockToleranceSeconds).toBe(5);
+  });
+
+  it('refuses HS256 next to a public key', () => {
+    const r = authConfigSchema.safeParse({ publicKeyFile: '/k.pem', algorithms: ['RS256', 'HS256'] });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['algorithms', 1]);
+  });
+});
