@@ -17,6 +17,7 @@ import { registerHttpRoutes } from './server/http.js';
 import { HttpStreams } from './server/http-stream.js';
 import { ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
+import { registerNotices } from './server/notices.js';
 import { registerPublisher } from './server/publish.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
@@ -95,6 +96,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           log,
           metrics,
           onFrame: (jpeg, ts) => ingest.submit(cam, jpeg, ts),
+          onUpChange: (up, reason) =>
+            hub.publishEvent('system', { type: 'system', kind: up ? 'camera_up' : 'camera_down', camera: cam.id, reason }),
         }),
     );
   registerStatus(app, ctx, {
@@ -105,6 +108,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ws: () => ws.census(),
     streams: () => streams.census(),
   });
+  registerNotices(app, ctx);
   registerHttpRoutes(app, { metrics, isReady: () => ready, version });
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {

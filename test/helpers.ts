@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -169,4 +169,102 @@ export async function get(url: string, init?: RequestInit) {
 export function metricValue(metricsText: string, series: string): number | undefined {
   const line = metricsText.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : undefined;
+}
+
+export interface SseEvent {
+  event: string;
+  id: string | undefined;
+  data: string;
+}
+
+/** A raw SSE reader over fetch, keeping events and comment lines as they arrive. */
+export class SseReader {
+  readonly events: SseEvent[] = [];
+  readonly comments: string[] = [];
+  readonly response: Promise<Response>;
+  private readonly controller = new AbortController();
+  private listeners = new Set<() => void>();
+
+  constructor(url: string, headers: Record<string, string> = {}) {
+    this.response = fetch(url, { headers, signal: this.controller.signal });
+    this.response
+      .then(async (res) => {
+        if (!res.body || res.status !== 200) return;
+        const decoder = new TextDecoder();
+        let buf = '';
+        for await (const chunk of res.body) {
+          buf += decoder.decode(chunk as Uint8Array, { stream: true });
+          let end = buf.indexOf('\n\n');
+          while (end >= 0) {
+            this.parse(buf.slice(0, end));
+            buf = buf.slice(end + 2);
+            end = buf.indexOf('\n\n');
+          }
+        }
+      })
+      .catch(() => {});
+  }
+
+  private parse(block: string): void {
+    const ev: SseEvent = { event: 'message', id: undefined, data: '' };
+    let isEvent = false;
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) this.comments.push(line);
+      else if (line.startsWith('event: ')) ((ev.event = line.slice(7)), (isEvent = true));
+      else if (line.startsWith('id: ')) ev.id = line.slice(4);
+      else if (line.startsWith('data: ')) ((ev.data += line.slice(6)), (isEvent = true));
+    }
+    if (isEvent) this.events.push(ev);
+    for (const l of this.listeners) l();
+  }
+
+  of(event: string): SseEvent[] {
+    return this.events.filter((e) => e.event === event);
+  }
+
+  until(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+    return new Promise((res, rej) => {
+      const check = () => {
+        if (!pred()) return;
+        this.listeners.delete(check);
+        clearTimeout(timer);
+        res();
+      };
+      const timer = setTimeout(() => {
+        this.listeners.delete(check);
+        rej(new Error(`SSE condition not met in ${timeoutMs} ms (${this.events.length} events)`));
+      }, timeoutMs);
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  close(): void {
+    this.controller.abort();
+  }
+}
+
+/** A JPEG of noise, so its size is realistic for its dimensions (about 0.3 bytes/pixel at q=60). */
+export async function noiseJpeg(width: number, height: number, quality = 60): Promise<Buffer> {
+  const { default: sharp } = await import('sharp');
+  const pixels = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (Math.random() * 256) | 0;
+  return sharp(pixels, { raw: { width, height, channels: 3 } }).jpeg({ quality }).toBuffer();
+}
+
+/** Posts an operator notice (a `system` event); returns its seq. */
+export async function postNotice(baseUrl: string, message: string, token?: string): Promise<number> {
+  const res = await fetch(`${baseUrl}/api/v1/notices`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ message }),
+  });
+  if (res.status !== 202) throw new Error(`notice refused: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { seq: number }).seq;
+}
+
+/** Resident set size of a process in bytes, from /proc. */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }

@@ -127,11 +127,16 @@ describe('ring buffer', () => {
     const header = new Int32Array(sab, 0, HEADER_BYTES >> 2);
     header[W.DROPS] = -2; // 2^32 - 2
     header[W.FULL_EVENTS] = -1;
+    header[W.WRITTEN] = -1;
+    header[W.READ] = -1;
     const writer = new RingWriter(sab);
     const reader = new RingReader(sab);
     writer.write(payload(0, 56), 0);
     for (let i = 0; i < 3; i++) expect(writer.write(payload(1, 8), 0)).toBe(false);
-    expect(reader.stats()).toMatchObject({ drops: 2 ** 32 + 1, fullEvents: 2 ** 32 + 2 });
+    expect(reader.stats()).toMatchObject({ written: 2 ** 32, drops: 2 ** 32 + 1, fullEvents: 2 ** 32 + 2 });
+    drainAll(reader);
+    writer.write(payload(2, 8), 0);
+    expect(reader.stats()).toMatchObject({ written: 2 ** 32 + 1, read: 2 ** 32 });
   });
 
   it('consumes a record whose handler threw; the next drain goes on after it', () => {

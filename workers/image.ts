@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { workerData } from 'node:worker_threads';
-import { type FrameVariant, makeVariants } from '../src/image/variants.js';
+import { type FrameVariant, makeVariants, type VariantImage } from '../src/image/variants.js';
 import { encode, type FrameRecord } from '../src/pool/records.js';
 import { claimRing, type PoolWorkerData } from '../src/pool/ring-claim.js';
 
-/** A camera frame moved (not copied) into the worker. */
+/** A camera frame moved (not copied) into the worker. width 0 means "read it from the JPEG". */
 export interface ImageTask {
   camera: string;
   seq: number;
@@ -25,15 +25,16 @@ export interface ImageTaskResult {
 const data = workerData as PoolWorkerData;
 const { writer } = claimRing(data);
 
-/** Resizes one frame into its variants and writes each, as a ready-to-send frame record, into this worker's ring. */
+/**
+ * Resizes one frame into its variants and writes each, as a ready-to-send frame record, into
+ * this worker's ring. `raw` is written first when its size is known, so pass-through viewers
+ * never wait for the resizes.
+ */
 export default async function imageTask(task: ImageTask): Promise<ImageTaskResult> {
   const started = performance.now();
   const source = new Uint8Array(task.jpeg);
-  const images = await makeVariants(source, task.width, task.height, task.variants);
-  let written = 0;
-  let dropped = 0;
-  let bytesOut = 0;
-  for (const img of images) {
+  const result: ImageTaskResult = { written: 0, dropped: 0, bytesOut: 0, ms: 0 };
+  const emit = (img: VariantImage) => {
     const record: FrameRecord = {
       type: 'frame',
       topic: `cam/${task.camera}/${img.variant}`,
@@ -44,9 +45,17 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
       height: img.height,
       data: img.data,
     };
-    if (writer.write(encode(record), data.ringWaitMs)) written++;
-    else dropped++;
-    if (img.data !== source) bytesOut += img.data.byteLength;
+    if (writer.write(encode(record), data.ringWaitMs)) result.written++;
+    else result.dropped++;
+    if (img.data !== source) result.bytesOut += img.data.byteLength;
+  };
+
+  let variants = task.variants;
+  if (task.width > 0 && variants.includes('raw')) {
+    emit({ variant: 'raw', width: task.width, height: task.height, data: source });
+    variants = variants.filter((v) => v !== 'raw');
   }
-  return { written, dropped, bytesOut, ms: performance.now() - started };
+  for (const img of await makeVariants(source, task.width, task.height, variants)) emit(img);
+  result.ms = performance.now() - started;
+  return result;
 }

@@ -46,7 +46,7 @@ const CAMERA = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 export function asPublishRecord(value: unknown): PublishRecord | undefined {
   const r = value as Partial<PublishRecord> | null;
-  if (!r || r.type !== 'frame' || typeof r.camera !== 'string' || !CAMERA.test(r.camera)) return undefined;
+  if (r?.type !== 'frame' || typeof r.camera !== 'string' || !CAMERA.test(r.camera)) return undefined;
   if (typeof r.ts !== 'number' || !(r.data instanceof Uint8Array)) return undefined;
   return r as PublishRecord;
 }

@@ -1,5 +1,13 @@
 import uWS from 'uWebSockets.js';
-import { announce, asPublishRecord, baselineOptions, HEALTH, Latest, packr, topicsFromQuery } from './common.js';
+import {
+  announce,
+  asPublishRecord,
+  baselineOptions,
+  HEALTH,
+  Latest,
+  packr,
+  topicsFromQuery,
+} from './common.js';
 
 /**
  * Reference server 1: bare uWebSockets.js. Frames are encoded once and fanned out by

@@ -1,6 +1,14 @@
 import http from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
-import { announce, asPublishRecord, baselineOptions, HEALTH, Latest, packr, topicsFromQuery } from './common.js';
+import {
+  announce,
+  asPublishRecord,
+  baselineOptions,
+  HEALTH,
+  Latest,
+  packr,
+  topicsFromQuery,
+} from './common.js';
 
 /**
  * Reference server 2: the common Node stack, `ws` on `node:http`, fanning out with a JS loop
@@ -40,8 +48,8 @@ server.on('upgrade', (req, socket, head) => {
 
 function onViewer(ws: WebSocket, topics: string[]): void {
   for (const topic of topics) {
-    let set = subscribers.get(topic);
-    if (!set) subscribers.set(topic, (set = new Set()));
+    const set = subscribers.get(topic) ?? new Set<WebSocket>();
+    subscribers.set(topic, set);
     set.add(ws);
     const record = latest.records.get(topic);
     if (record) ws.send(record, { binary: true });

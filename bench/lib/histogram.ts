@@ -18,7 +18,7 @@ function indexOf(us: number): number {
 }
 
 /** Midpoint of a bucket, in µs. */
-function valueOf(index: number): number {
+function bucketValue(index: number): number {
   if (index < 2 * SUB) return index;
   const e = Math.floor(index / SUB) - 1;
   const sub = index - SUB * e;
@@ -63,7 +63,7 @@ export class Histogram {
     let seen = 0;
     for (let i = 0; i < BUCKETS; i++) {
       seen += this.counts[i]!;
-      if (seen >= rank) return Math.min(valueOf(i) / 1000, this.max);
+      if (seen >= rank) return Math.min(bucketValue(i) / 1000, this.max);
     }
     return this.max;
   }
@@ -72,7 +72,7 @@ export class Histogram {
     const out: SparseHistogram = [];
     for (let i = 0; i < BUCKETS; i++) {
       const n = this.counts[i]!;
-      if (n) out.push([valueOf(i) / 1000, n]);
+      if (n) out.push([bucketValue(i) / 1000, n]);
     }
     return out;
   }

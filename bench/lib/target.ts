@@ -42,7 +42,10 @@ const entries: Record<(typeof TARGETS)[number], string> = {
 };
 
 /** Starts a target in its own process on an ephemeral loopback port and waits for its listening line. */
-export async function startTarget(name: (typeof TARGETS)[number], setup: TargetSetup): Promise<RunningTarget> {
+export async function startTarget(
+  name: (typeof TARGETS)[number],
+  setup: TargetSetup,
+): Promise<RunningTarget> {
   let args: string[];
   let tmp: string | undefined;
   if (name === 'framehub') {

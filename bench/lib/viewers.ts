@@ -163,7 +163,7 @@ function numberAt(buf: Buffer, i: number): number {
 
 class SseViewer extends HttpViewer {
   readonly transport = 'sse';
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private scanned = 0;
 
   constructor(t: ViewerTarget, sink: ViewerSink) {
@@ -199,7 +199,7 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 
 class MjpegViewer extends HttpViewer {
   readonly transport = 'mjpeg';
-  private head = Buffer.alloc(0);
+  private head: Buffer = Buffer.alloc(0);
   private bodyLeft = 0;
   private partTs = 0;
   private partBytes = 0;

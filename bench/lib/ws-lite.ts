@@ -17,7 +17,7 @@ export interface WsLiteHandlers {
   onError(err: Error): void;
 }
 
-const enum State {
+enum State {
   Handshake,
   Header,
   Payload,
@@ -92,13 +92,17 @@ export class WsLite {
       if (this.state === State.Handshake) {
         const end = buf.indexOf('\r\n\r\n');
         if (end < 0) {
-          if (buf.length > MAX_HEADER_BYTES) return this.fail(new Error('handshake response too long'));
+          if (buf.length > MAX_HEADER_BYTES) {
+            this.fail(new Error('handshake response too long'));
+            return;
+          }
           this.pending = buf;
           return;
         }
         const head = buf.toString('latin1', 0, end);
         if (!head.startsWith('HTTP/1.1 101')) {
-          return this.fail(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+          this.fail(new Error(`upgrade refused: ${head.split('\r\n')[0]}`));
+          return;
         }
         this.state = State.Header;
         buf = buf.subarray(end + 4);

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { createRing, RingReader, startDraining } from '../../src/pool/ring-buffer.js';
@@ -18,6 +19,7 @@ const latencies = new Float64Array(spec.count - warm);
 let received = 0;
 let expected = spec.count;
 let warmAt = 0;
+let warmElu = performance.eventLoopUtilization();
 let encodedBytes = 0;
 let producerDrops = 0;
 let stopDraining = () => {};
@@ -25,7 +27,10 @@ let stopDraining = () => {};
 function onRecord(record: BenchRecord): void {
   const at = nowUs();
   if (received >= warm) latencies[received - warm] = at - record.ts;
-  if (++received === warm) warmAt = at;
+  if (++received === warm) {
+    warmAt = at;
+    warmElu = performance.eventLoopUtilization();
+  }
   if (received === expected) finish(at);
 }
 
@@ -33,9 +38,11 @@ function finish(at: number): void {
   stopDraining();
   const stats = reader?.stats();
   const measured = received - warm;
+  const elu = performance.eventLoopUtilization(warmElu);
   const result: CaseResult = {
     spec,
     msgsPerSec: measured / ((at - warmAt) / 1e6),
+    mainBusyUs: (elu.active * 1000) / measured,
     // Under a flat-out producer latency is only queueing time: not reported.
     p50us: spec.mode === 'latency' ? quantile(latencies.subarray(0, measured), 0.5) : Number.NaN,
     p99us: spec.mode === 'latency' ? quantile(latencies.subarray(0, measured), 0.99) : Number.NaN,

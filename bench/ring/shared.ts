@@ -18,6 +18,8 @@ export type Transport = 'ring' | 'postMessage' | 'clone';
 export interface CaseResult {
   spec: CaseSpec;
   msgsPerSec: number;
+  /** Main-thread event-loop active time per measured record. */
+  mainBusyUs: number;
   p50us: number;
   p99us: number;
   received: number;

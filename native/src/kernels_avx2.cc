@@ -45,34 +45,42 @@ void SumSqI16Avx2(const int16_t* x, size_t frames, size_t frame_len, double* out
 FH_TARGET("avx2,fma")
 void SumSqF32Avx2(const float* x, size_t frames, size_t frame_len, double* out) {
   for (size_t f = 0; f < frames; f++, x += frame_len) {
-    // Four chains hide the FMA latency; cvtps2pd is the throughput limit anyway.
-    __m256d a0 = _mm256_setzero_pd();
-    __m256d a1 = _mm256_setzero_pd();
-    __m256d a2 = _mm256_setzero_pd();
-    __m256d a3 = _mm256_setzero_pd();
+    // Float FMAs in blocks, widened into double sums per block; see kernels.h.
+    __m256d d0 = _mm256_setzero_pd();
+    __m256d d1 = _mm256_setzero_pd();
     size_t i = 0;
-    for (; i + 16 <= frame_len; i += 16) {
-      const __m256d d0 = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-      const __m256d d1 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-      const __m256d d2 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8));
-      const __m256d d3 = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
-      a0 = _mm256_fmadd_pd(d0, d0, a0);
-      a1 = _mm256_fmadd_pd(d1, d1, a1);
-      a2 = _mm256_fmadd_pd(d2, d2, a2);
-      a3 = _mm256_fmadd_pd(d3, d3, a3);
+    while (i + 32 <= frame_len) {
+      __m256 a0 = _mm256_setzero_ps();
+      __m256 a1 = _mm256_setzero_ps();
+      __m256 a2 = _mm256_setzero_ps();
+      __m256 a3 = _mm256_setzero_ps();
+      for (int b = 0; b < kFloatBlock && i + 32 <= frame_len; b++, i += 32) {
+        const __m256 v0 = _mm256_loadu_ps(x + i);
+        const __m256 v1 = _mm256_loadu_ps(x + i + 8);
+        const __m256 v2 = _mm256_loadu_ps(x + i + 16);
+        const __m256 v3 = _mm256_loadu_ps(x + i + 24);
+        a0 = _mm256_fmadd_ps(v0, v0, a0);
+        a1 = _mm256_fmadd_ps(v1, v1, a1);
+        a2 = _mm256_fmadd_ps(v2, v2, a2);
+        a3 = _mm256_fmadd_ps(v3, v3, a3);
+      }
+      const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+      d0 = _mm256_add_pd(d0, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+      d1 = _mm256_add_pd(d1, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
     }
+    // Tail (< 32 samples) straight in double.
     for (; i + 4 <= frame_len; i += 4) {
-      const __m256d d = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-      a0 = _mm256_fmadd_pd(d, d, a0);
+      const __m256d w = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+      d0 = _mm256_fmadd_pd(w, w, d0);
     }
-    const __m256d s = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+    const __m256d s = _mm256_add_pd(d0, d1);
     const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    double acc = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
     for (; i < frame_len; i++) {
       const double v = x[i];
-      acc += v * v;
+      sum += v * v;
     }
-    out[f] = acc;
+    out[f] = FloatSumUsable(sum) ? sum : SumSqF32Double(x, frame_len);
   }
 }
 

@@ -45,31 +45,40 @@ void SumSqI16Avx512(const int16_t* x, size_t frames, size_t frame_len, double* o
 FH_TARGET("avx512f")
 void SumSqF32Avx512(const float* x, size_t frames, size_t frame_len, double* out) {
   for (size_t f = 0; f < frames; f++, x += frame_len) {
-    __m512d a0 = _mm512_setzero_pd();
-    __m512d a1 = _mm512_setzero_pd();
-    __m512d a2 = _mm512_setzero_pd();
-    __m512d a3 = _mm512_setzero_pd();
+    // Float FMAs over blocks of kFloatBlock x 64 samples (each lane adds at most
+    // kFloatBlock squares before the block is widened into the double sums); see kernels.h.
+    __m512d d0 = _mm512_setzero_pd();
+    __m512d d1 = _mm512_setzero_pd();
     size_t i = 0;
-    for (; i + 32 <= frame_len; i += 32) {
-      const __m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-      const __m512d d1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
-      const __m512d d2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
-      const __m512d d3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
-      a0 = _mm512_fmadd_pd(d0, d0, a0);
-      a1 = _mm512_fmadd_pd(d1, d1, a1);
-      a2 = _mm512_fmadd_pd(d2, d2, a2);
-      a3 = _mm512_fmadd_pd(d3, d3, a3);
+    while (i + 64 <= frame_len) {
+      __m512 a0 = _mm512_setzero_ps();
+      __m512 a1 = _mm512_setzero_ps();
+      __m512 a2 = _mm512_setzero_ps();
+      __m512 a3 = _mm512_setzero_ps();
+      for (int b = 0; b < kFloatBlock && i + 64 <= frame_len; b++, i += 64) {
+        const __m512 v0 = _mm512_loadu_ps(x + i);
+        const __m512 v1 = _mm512_loadu_ps(x + i + 16);
+        const __m512 v2 = _mm512_loadu_ps(x + i + 32);
+        const __m512 v3 = _mm512_loadu_ps(x + i + 48);
+        a0 = _mm512_fmadd_ps(v0, v0, a0);
+        a1 = _mm512_fmadd_ps(v1, v1, a1);
+        a2 = _mm512_fmadd_ps(v2, v2, a2);
+        a3 = _mm512_fmadd_ps(v3, v3, a3);
+      }
+      const __m512 a = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+      d0 = _mm512_add_pd(d0, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+      d1 = _mm512_add_pd(d1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
     }
-    for (; i < frame_len; i += 16) {
+    // Tail (< 64 samples) straight in double, 8 at a time with a masked load.
+    for (; i < frame_len; i += 8) {
       const size_t left = frame_len - i;
-      const __mmask16 m = left >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
-      const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-      const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-      a0 = _mm512_fmadd_pd(lo, lo, a0);
-      a1 = _mm512_fmadd_pd(hi, hi, a1);
+      const __mmask8 m = left >= 8 ? __mmask8{0xFF} : static_cast<__mmask8>((1u << left) - 1);
+      const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), x + i);
+      const __m512d w = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+      d0 = _mm512_fmadd_pd(w, w, d0);
     }
-    out[f] = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+    const double sum = _mm512_reduce_add_pd(_mm512_add_pd(d0, d1));
+    out[f] = FloatSumUsable(sum) ? sum : SumSqF32Double(x, frame_len);
   }
 }
 

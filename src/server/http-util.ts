@@ -76,3 +76,34 @@ export function countVariant(counts: Record<string, number>, requested: string):
   const key = t?.kind === 'auto' ? 'auto' : t?.kind === 'frame' ? t.variant : undefined;
   if (key) counts[key] = (counts[key] ?? 0) + 1;
 }
+
+/** Body too large for the endpoint; answered as 413. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body over ${limit} bytes`);
+  }
+}
+
+/**
+ * Collects a request body up to `maxBytes`. Must be called synchronously in the handler
+ * (uWS delivers body chunks only to a reader attached before the handler returns). uWS hands
+ * out chunks that are only valid during the callback, so each is copied.
+ */
+export function readBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    res.onData((chunk, isLast) => {
+      if (failed) return;
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        failed = true;
+        reject(new BodyTooLargeError(maxBytes));
+        return;
+      }
+      chunks.push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) resolve(Buffer.concat(chunks));
+    });
+  });
+}

@@ -27,6 +27,10 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'NOT_PUSH_CAMERA'
   | 'NOT_FOUND'
+  | 'BAD_REQUEST'
+  | 'TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'INVALID_FIELD'
   | 'NO_FRAME_YET'
   | 'NOT_READY'
   | 'INTERNAL';

@@ -1,0 +1,209 @@
+import { EventSource } from 'eventsource';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { get, postNotice, type RunningDaemon, SseReader, startDaemon, testCamera } from './helpers.js';
+
+let daemon: RunningDaemon;
+
+beforeAll(async () => {
+  daemon = await startDaemon({
+    cameras: [testCamera('demo', 15), { id: 'pushcam', source: 'push' }],
+  });
+});
+afterAll(async () => {
+  await daemon?.stop();
+});
+
+describe('SSE', () => {
+  it('streams frames as base64 JSON with id <topic>:<seq>', async () => {
+    const sse = new SseReader(`${daemon.url}/sse?topics=cam/demo/low`);
+    const res = await sse.response;
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    await sse.until(() => sse.of('frame').length >= 3);
+    sse.close();
+    const frames = sse.of('frame');
+    for (const f of frames) {
+      const body = JSON.parse(f.data);
+      expect(f.id).toBe(`cam/demo/low:${body.seq}`);
+      const meta = await sharp(Buffer.from(body.data, 'base64')).metadata();
+      expect(meta.width).toBe(320);
+    }
+  });
+
+  it('gives snapshot URLs with frames=ref', async () => {
+    const sse = new SseReader(`${daemon.url}/sse?topics=cam/demo/medium&frames=ref`);
+    await sse.until(() => sse.of('frame').length >= 1);
+    sse.close();
+    const body = JSON.parse(sse.of('frame')[0]!.data);
+    expect(body.data).toBeUndefined();
+    expect(body.url).toBe('/cams/demo/medium.jpg');
+    expect((await get(`${daemon.url}${body.url}`)).status).toBe(200);
+  });
+
+  it('replays exactly the missed events after Last-Event-ID, in order, with no duplicates, and frames resume at the latest', async () => {
+    const first = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low`);
+    await first.response;
+    const seen = [await postNotice(daemon.url, 'one'), await postNotice(daemon.url, 'two')];
+    await first.until(() => first.of('system').length >= 2);
+    first.close();
+    const lastId = first.of('system').at(-1)!.id!;
+    expect(lastId).toBe(`system:${seen[1]}`);
+
+    const missed = [await postNotice(daemon.url, 'three'), await postNotice(daemon.url, 'four'), await postNotice(daemon.url, 'five')];
+    const again = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low`, { 'Last-Event-ID': lastId });
+    await again.until(() => again.of('system').length >= 3 && again.of('frame').length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    const seqs = again.of('system').map((e) => JSON.parse(e.data).seq);
+    expect(seqs).toEqual(missed);
+    expect(again.of('system').map((e) => JSON.parse(e.data).message)).toEqual(['three', 'four', 'five']);
+    const frame = JSON.parse(again.of('frame')[0]!.data);
+    expect(Date.now() - frame.ts).toBeLessThan(3000);
+
+    // The same through the lastEventId query parameter (EventSource cannot set headers on a first connect).
+    const viaQuery = new SseReader(`${daemon.url}/sse?topics=system&lastEventId=${encodeURIComponent(lastId)}`);
+    await viaQuery.until(() => viaQuery.of('system').length >= 3);
+    expect(viaQuery.of('system').map((e) => e.id)).toEqual(missed.map((s) => `system:${s}`));
+    again.close();
+    viaQuery.close();
+  });
+
+  it('works end to end with a spec-compliant client (eventsource)', async () => {
+    const es = new EventSource(`${daemon.url}/sse?topics=cam/demo/low,system`);
+    const got = { frames: 0, notices: [] as string[] };
+    es.addEventListener('frame', () => got.frames++);
+    es.addEventListener('system', (e) => got.notices.push(JSON.parse(e.data).message));
+    await new Promise<void>((res, rej) => {
+      es.onopen = () => res();
+      es.onerror = (e) => rej(new Error(String(e.message)));
+    });
+    await postNotice(daemon.url, 'hello eventsource');
+    const deadline = Date.now() + 5000;
+    while ((got.frames < 3 || !got.notices.includes('hello eventsource')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    es.close();
+    expect(got.frames).toBeGreaterThanOrEqual(3);
+    expect(got.notices).toContain('hello eventsource');
+  });
+
+  it('sends a heartbeat comment within 15 s', async () => {
+    const sse = new SseReader(`${daemon.url}/sse?topics=system`);
+    await sse.response;
+    await sse.until(() => sse.comments.some((c) => c.startsWith(': heartbeat')), 15_500);
+    sse.close();
+  }, 20_000);
+
+  it('refuses bad topics with a code and status', async () => {
+    const cases: [string, number, string][] = [
+      ['/sse', 400, 'BAD_TOPIC'],
+      ['/sse?topics=cam/../x', 400, 'BAD_TOPIC'],
+      ['/sse?topics=cam/ghost/low', 404, 'UNKNOWN_TOPIC'],
+      ['/sse?topics=cam/demo/ultra', 400, 'BAD_TOPIC'],
+    ];
+    for (const [path, status, code] of cases) {
+      const res = await get(`${daemon.url}${path}`);
+      expect(res.status, path).toBe(status);
+      expect(JSON.parse(res.text).error.code, path).toBe(code);
+    }
+  });
+});
+
+/** Reads multipart/x-mixed-replace parts from a fetch body until `count` JPEGs arrived. */
+async function readMjpeg(url: string, count: number): Promise<{ headers: Record<string, string>; jpeg: Buffer }[]> {
+  const controller = new AbortController();
+  const res = await fetch(url, { signal: controller.signal });
+  expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=framehubframe');
+  const parts: { headers: Record<string, string>; jpeg: Buffer }[] = [];
+  let buf = Buffer.alloc(0);
+  for await (const chunk of res.body!) {
+    buf = Buffer.concat([buf, chunk as Uint8Array]);
+    for (;;) {
+      const headEnd = buf.indexOf('\r\n\r\n');
+      if (headEnd < 0) break;
+      const lines = buf.subarray(0, headEnd).toString().split('\r\n');
+      expect(lines[0]).toBe('--framehubframe');
+      const headers = Object.fromEntries(lines.slice(1).map((l) => l.split(': ') as [string, string]));
+      const length = Number(headers['Content-Length']);
+      if (buf.length < headEnd + 4 + length + 2) break;
+      parts.push({ headers, jpeg: Buffer.from(buf.subarray(headEnd + 4, headEnd + 4 + length)) });
+      buf = buf.subarray(headEnd + 4 + length + 2);
+    }
+    if (parts.length >= count) break;
+  }
+  controller.abort();
+  return parts;
+}
+
+describe('MJPEG', () => {
+  it('streams multipart JPEGs that decode, with increasing X-Seq', async () => {
+    const parts = await readMjpeg(`${daemon.url}/cams/demo/low.mjpeg`, 6);
+    expect(parts.length).toBeGreaterThanOrEqual(5);
+    for (const p of parts) {
+      const meta = await sharp(p.jpeg).metadata();
+      expect(meta.format).toBe('jpeg');
+      expect(meta.width).toBe(320);
+    }
+    const seqs = parts.map((p) => Number(p.headers['X-Seq']));
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
+  });
+
+  it('serves the latest frame as .jpg with ETag and Last-Modified, and 304 when unchanged', async () => {
+    const first = await fetch(`${daemon.url}/cams/demo/raw.jpg`);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('content-type')).toBe('image/jpeg');
+    const etag = first.headers.get('etag')!;
+    const lastModified = first.headers.get('last-modified')!;
+    expect(etag).toMatch(/^"\d+-\d+"$/);
+    expect((await sharp(Buffer.from(await first.arrayBuffer())).metadata()).width).toBe(640);
+
+    const same = await fetch(`${daemon.url}/cams/demo/raw.jpg`, { headers: { 'if-none-match': etag } });
+    // The camera runs at 15 fps: either the frame is unchanged (304), or a newer one came (200, new ETag).
+    if (same.status === 200) expect(same.headers.get('etag')).not.toBe(etag);
+    else expect(same.status).toBe(304);
+
+    const stale = await fetch(`${daemon.url}/cams/demo/raw.jpg`, { headers: { 'if-none-match': '"0-0"' } });
+    expect(stale.status).toBe(200);
+    const notModified = await fetch(`${daemon.url}/cams/demo/raw.jpg`, { headers: { 'if-none-match': '*' } });
+    expect(notModified.status).toBe(304);
+    expect(await notModified.text()).toBe('');
+    const ims = await fetch(`${daemon.url}/cams/demo/raw.jpg`, {
+      headers: { 'if-modified-since': new Date(Date.parse(lastModified) + 3_600_000).toUTCString() },
+    });
+    expect(ims.status).toBe(304);
+  });
+
+  it('answers snapshot and stream errors with codes', async () => {
+    const cases: [string, number, string][] = [
+      ['/cams/pushcam/raw.jpg', 503, 'NO_FRAME_YET'],
+      ['/cams/ghost/raw.jpg', 404, 'UNKNOWN_TOPIC'],
+      ['/cams/demo/ultra.mjpeg', 400, 'BAD_TOPIC'],
+      ['/cams/demo/auto.jpg', 400, 'BAD_TOPIC'],
+      ['/cams/demo/raw.gif', 404, 'NOT_FOUND'],
+    ];
+    for (const [path, status, code] of cases) {
+      const res = await get(`${daemon.url}${path}`);
+      expect(res.status, path).toBe(status);
+      expect(JSON.parse(res.text).error.code, path).toBe(code);
+    }
+    expect((await get(`${daemon.url}/cams/pushcam/raw.jpg`)).headers.get('retry-after')).toBe('1');
+  });
+});
+
+describe('notices (admin API)', () => {
+  it('rejects bad bodies with codes', async () => {
+    const post = (body: string, type = 'application/json') =>
+      fetch(`${daemon.url}/api/v1/notices`, { method: 'POST', headers: { 'content-type': type }, body });
+    const cases: [Promise<Response>, number, string][] = [
+      [post('{"message":'), 400, 'BAD_REQUEST'],
+      [post('{"message":42}'), 422, 'INVALID_FIELD'],
+      [post('{"message":""}'), 422, 'INVALID_FIELD'],
+      [post('message=hi', 'application/x-www-form-urlencoded'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      [post(JSON.stringify({ message: 'x'.repeat(20_000) })), 413, 'TOO_LARGE'],
+    ];
+    for (const [pending, status, code] of cases) {
+      const res = await pending;
+      expect(res.status).toBe(status);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+    }
+  });
+});
