@@ -42,6 +42,12 @@ RUN test -f native/build/Release/framehub_vad.node && test -f dist/src/main.js
 # (node-gyp, tsc) runs again without them.
 RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
+# uWebSockets.js ships a binary for every platform and Node ABI (~250 MB); keep the one this Node
+# loads (both stages use the same NODE_IMAGE, so the ABI matches at run time).
+RUN keep="uws_$(node -p 'process.platform+"_"+process.arch+"_"+process.versions.modules').node" \
+ && find node_modules/uWebSockets.js -maxdepth 1 -name 'uws_*.node' ! -name "$keep" -delete \
+ && test -f "node_modules/uWebSockets.js/$keep"
+
 # -------------------------------------------------------------------------------------- runtime
 FROM ${NODE_IMAGE} AS runtime
 # The test-pattern camera draws its clock with DejaVu (see src/media/ffmpeg-path.ts). ffmpeg itself

@@ -82,7 +82,9 @@ export function loadRmsBackend(choice: VadBackendChoice = envChoice(), kernel?: 
   }
   const k = kernel === undefined ? a.kernels[0] : a.kernels.find((x) => x.name === kernel);
   if (k === undefined) {
-    throw new VadBackendUnavailableError(`kernel "${kernel}" not supported here (have: ${nativeKernels().join(', ')})`);
+    throw new VadBackendUnavailableError(
+      `kernel "${kernel}" not supported here (have: ${nativeKernels().join(', ')})`,
+    );
   }
   return nativeBackend(k);
 }

@@ -2,23 +2,30 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import uWS from 'uWebSockets.js';
 import type { Config } from './config/schema.js';
+import { loadRmsBackend } from '../native/index.js';
 import { Hub } from './hub/hub.js';
 import { CameraSupervisor } from './ingest/camera-supervisor.js';
+import { AudioIngest } from './ingest/audio-ingest.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
+import { AudioJobs } from './jobs/audio-job.js';
+import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './log.js';
+import { cameraHasAudio } from './media/camera-args.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
 import { decode, type FrameRecord } from './pool/records.js';
+import type { VadResultRecord } from './pool/vad-stream.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
+import { registerJobs } from './server/jobs.js';
 import { HttpStreams } from './server/http-stream.js';
 import { ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
 import { registerNotices } from './server/notices.js';
-import { registerPublisher } from './server/publish.js';
+import { type PublishHandler, registerPublisher } from './server/publish.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
@@ -44,15 +51,29 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
   let ready = false;
 
+  // Workers pick the same backend (same FRAMEHUB_VAD_BACKEND, same addon); loading it here
+  // reports the choice once at start and fails fast when `native` is forced but missing.
+  const vadBackend = loadRmsBackend();
+  metrics.vadBackendInfo.labels(vadBackend.name).set(1);
+  log.info({ backend: vadBackend.name }, 'vad backend');
+
+  let audio: AudioIngest | undefined;
+  let audioJobs: AudioJobs | undefined;
   const pool = new WorkerPool({
     ...config.pool,
     log,
     metrics,
     onRecord: (bytes) => {
-      const r = decode(bytes) as FrameRecord;
+      const r = decode(bytes) as FrameRecord | VadResultRecord;
       if (r.type === 'frame') hub.publishFrame({ ...r, record: bytes });
+      else if (r.type === 'vad_result') (r.stream.startsWith('job/') ? audioJobs : audio)?.deliver(r);
     },
   });
+  const runVad = pool.runVad.bind(pool);
+  audio = new AudioIngest(hub, metrics, runVad, config.vad);
+  const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
+  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
+  audioJobs = new AudioJobs({ store: jobStore, run: runVad, tuning: config.vad, ffmpegPath });
 
   const v = config.viewers;
   const ctx: ServerContext = {
@@ -81,11 +102,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     { maxPayloadBytes: config.ws.publisherMaxPayloadBytes, idleTimeoutSeconds: config.ws.idleTimeoutSeconds },
     cameras,
     ingest,
+    { audio: publishAudio(audio) },
   );
+  registerJobs(app, ctx, jobStore, audioJobs, config.jobs);
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
-  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
   const clockFont = findClockFont();
+  const liveAudio = audio;
   const supervisors = config.cameras
     .filter((cam) => cam.source !== 'push')
     .map(
@@ -96,8 +119,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           log,
           metrics,
           onFrame: (jpeg, ts) => ingest.submit(cam, jpeg, ts),
-          onUpChange: (up, reason) =>
-            hub.publishEvent('system', { type: 'system', kind: up ? 'camera_up' : 'camera_down', camera: cam.id, reason }),
+          onAudio: (samples) => liveAudio.push(cam.id, samples, cam.audioRate),
+          onUpChange: (up, reason) => {
+            if (!up) liveAudio.reset(cam.id);
+            hub.publishEvent('system', { type: 'system', kind: up ? 'camera_up' : 'camera_down', camera: cam.id, reason });
+          },
         }),
     );
   registerStatus(app, ctx, {
@@ -122,7 +148,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
   ready = true;
   log.info(
-    { url, host: config.host, port, cameras: [...cameras.keys()], threads: pool.threads, auth: auth.enabled },
+    {
+      url,
+      host: config.host,
+      port,
+      cameras: [...cameras.keys()],
+      threads: pool.threads,
+      auth: auth.enabled,
+      vadBackend: vadBackend.name,
+    },
     'listening',
   );
 
@@ -139,5 +173,32 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await pool.close();
       app.close();
     },
+  };
+}
+
+/**
+ * Publisher `{type:'audio', camera, rate, format:'s16le'|'f32le', data}` into the live VAD.
+ * Cameras whose own ffmpeg supplies audio refuse it: two sources would interleave one stream.
+ */
+function publishAudio(audio: AudioIngest): PublishHandler {
+  return (cam, rec) => {
+    if (cameraHasAudio(cam)) {
+      return { ok: false, code: 'NOT_PUSH_CAMERA', message: `camera "${cam.id}" takes its audio from its source` };
+    }
+    const { rate, format, data } = rec;
+    if (!Number.isInteger(rate) || (rate as number) < 8000 || (rate as number) > 192_000) {
+      return { ok: false, code: 'BAD_MESSAGE', message: '"rate" must be an integer from 8000 to 192000' };
+    }
+    if (format !== 's16le' && format !== 'f32le') {
+      return { ok: false, code: 'BAD_MESSAGE', message: '"format" must be s16le or f32le' };
+    }
+    const width = format === 's16le' ? 2 : 4;
+    if (!(data instanceof Uint8Array) || data.byteLength === 0 || data.byteLength % width !== 0) {
+      return { ok: false, code: 'BAD_MESSAGE', message: `"data" must be ${format} bytes, a non-empty multiple of ${width}` };
+    }
+    const samples = format === 's16le' ? new Int16Array(data.byteLength / 2) : new Float32Array(data.byteLength / 4);
+    new Uint8Array(samples.buffer).set(data);
+    audio.push(cam.id, samples, rate as number);
+    return { ok: true };
   };
 }

@@ -9,7 +9,7 @@ describe('loadConfig', () => {
     expect(c.host).toBe('127.0.0.1');
     expect(c.port).toBe(8080);
     expect(c.cameras).toEqual([
-      { id: 'demo', source: 'test', fps: 15, width: 1280, height: 720, quality: 5 },
+      { id: 'demo', source: 'test', fps: 15, width: 1280, height: 720, quality: 5, audioRate: 16000 },
     ]);
   });
 

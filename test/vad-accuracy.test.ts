@@ -8,8 +8,8 @@ import {
   background,
   missingAudioTools,
   mix,
-  type Noise,
   NOISES,
+  type Noise,
   RATE,
   type SpeechTrack,
   speechTrack,
@@ -69,7 +69,8 @@ function accuracySuite(): void {
       conditions: {
         speech: `espeak-ng ${VOICES.join(' and ')}, 10 sentences each, gaps 1.0-2.6 s`,
         backgrounds: 'sox -R white, pink, brown noise and a 50 Hz sine hum',
-        labels: "each utterance's audible extent: first to last 20 ms frame within 40 dB of its loudest frame",
+        labels:
+          "each utterance's audible extent: first to last 20 ms frame within 40 dB of its loudest frame",
         snr: 'clean-speech power over the labelled frames / background power',
         detector: `defaults (startDb ${DEFAULT_VAD_CONFIG.startDb}, stopDb ${DEFAULT_VAD_CONFIG.stopDb}, preRoll ${DEFAULT_VAD_CONFIG.preRollMs} ms, hangover ${DEFAULT_VAD_CONFIG.hangoverMs} ms), 16 kHz, 20 ms frames, 1 s int16 chunks`,
         backend: backend.detail,
@@ -86,14 +87,30 @@ function accuracySuite(): void {
         {
           caption: 'Frame level, pooled over backgrounds and voices',
           columns: ['SNR dB', 'precision', 'recall', 'F1', 'mean boundary error ms', 'utterances missed'],
-          rows: rows.map(({ snr, s }) => [snr, fmt(s.precision), fmt(s.recall), fmt(s.f1), s.boundaryMs.toFixed(0), `${s.missed}/${s.boundaries / 2 + s.missed}`]),
+          rows: rows.map(({ snr, s }) => [
+            snr,
+            fmt(s.precision),
+            fmt(s.recall),
+            fmt(s.f1),
+            s.boundaryMs.toFixed(0),
+            `${s.missed}/${s.boundaries / 2 + s.missed}`,
+          ]),
         },
         {
           caption: 'F1 by background (pooled over voices)',
           columns: ['SNR dB', ...NOISES],
           rows: SNRS.map((snr) => [
             snr,
-            ...NOISES.map((n) => fmt(pooled(results.get(snr)!.filter((r) => r.noise === n).map((r) => r.score)).f1)),
+            ...NOISES.map((n) =>
+              fmt(
+                pooled(
+                  results
+                    .get(snr)!
+                    .filter((r) => r.noise === n)
+                    .map((r) => r.score),
+                ).f1,
+              ),
+            ),
           ]),
         },
       ],

@@ -28,7 +28,9 @@ function expectSegmentsMatch(cfg: VadConfig, spec: SignalSpec) {
     expect(s.peakDbfs).toBeCloseTo(b.dbfs, 0);
   }
   expect(r.transitions.map((t) => t.state)).toEqual(spec.bursts.flatMap(() => ['speech', 'silence']));
-  expect(r.transitions.map((t) => t.atSample)).toEqual(r.segments.flatMap((s) => [s.startSample, s.endSample]));
+  expect(r.transitions.map((t) => t.atSample)).toEqual(
+    r.segments.flatMap((s) => [s.startSample, s.endSample]),
+  );
   return r;
 }
 
@@ -49,7 +51,11 @@ describe('detector on a switched 440 Hz tone', () => {
   });
 
   it('finds every burst over digital silence (floor clamped to minFloorDbfs)', () => {
-    const r = expectSegmentsMatch(cfg16, { rate: RATE, durationMs: 9000, bursts: switchedTone(2000, 1500, 2) });
+    const r = expectSegmentsMatch(cfg16, {
+      rate: RATE,
+      durationMs: 9000,
+      bursts: switchedTone(2000, 1500, 2),
+    });
     expect(r.transitions[0]!.floor).toBe(DEFAULT_VAD_CONFIG.minFloorDbfs);
   });
 
@@ -60,21 +66,43 @@ describe('detector on a switched 440 Hz tone', () => {
       [8000, 20],
     ] as const) {
       const cfg = resolveVadConfig({ sampleRate, frameMs });
-      expectSegmentsMatch(cfg, { rate: sampleRate, durationMs: 8000, noiseDbfs: -50, bursts: switchedTone(1500, 1000, 2) });
+      expectSegmentsMatch(cfg, {
+        rate: sampleRate,
+        durationMs: 8000,
+        noiseDbfs: -50,
+        bursts: switchedTone(1500, 1000, 2),
+      });
     }
   });
 
   it('gives the same decisions on int16 and float32 input', () => {
     const x = signal({ rate: RATE, durationMs: 7000, noiseDbfs: -55, bursts: switchedTone(1200, 900, 3) });
     const a = runStream(backend, cfg16, toInt16(x));
-    const b = runStream(backend, cfg16, Float32Array.from(toInt16(x), (v) => v / 32768));
-    expect(b.segments.map((s) => [s.startSample, s.endSample])).toEqual(a.segments.map((s) => [s.startSample, s.endSample]));
+    const b = runStream(
+      backend,
+      cfg16,
+      Float32Array.from(toInt16(x), (v) => v / 32768),
+    );
+    expect(b.segments.map((s) => [s.startSample, s.endSample])).toEqual(
+      a.segments.map((s) => [s.startSample, s.endSample]),
+    );
   });
 });
 
 describe('detector durations', () => {
   it('ignores a burst shorter than minSpeechMs', () => {
-    const r = runStream(backend, cfg16, toInt16(signal({ rate: RATE, durationMs: 3000, noiseDbfs: -60, bursts: [{ onMs: 1500, offMs: 1540, dbfs: -10 }] })));
+    const r = runStream(
+      backend,
+      cfg16,
+      toInt16(
+        signal({
+          rate: RATE,
+          durationMs: 3000,
+          noiseDbfs: -60,
+          bursts: [{ onMs: 1500, offMs: 1540, dbfs: -10 }],
+        }),
+      ),
+    );
     expect(r.segments).toEqual([]);
     expect(r.transitions).toEqual([]);
   });
@@ -85,7 +113,11 @@ describe('detector durations', () => {
       { onMs: 1700, offMs: 2200, dbfs: -20 }, // 200 ms pause: bridged
       { onMs: 2700, offMs: 3200, dbfs: -20 }, // 500 ms pause: split
     ];
-    const r = runStream(backend, cfg16, toInt16(signal({ rate: RATE, durationMs: 4500, noiseDbfs: -60, bursts })));
+    const r = runStream(
+      backend,
+      cfg16,
+      toInt16(signal({ rate: RATE, durationMs: 4500, noiseDbfs: -60, bursts })),
+    );
     expect(r.segments).toHaveLength(2);
     expect(r.segments[0]!.endSample).toBeGreaterThanOrEqual(at(RATE, 2200));
     expect(r.segments[1]!.startSample).toBeGreaterThanOrEqual(r.segments[0]!.endSample);
@@ -97,14 +129,29 @@ describe('detector durations', () => {
       { onMs: 1000, offMs: 1500, dbfs: -20 },
       { onMs: 1850, offMs: 2300, dbfs: -20 },
     ];
-    const r = runStream(backend, cfg, toInt16(signal({ rate: RATE, durationMs: 3500, noiseDbfs: -60, bursts })));
+    const r = runStream(
+      backend,
+      cfg,
+      toInt16(signal({ rate: RATE, durationMs: 3500, noiseDbfs: -60, bursts })),
+    );
     expect(r.segments).toHaveLength(2);
     expect(r.segments[1]!.startSample).toBe(r.segments[0]!.endSample);
   });
 
   it('splits at maxSegmentMs without a state change', () => {
     const cfg = resolveVadConfig({ sampleRate: RATE, maxSegmentMs: 1000 });
-    const r = runStream(backend, cfg, toInt16(signal({ rate: RATE, durationMs: 4500, noiseDbfs: -60, bursts: [{ onMs: 1000, offMs: 3500, dbfs: -20 }] })));
+    const r = runStream(
+      backend,
+      cfg,
+      toInt16(
+        signal({
+          rate: RATE,
+          durationMs: 4500,
+          noiseDbfs: -60,
+          bursts: [{ onMs: 1000, offMs: 3500, dbfs: -20 }],
+        }),
+      ),
+    );
     expect(r.segments.length).toBe(3);
     expect(r.segments[0]!.endSample - r.segments[0]!.startSample).toBe(at(RATE, 1000));
     expect(r.segments[1]!.startSample).toBe(r.segments[0]!.endSample);
@@ -113,7 +160,14 @@ describe('detector durations', () => {
   });
 
   it('finish() closes a segment still open at the end of the input', () => {
-    const x = toInt16(signal({ rate: RATE, durationMs: 3010, noiseDbfs: -60, bursts: [{ onMs: 1000, offMs: 5000, dbfs: -20 }] }));
+    const x = toInt16(
+      signal({
+        rate: RATE,
+        durationMs: 3010,
+        noiseDbfs: -60,
+        bursts: [{ onMs: 1000, offMs: 5000, dbfs: -20 }],
+      }),
+    );
     const r = runStream(backend, cfg16, x);
     expect(r.segments).toHaveLength(1);
     expect(r.segments[0]!.endSample).toBe(x.length); // hangover clamped to the input, incomplete frame included
@@ -143,7 +197,9 @@ describe('detector noise floor', () => {
 });
 
 describe('detector state across chunks', () => {
-  const x = toInt16(signal({ rate: RATE, durationMs: 8000, noiseDbfs: -50, bursts: switchedTone(700, 600, 5, 500), seed: 7 }));
+  const x = toInt16(
+    signal({ rate: RATE, durationMs: 8000, noiseDbfs: -50, bursts: switchedTone(700, 600, 5, 500), seed: 7 }),
+  );
   const whole = runStream(backend, cfg16, x, x.length);
 
   it('gives identical results wherever the chunks are cut, with the state serialised between them', () => {
@@ -152,7 +208,12 @@ describe('detector state across chunks', () => {
         fc.uniqueArray(fc.integer({ min: 1, max: x.length - 1 }), { maxLength: 40 }),
         fc.constantFrom('json', 'clone', 'none'),
         (cuts, how) => {
-          const carry = how === 'json' ? (s: object) => JSON.parse(JSON.stringify(s)) : how === 'clone' ? structuredClone : undefined;
+          const carry =
+            how === 'json'
+              ? (s: object) => JSON.parse(JSON.stringify(s))
+              : how === 'clone'
+                ? structuredClone
+                : undefined;
           const r = runStream(backend, cfg16, x, cuts, carry);
           expect(r.segments).toEqual(whole.segments);
           expect(r.transitions).toEqual(whole.transitions);
@@ -175,9 +236,12 @@ describe('detector state across chunks', () => {
     expect(s0).toEqual(copy);
   });
 
-  it.runIf(nativeKernels().length > 0 && process.env.FRAMEHUB_VAD_BACKEND !== 'js')('native and js make the same decisions', () => {
-    expect(runStream(loadRmsBackend('native'), cfg16, x)).toEqual(runStream(jsBackend, cfg16, x));
-  });
+  it.runIf(nativeKernels().length > 0 && process.env.FRAMEHUB_VAD_BACKEND !== 'js')(
+    'native and js make the same decisions',
+    () => {
+      expect(runStream(loadRmsBackend('native'), cfg16, x)).toEqual(runStream(jsBackend, cfg16, x));
+    },
+  );
 });
 
 describe('detector errors', () => {
@@ -205,7 +269,9 @@ describe('detector errors', () => {
       { startDb: Number.NaN },
     ];
     for (const b of bad) {
-      expect(() => resolveVadConfig({ sampleRate: RATE, ...b })).toThrow(expect.objectContaining({ code: 'BAD_CONFIG' }));
+      expect(() => resolveVadConfig({ sampleRate: RATE, ...b })).toThrow(
+        expect.objectContaining({ code: 'BAD_CONFIG' }),
+      );
     }
   });
 });

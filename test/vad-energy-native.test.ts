@@ -33,7 +33,9 @@ describe('native VAD backend', () => {
   });
 
   it('throws VAD_BACKEND_UNAVAILABLE for a kernel this CPU lacks', () => {
-    expect(() => loadRmsBackend('native', 'no-such-kernel')).toThrow(expect.objectContaining({ code: 'VAD_BACKEND_UNAVAILABLE' }));
+    expect(() => loadRmsBackend('native', 'no-such-kernel')).toThrow(
+      expect.objectContaining({ code: 'VAD_BACKEND_UNAVAILABLE' }),
+    );
   });
 
   for (const kernel of kernels) {
@@ -70,7 +72,9 @@ describe('native VAD backend', () => {
               const b = new Float64Array(frames);
               expect(backend().frameEnergyF32(view, len, a)).toBe(jsBackend.frameEnergyF32(view, len, b));
               for (let f = 0; f < frames; f++) {
-                expect(Math.abs(a[f]! - b[f]!)).toBeLessThanOrEqual(1e-6 * Math.max(Math.abs(a[f]!), Math.abs(b[f]!)));
+                expect(Math.abs(a[f]! - b[f]!)).toBeLessThanOrEqual(
+                  1e-6 * Math.max(Math.abs(a[f]!), Math.abs(b[f]!)),
+                );
               }
             },
           ),

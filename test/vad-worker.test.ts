@@ -8,7 +8,9 @@ import { runStream } from './fixtures/vad-run.js';
 import { signal, switchedTone, toInt16 } from './fixtures/vad-signals.js';
 
 const cfg = resolveVadConfig({ sampleRate: 16_000 });
-const x = toInt16(signal({ rate: 16_000, durationMs: 6000, noiseDbfs: -55, bursts: switchedTone(800, 700, 3, 600) }));
+const x = toInt16(
+  signal({ rate: 16_000, durationMs: 6000, noiseDbfs: -55, bursts: switchedTone(800, 700, 3, 600) }),
+);
 
 /** Posts chunks through structuredClone with transfer, the way a worker message travels. */
 function viaWorker(samples: Int16Array | Float32Array, format: 'i16' | 'f32', chunk: number) {
@@ -16,7 +18,13 @@ function viaWorker(samples: Int16Array | Float32Array, format: 'i16' | 'f32', ch
   const out: VadTaskResult[] = [];
   for (let from = 0; from < samples.length; from += chunk) {
     const part = samples.slice(from, from + chunk);
-    const task: VadTask = { samples: part.buffer, format, config: cfg, state, end: from + chunk >= samples.length };
+    const task: VadTask = {
+      samples: part.buffer,
+      format,
+      config: cfg,
+      state,
+      end: from + chunk >= samples.length,
+    };
     const sent = structuredClone(task, { transfer: [task.samples] });
     expect(part.length).toBe(0); // transferred, not copied
     const result = structuredClone(vadTask(sent));

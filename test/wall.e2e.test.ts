@@ -46,7 +46,7 @@ beforeAll(async () => {
   page.setDefaultTimeout(8000);
   page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
   page.on('console', (msg) => {
-    if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`);
+    if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()} (${msg.location().url})`);
   });
 });
 

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import { workerData } from 'node:worker_threads';
 import { type FrameVariant, makeVariants, type VariantImage } from '../src/image/variants.js';
 import { encode, type FrameRecord } from '../src/pool/records.js';
-import { claimRing, type PoolWorkerData } from '../src/pool/ring-claim.js';
+import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
 
 /** A camera frame moved (not copied) into the worker. width 0 means "read it from the JPEG". */
 export interface ImageTask {
@@ -22,8 +21,8 @@ export interface ImageTaskResult {
   ms: number;
 }
 
-const data = workerData as PoolWorkerData;
-const { writer } = claimRing(data);
+const writer = workerRing();
+const waitMs = ringWaitMs();
 
 /**
  * Resizes one frame into its variants and writes each, as a ready-to-send frame record, into
@@ -45,7 +44,7 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
       height: img.height,
       data: img.data,
     };
-    if (writer.write(encode(record), data.ringWaitMs)) result.written++;
+    if (writer.write(encode(record), waitMs)) result.written++;
     else result.dropped++;
     if (img.data !== source) result.bytesOut += img.data.byteLength;
   };

@@ -12,7 +12,7 @@ export interface BaselineOptions {
   /** Size reported in frame records; framehub takes it from its camera config. */
   width: number;
   height: number;
-  /** Bytes a viewer may have buffered before frames skip it (framehub's default). */
+  /** Bytes a viewer may have buffered before frames skip it (framehub's viewers.softBufferBytes default). */
   maxBackpressure: number;
 }
 
@@ -23,7 +23,7 @@ export function baselineOptions(argv = process.argv.slice(2)): BaselineOptions {
       port: { type: 'string', default: '0' },
       width: { type: 'string', default: '640' },
       height: { type: 'string', default: '360' },
-      'max-backpressure': { type: 'string', default: String(1024 * 1024) },
+      'max-backpressure': { type: 'string', default: String(512 * 1024) },
     },
   });
   return {

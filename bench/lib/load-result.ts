@@ -146,6 +146,30 @@ export function metricSum(text: string, name: string): number | null {
   return seen ? sum : null;
 }
 
+/** Every series of a metric by its label set (`{reason="slow"}`), for per-reason deltas. */
+export function metricSeries(text: string, name: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;
+    const cut = line.lastIndexOf(' ');
+    out[line.slice(name.length, cut) || '{}'] = Number(line.slice(cut + 1));
+  }
+  return out;
+}
+
+/** after − before for every series of the named metrics. */
+export function metricDeltas(before: string, after: string, names: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of names) {
+    const a = metricSeries(before, name);
+    for (const [labels, v] of Object.entries(metricSeries(after, name))) {
+      const d = v - (a[labels] ?? 0);
+      if (d) out[`${name}${labels}`] = d;
+    }
+  }
+  return out;
+}
+
 /** GET /metrics from a framehub; undefined when the target has none or it fails. */
 export async function fetchMetrics(url: string): Promise<string | undefined> {
   try {

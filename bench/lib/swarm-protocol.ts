@@ -108,6 +108,8 @@ export interface WorkerReport {
   elu: number;
   eventLoopDelayP99Ms: number;
   rssBytes: number;
+  /** Viewers open right now (opened and not closed since). */
+  open: number;
   churn?: ChurnResult;
 }
 

@@ -315,6 +315,7 @@ function report(): WorkerReport {
     elu: performance.eventLoopUtilization(windowElu).utilization,
     eventLoopDelayP99Ms: started ? loopDelay.percentile(99) / 1e6 : 0,
     rssBytes: process.memoryUsage.rss(),
+    open: conns,
     ...(churnResult ? { churn: churnResult } : {}),
   };
 }

@@ -50,16 +50,21 @@ export async function startTarget(
   let tmp: string | undefined;
   if (name === 'framehub') {
     tmp = mkdtempSync(join(tmpdir(), 'framehub-bench-'));
-    const config = {
-      cameras: setup.cameras.map((id) => ({
-        id,
-        source: 'push',
-        width: setup.width,
-        height: setup.height,
-        fps: setup.fps,
-      })),
-      ...setup.framehubConfig,
-    };
+    const config = deepMerge(
+      {
+        cameras: setup.cameras.map((id) => ({
+          id,
+          source: 'push',
+          width: setup.width,
+          height: setup.height,
+          fps: setup.fps,
+        })),
+        // Every swarm connection comes from 127.0.0.1: the per-IP limits that protect a real
+        // deployment would otherwise turn most of the swarm away (1013 after the upgrade).
+        viewers: LOAD_TEST_LIMITS,
+      },
+      setup.framehubConfig ?? {},
+    );
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(config));
     args = [entries.framehub, '--port', '0', '--config', join(tmp, 'config.json')];
   } else {
@@ -148,6 +153,24 @@ export function externalTarget(url: string, pid?: number): RunningTarget {
     stderrTail: () => '',
     async stop() {},
   };
+}
+
+/** framehub `viewers` limits for a load test from one address; bench/README.md repeats them for --url. */
+export const LOAD_TEST_LIMITS = {
+  maxConnections: 200_000,
+  maxConnectionsPerIp: 200_000,
+  connectRatePerIp: 1_000_000,
+  connectBurstPerIp: 200_000,
+};
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Merges `over` into `base`, recursing into plain objects; arrays and scalars are replaced. */
+export function deepMerge(base: Json, over: Json): Json {
+  const out: Json = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k], v) : v;
+  return out;
 }
 
 /** Reads a JSON file given on the command line (e.g. --framehub-config). */

@@ -90,13 +90,22 @@ const throughput: ResultTable = {
     'msgs/s',
     'min–max',
     'vs postMessage',
+    'main thread busy µs/record',
     'writer blocked on full ring (times)',
   ],
   rows: [],
 };
 const latency: ResultTable = {
   caption: `Latency at ${fmt(rate)} msgs/s, send → decoded on main (µs, median of ${runs} runs)`,
-  columns: ['record', 'transport', 'p50', 'p99', 'p99 min–max', 'p99 vs postMessage'],
+  columns: [
+    'record',
+    'transport',
+    'p50',
+    'p99',
+    'p99 min–max',
+    'p99 vs postMessage',
+    'main thread busy µs/record',
+  ],
   rows: [],
 };
 const targets: TargetCheck[] = [];
@@ -106,12 +115,14 @@ for (const size of sizes) {
   for (const transport of transports) {
     const t = med(transport, size, 'throughput', (r) => r.msgsPerSec);
     const full = med(transport, size, 'throughput', (r) => r.fullEvents).median;
+    const busy = (mode: CaseSpec['mode']) => fmt(med(transport, size, mode, (r) => r.mainBusyUs).median, 2);
     throughput.rows.push([
       label(size),
       transport,
       fmt(t.median),
       `${fmt(t.min)}–${fmt(t.max)}`,
       `${(t.median / baseRate).toFixed(2)}×`,
+      busy('throughput'),
       transport === 'ring' ? fmt(full) : '-',
     ]);
     const p50 = med(transport, size, 'latency', (r) => r.p50us);
@@ -123,6 +134,7 @@ for (const size of sizes) {
       fmt(p99.median, 1),
       `${fmt(p99.min, 1)}–${fmt(p99.max, 1)}`,
       `${(p99.median / baseP99).toFixed(2)}×`,
+      busy('latency'),
     ]);
   }
   const ratio = med('ring', size, 'throughput', (r) => r.msgsPerSec).median / baseRate;
@@ -166,6 +178,7 @@ const file = writeResult({
     "postMessage posts a tight copy of the encoded bytes and transfers its ArrayBuffer: posting pack()'s result directly would structured-clone msgpackr's whole reusable buffer.",
     'The ring writer copies the record into the SharedArrayBuffer; the reader copies it out into private 8-aligned memory before decoding (records ≤ 1 KB share a 64 KB slab, larger ones get their own buffer).',
     '"clone" is a reference only, not part of any target: postMessage of the plain object (structured clone), with no msgpack on either side.',
+    'Main thread busy is event-loop active time (performance.eventLoopUtilization) per measured record: what each transport costs the thread that also serves viewers.',
     'Latency is taken on the monotonic clock all threads share (process.hrtime), from just before encoding to just after decoding on the main thread. The paced producer sleeps with Atomics.wait between records (no spinning).',
   ],
   raw: results,

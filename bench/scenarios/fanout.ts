@@ -12,6 +12,7 @@ import {
   fmt,
   type LoadResult,
   type LoadRun,
+  metricDeltas,
   metricSum,
   ms,
   newResult,
@@ -179,6 +180,13 @@ export async function runFanout(
     figures.publisherLate = publisher.stats.late;
     figures.publisherErrors = publisher.stats.errors;
     if (metricsBefore && metricsAfter) {
+      details.serverMetricDeltas = metricDeltas(metricsBefore, metricsAfter, [
+        'framehub_frames_dropped_total',
+        'framehub_slow_disconnects_total',
+        'framehub_camera_frames_in_total',
+        'framehub_ring_full_total',
+        'framehub_ws_errors_total',
+      ]);
       for (const [key, metric] of [
         ['serverFramesDropped', 'framehub_frames_dropped_total'],
         ['serverSlowDisconnects', 'framehub_slow_disconnects_total'],

@@ -95,12 +95,20 @@ async function runIdle(ctx: BenchContext, name: TargetName, repeat: number): Pro
     const connect = new Histogram();
     for (const r of reports) connect.merge(r.connect);
     const c = connect.summary();
+    const open = reports.reduce((a, r) => a + r.open, 0);
     const clientRss = reports.reduce((a, r) => a + r.rssBytes, 0);
-    const perConn = before.rss !== null && after.rss !== null && n > 0 ? (after.rss - before.rss) / n : null;
+    // Per connection still open when RSS was read: ones the server closed cost it nothing.
+    const perConn = before.rss !== null && after.rss !== null && open > 0 ? (after.rss - before.rss) / open : null;
     const maxElu = Math.max(...reports.map((r) => r.elu));
+    const closes: Record<string, number> = {};
+    for (const r of reports) {
+      for (const [code, k] of Object.entries(r.healthy.serverCloses)) closes[code] = (closes[code] ?? 0) + k;
+    }
     const figures: Figures = {
       connections: n,
       failed,
+      openAtEnd: open,
+      closedByServer: n - open,
       connectPerSec: n > 0 && last > first ? Math.round(n / ((last - first) / 1000)) : null,
       connectWallSeconds: round3(connectWall),
       connectP50Ms: c.p50,
@@ -128,6 +136,7 @@ async function runIdle(ctx: BenchContext, name: TargetName, repeat: number): Pro
         url: target.url,
         serverPid: target.pid,
         openErrors: [...new Set(opened.flatMap((o) => o.errorSamples))].slice(0, 10),
+        serverCloses: closes,
       },
     };
   } catch (err) {
@@ -158,6 +167,7 @@ export async function idleScenario(ctx: BenchContext): Promise<LoadResult> {
     figuresTable('Idle connections per target (medians)', result.summary, [
       ['connections', 'connections', 0],
       ['failed', 'failed', 0],
+      ['openAtEnd', 'open at end', 0],
       ['rssPerConnKiB', 'server RSS per connection KiB', 2],
       ['serverRssBeforeMiB', 'RSS before MiB', 1],
       ['serverRssAfterMiB', 'RSS after MiB', 1],

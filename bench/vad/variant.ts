@@ -51,4 +51,6 @@ do {
 } while (performance.now() - t0 < budgetMs);
 const wallNs = (performance.now() - t0) * 1e6;
 const cpu = process.cpuUsage(cpu0);
-console.log(JSON.stringify({ samples, wallNs, cpuNs: (cpu.user + cpu.system) * 1000, backend: backend.detail, check }));
+console.log(
+  JSON.stringify({ samples, wallNs, cpuNs: (cpu.user + cpu.system) * 1000, backend: backend.detail, check }),
+);

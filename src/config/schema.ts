@@ -32,6 +32,28 @@ export const cameraSchema = z.strictObject({
   height: z.number().int().min(16).max(4320).multipleOf(2).default(720),
   /** JPEG quality ffmpeg uses for the raw frames (ffmpeg's -q:v, 2 best .. 31 worst). */
   quality: z.number().int().min(2).max(31).default(5),
+  /**
+   * Decode the camera's audio for voice-activity detection. Default: on for `test` (its tone
+   * switches on and off), off otherwise, since a source without audio would make ffmpeg fail.
+   */
+  audio: z.boolean().optional(),
+  /** Sample rate of the mono s16le PCM ffmpeg emits for the VAD. */
+  audioRate: z.number().int().min(8000).max(48_000).default(16_000),
+});
+
+/** VAD tuning (every field optional; see src/vad/config.ts for meaning and defaults). */
+const vadSchema = z.strictObject({
+  frameMs: z.union([z.literal(10), z.literal(20), z.literal(30)]).optional(),
+  startDb: z.number().optional(),
+  stopDb: z.number().optional(),
+  floorWindowMs: z.number().min(0).optional(),
+  floorSmoothMs: z.number().min(0).optional(),
+  minFloorDbfs: z.number().optional(),
+  minSpeechMs: z.number().min(0).optional(),
+  minSilenceMs: z.number().min(0).optional(),
+  preRollMs: z.number().min(0).optional(),
+  hangoverMs: z.number().min(0).optional(),
+  maxSegmentMs: z.number().min(0).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -39,7 +61,7 @@ export const configSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(8080),
   cameras: z
     .array(cameraSchema)
-    .default([{ id: 'demo', source: 'test', fps: 15, width: 1280, height: 720, quality: 5 }])
+    .prefault([{ id: 'demo', source: 'test' }])
     .superRefine((cams, ctx) => {
       const seen = new Set<string>();
       cams.forEach((c, i) => {
@@ -114,6 +136,21 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   auth: authConfigSchema.optional(),
+  vad: vadSchema.prefault({}),
+  jobs: z
+    .strictObject({
+      /** Largest upload accepted by POST /api/v1/jobs/*. */
+      maxUploadBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(100 * 1024 * 1024),
+      /** Jobs running at once; more get 429 with Retry-After. */
+      maxActive: z.number().int().min(1).max(64).default(4),
+      /** Finished jobs (and their results) are kept this long, then forgotten. */
+      ttlSeconds: z.number().int().min(10).default(3600),
+    })
+    .prefault({}),
   ffmpegPath: z.string().min(1).optional(),
 });
 

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { CameraConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { buildCameraArgs } from '../media/camera-args.js';
+import { buildCameraArgs, cameraHasAudio } from '../media/camera-args.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { JpegSplitter } from './jpeg-splitter.js';
 
@@ -12,6 +12,8 @@ export interface SupervisorOptions {
   metrics: Metrics;
   /** Called for every complete JPEG with its capture time (ms since epoch). */
   onFrame: (jpeg: Buffer, capturedAt: number) => void;
+  /** Called with mono s16le PCM (camera.audioRate) when the camera has audio, as it arrives. */
+  onAudio?: (samples: Int16Array) => void;
   /** Called when the camera starts or stops delivering frames. */
   onUpChange?: (up: boolean, reason: string | undefined) => void;
   /** First restart delay; doubles on each failure up to maxBackoffMs. */
@@ -71,7 +73,8 @@ export class CameraSupervisor {
   start(): void {
     if (this.stopped || this.child) return;
     const args = buildCameraArgs(this.camera, { clockFont: this.opts.clockFont });
-    const child = spawn(this.opts.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const audio = cameraHasAudio(this.camera);
+    const child = spawn(this.opts.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore'] });
     this.child = child;
     this.startedAt = Date.now();
     this.opts.metrics.ffmpegProcesses.inc();
@@ -80,6 +83,10 @@ export class CameraSupervisor {
     const splitter = new JpegSplitter((jpeg) => this.frame(jpeg));
     child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
     child.stderr?.setEncoding('utf8').on('data', (text: string) => this.keepStderr(text));
+    if (audio) {
+      const pcm = new PcmReader((samples) => this.opts.onAudio?.(samples));
+      (child.stdio[3] as NodeJS.ReadableStream | null)?.on('data', (chunk: Buffer) => pcm.push(chunk));
+    }
     child.on('error', (err) => {
       this.lastError = err.message;
       this.opts.log.error({ camera: this.camera.id, err: err.message }, 'camera ffmpeg failed to spawn');
@@ -179,5 +186,29 @@ export class CameraSupervisor {
       this.opts.metrics.cameraRestarts.labels(this.camera.id).inc();
       this.start();
     }, delay);
+  }
+}
+
+/** Turns a byte stream of s16le into Int16Arrays, carrying an odd byte across reads. */
+class PcmReader {
+  private carry: number | undefined;
+
+  constructor(private readonly onSamples: (samples: Int16Array) => void) {}
+
+  push(chunk: Buffer): void {
+    let bytes = chunk;
+    if (this.carry !== undefined) {
+      bytes = Buffer.concat([Buffer.from([this.carry]), chunk]);
+      this.carry = undefined;
+    }
+    if (bytes.length % 2) {
+      this.carry = bytes[bytes.length - 1];
+      bytes = bytes.subarray(0, bytes.length - 1);
+    }
+    if (bytes.length === 0) return;
+    // A fresh, aligned copy: the pipe's Buffer may start at an odd offset of a shared pool.
+    const samples = new Int16Array(bytes.length / 2);
+    new Uint8Array(samples.buffer).set(bytes);
+    this.onSamples(samples);
   }
 }

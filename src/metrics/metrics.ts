@@ -2,7 +2,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 /** Pool state read from shared memory at scrape time instead of being maintained per record. */
 export interface PoolSample {
-  queuedLive: number;
+  /** Tasks submitted and not yet finished, by priority. */
+  pending: { live: number; job: number };
   rings: { usedBytes: number; capacity: number; fullEvents: number }[];
 }
 
@@ -79,12 +80,14 @@ export function createMetrics() {
     }),
     poolQueueDepth: new Gauge({
       name: 'framehub_pool_queue_depth',
-      help: 'Tasks waiting for a worker, by priority',
+      help: 'Pool tasks submitted and not finished (queued or running), by priority (live, job)',
       labelNames: ['priority'],
       registers: r,
       collect() {
         const pool = samplers.pool?.();
-        if (pool) this.labels('live').set(pool.queuedLive);
+        if (!pool) return;
+        this.labels('live').set(pool.pending.live);
+        this.labels('job').set(pool.pending.job);
       },
     }),
     taskDuration: new Histogram({
@@ -153,6 +156,42 @@ export function createMetrics() {
       name: 'framehub_auth_failures_total',
       help: 'Requests or connections refused for a missing or invalid token, by transport',
       labelNames: ['transport'],
+      registers: r,
+    }),
+    vadSpeechActive: new Gauge({
+      name: 'framehub_vad_speech_active',
+      help: '1 while the VAD hears speech on a camera',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    vadSegments: new Counter({
+      name: 'framehub_vad_segments_total',
+      help: 'Closed speech segments per camera',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    vadFrames: new Counter({
+      name: 'framehub_vad_frames_total',
+      help: 'Audio frames analysed by the VAD, by backend (native, js)',
+      labelNames: ['backend'],
+      registers: r,
+    }),
+    vadBackendInfo: new Gauge({
+      name: 'framehub_vad_backend_info',
+      help: '1 for the VAD backend in use',
+      labelNames: ['backend'],
+      registers: r,
+    }),
+    vadOverruns: new Counter({
+      name: 'framehub_vad_overrun_samples_total',
+      help: 'Live audio samples dropped because the pool fell behind (the stream restarts)',
+      labelNames: ['camera'],
+      registers: r,
+    }),
+    jobs: new Counter({
+      name: 'framehub_jobs_total',
+      help: 'Finished jobs by kind and outcome (done, failed, cancelled)',
+      labelNames: ['kind', 'outcome'],
       registers: r,
     }),
     wsErrors: new Counter({

@@ -1,4 +1,4 @@
-import { threadId } from 'node:worker_threads';
+import { threadId, workerData } from 'node:worker_threads';
 import { RingWriter } from './ring-buffer.js';
 
 /** What every pool worker receives as piscina `workerData`. */
@@ -23,6 +23,22 @@ export function claimRing(data: PoolWorkerData): { writer: RingWriter; index: nu
     }
   }
   throw new Error(`no free result ring among ${claims.length} for worker thread ${threadId}`);
+}
+
+let mine: RingWriter | undefined;
+
+/**
+ * This worker thread's ring writer. Every task entry (image, vad) loaded into the same thread
+ * shares it, so one thread stays one producer.
+ */
+export function workerRing(): RingWriter {
+  mine ??= claimRing(workerData as PoolWorkerData).writer;
+  return mine;
+}
+
+/** How long this worker blocks on a full ring before dropping a record. */
+export function ringWaitMs(): number {
+  return (workerData as PoolWorkerData).ringWaitMs;
 }
 
 /** Main-thread side: frees the ring a destroyed worker held. */

@@ -4,6 +4,7 @@ import type { ImageTask, ImageTaskResult } from '../../workers/image.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
+import type { VadPoolResult, VadPoolTask } from './vad-stream.js';
 import { type PoolWorkerData, releaseRing } from './ring-claim.js';
 import { workerPath } from './worker-path.js';
 
@@ -32,6 +33,9 @@ export class WorkerPool {
   private readonly readers: RingReader[];
   private readonly drainers: { stop(): void }[];
   private inFlightFrames = 0;
+  /** Tasks submitted and not finished, by priority (live camera work vs. jobs). */
+  private readonly pending = { live: 0, job: 0 };
+  private readonly vadFile = workerPath('vad');
   private readonly maxInFlightFrames: number;
 
   constructor(private readonly opts: WorkerPoolOptions) {
@@ -86,10 +90,27 @@ export class WorkerPool {
     return true;
   }
 
+  /** Runs one VAD chunk; its transitions and segments arrive through the ring as a vad_result record. */
+  async runVad(task: VadPoolTask): Promise<VadPoolResult> {
+    const priority = task.stream.startsWith('job/') ? 'job' : 'live';
+    this.pending[priority]++;
+    try {
+      const result = (await this.image.run(task, {
+        filename: this.vadFile,
+        transferList: [task.samples],
+      })) as VadPoolResult;
+      this.opts.metrics.taskDuration.labels('vad').observe(result.ms / 1000);
+      return result;
+    } finally {
+      this.pending[priority]--;
+    }
+  }
+
   stats() {
     return {
       threads: this.threads,
       queued: this.image.queueSize,
+      pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
       inFlightFrames: this.inFlightFrames,
       utilization: this.image.utilization,
       rings: this.readers.map((r) => r.stats()),
@@ -103,7 +124,7 @@ export class WorkerPool {
 
   private registerCollectors(): void {
     this.opts.metrics.samplePool(() => ({
-      queuedLive: this.image.queueSize,
+      pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
       rings: this.readers.map((r) => r.stats()),
     }));
   }

@@ -31,6 +31,9 @@ export type ErrorCode =
   | 'TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'INVALID_FIELD'
+  | 'EMPTY_BODY'
+  | 'BAD_PCM_LENGTH'
+  | 'DECODE_FAILED'
   | 'NO_FRAME_YET'
   | 'NOT_READY'
   | 'INTERNAL';

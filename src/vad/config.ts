@@ -98,6 +98,7 @@ export function resolveVadConfig(partial: Partial<VadConfig> & Pick<VadConfig, '
     if (!Number.isFinite(cfg[key]) || cfg[key] < 0) throw new ConfigError(`vad.${key} must be a number >= 0`);
   }
   if (cfg.maxSegmentMs < 2 * frameMs) throw new ConfigError('vad.maxSegmentMs must be at least two frames');
-  if (cfg.floorWindowMs < 4 * frameMs) throw new ConfigError('vad.floorWindowMs must be at least four frames');
+  if (cfg.floorWindowMs < 4 * frameMs)
+    throw new ConfigError('vad.floorWindowMs must be at least four frames');
   return cfg;
 }

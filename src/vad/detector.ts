@@ -1,5 +1,5 @@
 import { FramehubError } from '../errors.js';
-import { type VadConfig, frameLength, msToFrames, msToSamples } from './config.js';
+import { frameLength, msToFrames, msToSamples, type VadConfig } from './config.js';
 import { MIN_DBFS, meanSquareToDbfs } from './dbfs.js';
 import type { RmsBackend } from './energy.js';
 import { type FloorParams, type FloorState, floorParams, initialFloor, updateFloor } from './noise-floor.js';
@@ -125,7 +125,8 @@ function cloneState(s: VadState): VadState {
 function closeSegment(s: VadState, endSample: number, out: VadOutput): void {
   // After a forced split the last loud frame can precede the new segment; then it is empty.
   const end = Math.max(endSample, s.segStartSample);
-  if (end > s.segStartSample) out.segments.push({ startSample: s.segStartSample, endSample: end, peakDbfs: s.segPeakDbfs });
+  if (end > s.segStartSample)
+    out.segments.push({ startSample: s.segStartSample, endSample: end, peakDbfs: s.segPeakDbfs });
   out.transitions.push({ state: 'silence', atSample: end, dbfs: s.lastDbfs, floor: s.floor.db });
   s.speaking = false;
   s.run = 0;

@@ -27,7 +27,15 @@ export interface FloorState {
 export const SUBWINDOWS = 6;
 
 export function initialFloor(minFloorDbfs: number): FloorState {
-  return { smoothed: minFloorDbfs, primed: false, mins: new Array<number>(SUBWINDOWS).fill(0), slot: 0, count: 0, filled: 0, db: minFloorDbfs };
+  return {
+    smoothed: minFloorDbfs,
+    primed: false,
+    mins: new Array<number>(SUBWINDOWS).fill(0),
+    slot: 0,
+    count: 0,
+    filled: 0,
+    db: minFloorDbfs,
+  };
 }
 
 /** Precomputed per config, so the per-frame update is arithmetic only. */
@@ -37,7 +45,12 @@ export interface FloorParams {
   minFloorDbfs: number;
 }
 
-export function floorParams(frameDurationMs: number, floorSmoothMs: number, floorWindowMs: number, minFloorDbfs: number): FloorParams {
+export function floorParams(
+  frameDurationMs: number,
+  floorSmoothMs: number,
+  floorWindowMs: number,
+  minFloorDbfs: number,
+): FloorParams {
   return {
     alpha: floorSmoothMs > 0 ? 1 - Math.exp(-frameDurationMs / floorSmoothMs) : 1,
     slotFrames: Math.max(1, Math.round(floorWindowMs / frameDurationMs / SUBWINDOWS)),

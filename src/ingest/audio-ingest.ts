@@ -1,0 +1,101 @@
+import type { Hub } from '../hub/hub.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { type RunVad, type VadResultRecord, VadStream } from '../pool/vad-stream.js';
+import { resolveVadConfig, type VadConfig } from '../vad/config.js';
+
+type VadTuning = Partial<Omit<VadConfig, 'sampleRate'>>;
+
+interface CameraAudio {
+  id: string;
+  stream: VadStream;
+  rate: number;
+  format: 'i16' | 'f32';
+  /** Wall-clock ms of sample 0 of the current stream. */
+  anchorMs: number | undefined;
+}
+
+/** Live audio buffered for the pool beyond this many seconds is an overrun. */
+const MAX_PENDING_SECONDS = 5;
+
+/**
+ * Live camera audio (from the camera's ffmpeg or a publisher) through the VAD, and its
+ * results onto `cam/<id>/vad`: `vad` records on each speech/silence change, `segment`
+ * records when a segment closes. Sample positions become wall-clock ms by anchoring sample 0
+ * at the arrival time of the first chunk, less that chunk's duration.
+ */
+export class AudioIngest {
+  private readonly cameras = new Map<string, CameraAudio>();
+  private streamIds = 0;
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly metrics: Metrics,
+    private readonly run: RunVad,
+    private readonly tuning: VadTuning,
+  ) {}
+
+  push(camera: string, samples: Int16Array | Float32Array, rate: number, now = Date.now()): void {
+    const format = samples instanceof Int16Array ? 'i16' : 'f32';
+    let audio = this.cameras.get(camera);
+    if (!audio || audio.rate !== rate || audio.format !== format) audio = this.open(camera, rate, format);
+    audio.anchorMs ??= now - (samples.length / rate) * 1000;
+    audio.stream.push(samples);
+  }
+
+  /** Forgets a camera's stream (its source restarted): the next audio starts a fresh one. */
+  reset(camera: string): void {
+    const audio = this.cameras.get(camera);
+    if (!audio) return;
+    this.cameras.delete(camera);
+    this.metrics.vadSpeechActive.labels(camera).set(0);
+  }
+
+  /**
+   * Routes a vad_result ring record (stream id `cam/<camera>#<n>`) to its camera. Records of
+   * a stream that was since replaced (source restart, format change) are dropped.
+   */
+  deliver(record: VadResultRecord): void {
+    const camera = /^cam\/([^#]+)#/.exec(record.stream)?.[1];
+    const audio = camera ? this.cameras.get(camera) : undefined;
+    if (!camera || !audio || audio.id !== record.stream) return;
+    audio.stream.deliver(record, (r) => this.publish(camera, audio, r));
+  }
+
+  private open(camera: string, rate: number, format: 'i16' | 'f32'): CameraAudio {
+    const id = `cam/${camera}#${++this.streamIds}`;
+    const audio: CameraAudio = {
+      id,
+      rate,
+      format,
+      anchorMs: undefined,
+      stream: new VadStream({
+        stream: id,
+        config: resolveVadConfig({ ...this.tuning, sampleRate: rate }),
+        format,
+        run: this.run,
+        maxPendingSamples: rate * MAX_PENDING_SECONDS,
+        onOverrun: (dropped) => {
+          this.metrics.vadOverruns.labels(camera).inc(dropped);
+          audio.anchorMs = undefined;
+        },
+      }),
+    };
+    this.cameras.set(camera, audio);
+    this.metrics.vadSpeechActive.labels(camera).set(0);
+    return audio;
+  }
+
+  private publish(camera: string, audio: CameraAudio, r: VadResultRecord): void {
+    const topic = `cam/${camera}/vad`;
+    const at = (sample: number) => Math.round((audio.anchorMs ?? Date.now()) + (sample / audio.rate) * 1000);
+    this.metrics.vadFrames.labels(r.backend).inc(r.frames);
+    for (const t of r.transitions) {
+      this.metrics.vadSpeechActive.labels(camera).set(t.state === 'speech' ? 1 : 0);
+      this.hub.publishEvent(topic, { type: 'vad', state: t.state, ts: at(t.atSample), dbfs: t.dbfs, floor: t.floor });
+    }
+    for (const s of r.segments) {
+      this.metrics.vadSegments.labels(camera).inc();
+      this.hub.publishEvent(topic, { type: 'segment', start: at(s.startSample), end: at(s.endSample), peakDbfs: s.peakDbfs });
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import type { Hub } from '../hub/hub.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+export type JobKind = 'audio';
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+/** What GET /api/v1/jobs/<id> answers. */
+export interface JobView {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  progress: number;
+  error?: JobError;
+  result?: unknown;
+  createdAt: string;
+  finishedAt?: string;
+}
+
+export interface Job extends JobView {
+  /** Aborted on DELETE; running work listens and stops. */
+  abort: AbortController;
+}
+
+const FINAL: readonly JobState[] = ['done', 'failed', 'cancelled'];
+
+/**
+ * Jobs in memory: their state, progress events on `job/<id>` (queued → running(progress) →
+ * done | failed | cancelled), and expiry `ttlMs` after they finish. Progress events are
+ * published at most every 5 % so a long job does not flood its subscribers.
+ */
+export class JobStore {
+  private readonly jobs = new Map<string, Job>();
+  private readonly lastProgress = new Map<string, number>();
+
+  constructor(
+    private readonly hub: Hub,
+    private readonly metrics: Metrics,
+    private readonly ttlMs: number,
+  ) {}
+
+  get active(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (!FINAL.includes(j.state)) n++;
+    return n;
+  }
+
+  create(kind: JobKind, id: string = randomUUID()): Job {
+    const job: Job = {
+      id,
+      kind,
+      state: 'queued',
+      progress: 0,
+      createdAt: new Date().toISOString(),
+      abort: new AbortController(),
+    };
+    this.jobs.set(job.id, job);
+    this.emit(job);
+    return job;
+  }
+
+  get(id: string): Job | undefined {
+    return this.jobs.get(id);
+  }
+
+  progress(job: Job, progress: number): void {
+    if (FINAL.includes(job.state)) return;
+    job.state = 'running';
+    job.progress = Math.min(1, Math.max(0, progress));
+    const last = this.lastProgress.get(job.id) ?? -1;
+    if (job.progress - last >= 0.05 || last < 0) {
+      this.lastProgress.set(job.id, job.progress);
+      this.emit(job);
+    }
+  }
+
+  finish(job: Job, outcome: { result: unknown } | { error: JobError } | 'cancelled'): void {
+    if (FINAL.includes(job.state)) return;
+    if (outcome === 'cancelled') job.state = 'cancelled';
+    else if ('error' in outcome) {
+      job.state = 'failed';
+      job.error = outcome.error;
+    } else {
+      job.state = 'done';
+      job.progress = 1;
+      job.result = outcome.result;
+    }
+    job.finishedAt = new Date().toISOString();
+    this.lastProgress.delete(job.id);
+    this.metrics.jobs.labels(job.kind, job.state).inc();
+    this.emit(job);
+    setTimeout(() => this.jobs.delete(job.id), this.ttlMs).unref();
+  }
+
+  /** Cancels a job that has not finished; false when it already had. */
+  cancel(job: Job): boolean {
+    if (FINAL.includes(job.state)) return false;
+    job.abort.abort();
+    this.finish(job, 'cancelled');
+    return true;
+  }
+
+  view(job: Job): JobView {
+    const { abort: _abort, ...view } = job;
+    return view;
+  }
+
+  private emit(job: Job): void {
+    const { id, kind, state, progress, error } = job;
+    this.hub.publishEvent(`job/${id}`, { type: 'job', id, kind, state, progress, ...(error ? { error } : {}) });
+  }
+}

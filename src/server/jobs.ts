@@ -1,0 +1,108 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import { AudioInputError, type PcmFormat } from '../jobs/audio-input.js';
+import type { AudioJobs } from '../jobs/audio-job.js';
+import type { JobStore } from '../jobs/job-store.js';
+import { extractToken, type Principal } from './auth.js';
+import type { ServerContext } from './context.js';
+import { BodyTooLargeError, handleAsync, readBody, sendError, sendJson } from './http-util.js';
+import type { ErrorCode } from './protocol.js';
+
+export interface JobRouteOptions {
+  maxUploadBytes: number;
+  maxActive: number;
+}
+
+const mayRunJobs = (p: Principal) => p.role === 'publisher' || p.role === 'admin';
+
+/** Parses `?format=&rate=` for raw PCM; undefined when neither is given. */
+function pcmFormat(query: URLSearchParams): PcmFormat | undefined {
+  const format = query.get('format');
+  const rate = query.get('rate');
+  if (format === null && rate === null) return undefined;
+  if (format !== 's16le' && format !== 'f32le') {
+    throw new AudioInputError('INVALID_FIELD', 'format must be s16le or f32le', 400);
+  }
+  const n = Number(rate);
+  if (!Number.isInteger(n) || n < 8000 || n > 192_000) {
+    throw new AudioInputError('INVALID_FIELD', 'rate must be an integer from 8000 to 192000', 400);
+  }
+  return { format, rate: n };
+}
+
+/**
+ * `POST /api/v1/jobs/audio` → 202 {id}; `GET /api/v1/jobs/<id>`; `DELETE /api/v1/jobs/<id>`.
+ * Submitting needs role publisher or admin when auth is on; reading and cancelling need any
+ * valid token (job ids are random UUIDs).
+ */
+export function registerJobs(app: TemplatedApp, ctx: ServerContext, store: JobStore, audio: AudioJobs, opts: JobRouteOptions) {
+  const tokenOf = (req: Parameters<Parameters<TemplatedApp['get']>[1]>[1]) =>
+    extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }).token;
+
+  app.post('/api/v1/jobs/audio', (res, req) => {
+    const token = tokenOf(req);
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const body = readBody(res, opts.maxUploadBytes);
+    handleAsync(res, async (isAborted) => {
+      const fail = (status: number, code: ErrorCode | string, message: string, headers?: Record<string, string>) => {
+        if (!isAborted()) sendError(res, status, code as ErrorCode, message, headers);
+      };
+      let principal: Principal;
+      try {
+        principal = await ctx.auth.verify(token);
+      } catch (err) {
+        return fail(401, 'UNAUTHORIZED', (err as Error).message);
+      }
+      if (!mayRunJobs(principal)) return fail(403, 'FORBIDDEN', 'jobs need role publisher or admin');
+      if (store.active >= opts.maxActive) {
+        ctx.metrics.limitRejections.labels('active_jobs').inc();
+        return fail(429, 'RATE_LIMITED', `${opts.maxActive} jobs are already running`, { 'Retry-After': '5' });
+      }
+      let bytes: Buffer;
+      try {
+        bytes = await body;
+      } catch (err) {
+        if (err instanceof BodyTooLargeError) return fail(413, 'TOO_LARGE', err.message);
+        throw err;
+      }
+      try {
+        const job = await audio.start(bytes, pcmFormat(query));
+        if (isAborted()) return;
+        sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
+      } catch (err) {
+        if (err instanceof AudioInputError) return fail(err.status, err.code, err.message);
+        throw err;
+      }
+    });
+  });
+
+  for (const kind of ['image', 'video']) {
+    app.post(`/api/v1/jobs/${kind}`, (res) => sendError(res, 404, 'NOT_FOUND', `${kind} jobs are not available in this version`));
+  }
+
+  const withJob = (method: 'get' | 'del', handle: (res: Parameters<Parameters<TemplatedApp['get']>[1]>[0], id: string) => void) =>
+    app[method]('/api/v1/jobs/:id', (res, req) => {
+      const id = req.getParameter(0) ?? '';
+      const token = tokenOf(req);
+      handleAsync(res, async (isAborted) => {
+        try {
+          await ctx.auth.verify(token);
+        } catch (err) {
+          if (!isAborted()) sendError(res, 401, 'UNAUTHORIZED', (err as Error).message);
+          return;
+        }
+        if (!isAborted()) handle(res, id);
+      });
+    });
+
+  withJob('get', (res, id) => {
+    const job = store.get(id);
+    if (!job) return sendError(res, 404, 'NOT_FOUND', `no job ${id.slice(0, 64)} (finished jobs expire)`);
+    sendJson(res, 200, store.view(job));
+  });
+  withJob('del', (res, id) => {
+    const job = store.get(id);
+    if (!job) return sendError(res, 404, 'NOT_FOUND', `no job ${id.slice(0, 64)}`);
+    store.cancel(job);
+    sendJson(res, 200, store.view(job));
+  });
+}
