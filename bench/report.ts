@@ -15,11 +15,17 @@ function renderResult(r: BenchResult, charts: string[]): string[] {
   out.push('');
   if (r.targets.length) {
     out.push('| target | wanted | measured | met |', '|---|---|---|---|');
-    for (const t of r.targets) out.push(`| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
+    for (const t of r.targets)
+      out.push(`| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
     out.push('');
   }
   for (const t of r.tables) {
-    out.push(`**${t.caption}**`, '', `| ${t.columns.join(' | ')} |`, `|${t.columns.map(() => '---').join('|')}|`);
+    out.push(
+      `**${t.caption}**`,
+      '',
+      `| ${t.columns.join(' | ')} |`,
+      `|${t.columns.map(() => '---').join('|')}|`,
+    );
     for (const row of t.rows) out.push(`| ${row.join(' | ')} |`);
     out.push('');
   }
@@ -32,7 +38,8 @@ function overview(results: BenchResult[]): string[] {
   const rows = results.flatMap((r) => r.targets.map((t) => ({ ...t, bench: r.bench })));
   if (!rows.length) return [];
   const out = ['## All targets', '', '| bench | target | wanted | measured | met |', '|---|---|---|---|---|'];
-  for (const t of rows) out.push(`| ${t.bench} | ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
+  for (const t of rows)
+    out.push(`| ${t.bench} | ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
   out.push('');
   return out;
 }
@@ -87,7 +94,9 @@ async function main(): Promise<void> {
     ...sections,
   ];
   writeFileSync(outFile, `${doc.join('\n')}\n`);
-  console.log(`${relative(process.cwd(), outFile)} written from ${files.length} result file(s), ${chartCount} chart(s)`);
+  console.log(
+    `${relative(process.cwd(), outFile)} written from ${files.length} result file(s), ${chartCount} chart(s)`,
+  );
 }
 
 main().catch((err: Error) => {

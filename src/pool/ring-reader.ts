@@ -189,9 +189,9 @@ export class RingReader {
     if (length === 0) return EMPTY;
     const source = this.bytes.subarray(start, start + length);
     if (length > SMALL_RECORD_BYTES) {
-      // Not zero-filled (every byte is overwritten at once): on 16 KB that saves about a
-      // third of the copy-out. Never Buffer.allocUnsafe, whose pool slices are not 8-aligned.
-      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+      // A buffer of its own, at offset 0 (never a Buffer.allocUnsafe pool slice, which is not
+      // 8-aligned). Skipping the zero-fill with allocUnsafeSlow measured no faster here.
+      const out = new Uint8Array(length);
       out.set(source);
       return out;
     }
