@@ -88,7 +88,9 @@ export async function runFanout(
   const { opts } = ctx;
   const startedAt = new Date().toISOString();
   const target = await launch(ctx, name);
-  const swarm = await Swarm.start(opts.procs);
+  // One extra process only probes time to first frame: in a viewer process that is busy
+  // receiving, a probe would time that process's event-loop lag as well as the server.
+  const swarm = await Swarm.start(opts.procs + 1);
   const publisher = new Publisher(target.wsBase, ctx.cameras, opts.fps, ctx.jpeg);
   const label = `${opts.scenario} ${runLabel(name, phase)}`;
   const monitor = new Monitor(target.pid, swarm, {
@@ -108,9 +110,12 @@ export async function runFanout(
     monitor.start();
     monitor.setPhase('connect');
     const slowKind = opts.slowMode;
-    const groups = planGroups(opts.viewers, opts.procs, ctx.cameras.length, opts.transport, slowFraction).map(
-      (gs) => gs.map((g) => (g.slow ? { ...g, slow: slowKind } : g)),
-    );
+    const groups = [
+      ...planGroups(opts.viewers, opts.procs, ctx.cameras.length, opts.transport, slowFraction).map((gs) =>
+        gs.map((g) => (g.slow ? { ...g, slow: slowKind } : g)),
+      ),
+      [],
+    ];
     const opened = await swarm.each<OpenResult>(
       groups.map((gs) => ({
         cmd: 'open',
@@ -147,7 +152,7 @@ export async function runFanout(
           variant: 'raw',
           transport: opts.transport === 'mix' ? 'ws' : opts.transport,
           intervalMs: opts.probeIntervalMs,
-          count: i === 0 ? probeCount : 0,
+          count: i === swarm.size - 1 ? probeCount : 0,
         }),
       ),
       5000,

@@ -1,6 +1,7 @@
 // One bench:vad variant in a fresh process (run.ts starts one per variant and round).
-//   node dist/bench/vad/variant.js <js|native> <kernel|-> <i16|f32> <energy|detector> <file> <seconds>
-// Prints one JSON line: {"samples":N,"wallNs":N,"cpuNs":N,"backend":"..."}
+//   node dist/bench/vad/variant.js <js|native> <kernel|-> <i16|f32> <energy|detector|call> <file> <seconds>
+// `call` passes empty chunks, to time the fixed cost of a call.
+// Prints one JSON line: {"samples":N,"calls":N,"wallNs":N,"cpuNs":N,"backend":"..."}
 import { readFileSync } from 'node:fs';
 import { loadRmsBackend } from '../../native/index.js';
 import { resolveVadConfig } from '../../src/vad/config.js';
@@ -24,8 +25,9 @@ let state = initialVadState(cfg);
 let check = 0;
 
 function pass(): void {
+  const len = mode === 'call' ? 0 : CHUNK;
   for (let c = 0; c < chunks; c++) {
-    const chunk = data.subarray(c * CHUNK, (c + 1) * CHUNK);
+    const chunk = data.subarray(c * CHUNK, c * CHUNK + len);
     if (mode === 'detector') {
       const r = processChunk(backend, cfg, state, chunk);
       state = r.state;
@@ -44,13 +46,21 @@ while (performance.now() < warmUntil) pass();
 const budgetMs = Number(seconds) * 1000;
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
-let samples = 0;
+let calls = 0;
 do {
   pass();
-  samples += chunks * CHUNK;
+  calls += chunks;
 } while (performance.now() - t0 < budgetMs);
 const wallNs = (performance.now() - t0) * 1e6;
 const cpu = process.cpuUsage(cpu0);
+const samples = mode === 'call' ? 0 : calls * CHUNK;
 console.log(
-  JSON.stringify({ samples, wallNs, cpuNs: (cpu.user + cpu.system) * 1000, backend: backend.detail, check }),
+  JSON.stringify({
+    samples,
+    calls,
+    wallNs,
+    cpuNs: (cpu.user + cpu.system) * 1000,
+    backend: backend.detail,
+    check,
+  }),
 );
