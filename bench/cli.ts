@@ -53,6 +53,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwrote ${file}\n`);
 }
 
+// Exiting runs the target module's exit hook, which kills any server this run started.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 main().then(
   () => process.exit(0),
   (err: Error) => {

@@ -9,39 +9,42 @@ import { type BenchResult, benchDir, resultsDir } from './lib/results.js';
  * Regenerates bench/RESULTS.md (and bench/charts/*.svg) from every bench/results/*.json.
  * Never edit RESULTS.md by hand. `--results-dir`, `--out` and `--charts-dir` exist for tests.
  */
+/** A markdown table padded to equal column widths, as the repository's formatter (biome) writes it. */
+function mdTable(columns: string[], rows: (string | number)[][]): string[] {
+  const cells = [columns, ...rows.map((r) => r.map(String))];
+  const len = (s: string) => [...s].length;
+  const widths = columns.map((_, i) => Math.max(3, ...cells.map((r) => len(r[i] ?? ''))));
+  const line = (r: string[]) =>
+    `| ${widths.map((w, i) => (r[i] ?? '') + ' '.repeat(w - len(r[i] ?? ''))).join(' | ')} |`;
+  return [
+    line(cells[0]!),
+    `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
+    ...cells.slice(1).map(line),
+  ];
+}
+
+const met = (ok: boolean) => (ok ? 'yes' : '**no**');
+
 function renderResult(r: BenchResult, charts: string[]): string[] {
   const out = [`## ${r.title}`, '', `- Machine: ${r.machine}`, `- Commit: ${r.commit}, run ${r.startedAt}`];
   for (const [k, v] of Object.entries(r.conditions)) out.push(`- ${k}: ${k === 'command' ? `\`${v}\`` : v}`);
   out.push('');
   if (r.targets.length) {
-    out.push('| target | wanted | measured | met |', '|---|---|---|---|');
-    for (const t of r.targets)
-      out.push(`| ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
-    out.push('');
+    const rows = r.targets.map((t) => [t.name, t.target, t.measured, met(t.met)]);
+    out.push(...mdTable(['target', 'wanted', 'measured', 'met'], rows), '');
   }
-  for (const t of r.tables) {
-    out.push(
-      `**${t.caption}**`,
-      '',
-      `| ${t.columns.join(' | ')} |`,
-      `|${t.columns.map(() => '---').join('|')}|`,
-    );
-    for (const row of t.rows) out.push(`| ${row.join(' | ')} |`);
-    out.push('');
-  }
+  for (const t of r.tables) out.push(`**${t.caption}**`, '', ...mdTable(t.columns, t.rows), '');
   for (const c of charts) out.push(`![${r.title}](${c})`, '');
   for (const n of r.notes ?? []) out.push(`> ${n}`, '');
   return out;
 }
 
 function overview(results: BenchResult[]): string[] {
-  const rows = results.flatMap((r) => r.targets.map((t) => ({ ...t, bench: r.bench })));
+  const rows = results.flatMap((r) =>
+    r.targets.map((t) => [r.bench, t.name, t.target, t.measured, met(t.met)]),
+  );
   if (!rows.length) return [];
-  const out = ['## All targets', '', '| bench | target | wanted | measured | met |', '|---|---|---|---|---|'];
-  for (const t of rows)
-    out.push(`| ${t.bench} | ${t.name} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
-  out.push('');
-  return out;
+  return ['## All targets', '', ...mdTable(['bench', 'target', 'wanted', 'measured', 'met'], rows), ''];
 }
 
 const isLoad = (r: BenchResult): r is LoadResult => (r as Partial<LoadResult>).kind === 'load';
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
     ...overview(results),
     ...sections,
   ];
-  writeFileSync(outFile, `${doc.join('\n')}\n`);
+  writeFileSync(outFile, `${doc.join('\n').trimEnd()}\n`);
   console.log(
     `${relative(process.cwd(), outFile)} written from ${files.length} result file(s), ${chartCount} chart(s)`,
   );

@@ -1,11 +1,11 @@
+import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import uWS from 'uWebSockets.js';
-import type { Config } from './config/schema.js';
 import { loadRmsBackend } from '../native/index.js';
+import type { Config } from './config/schema.js';
 import { Hub } from './hub/hub.js';
-import { CameraSupervisor } from './ingest/camera-supervisor.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
+import { CameraSupervisor } from './ingest/camera-supervisor.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
 import { AudioJobs } from './jobs/audio-job.js';
 import { JobStore } from './jobs/job-store.js';
@@ -20,8 +20,8 @@ import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
-import { registerJobs } from './server/jobs.js';
 import { HttpStreams } from './server/http-stream.js';
+import { registerJobs } from './server/jobs.js';
 import { ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
 import { registerNotices } from './server/notices.js';
@@ -36,7 +36,8 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string })
+  .version;
 
 /**
  * Wires config into running parts: metrics, hub, worker pool, uWS app, camera supervisors.
@@ -122,7 +123,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           onAudio: (samples) => liveAudio.push(cam.id, samples, cam.audioRate),
           onUpChange: (up, reason) => {
             if (!up) liveAudio.reset(cam.id);
-            hub.publishEvent('system', { type: 'system', kind: up ? 'camera_up' : 'camera_down', camera: cam.id, reason });
+            hub.publishEvent('system', {
+              type: 'system',
+              kind: up ? 'camera_up' : 'camera_down',
+              camera: cam.id,
+              reason,
+            });
           },
         }),
     );
@@ -183,7 +189,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 function publishAudio(audio: AudioIngest): PublishHandler {
   return (cam, rec) => {
     if (cameraHasAudio(cam)) {
-      return { ok: false, code: 'NOT_PUSH_CAMERA', message: `camera "${cam.id}" takes its audio from its source` };
+      return {
+        ok: false,
+        code: 'NOT_PUSH_CAMERA',
+        message: `camera "${cam.id}" takes its audio from its source`,
+      };
     }
     const { rate, format, data } = rec;
     if (!Number.isInteger(rate) || (rate as number) < 8000 || (rate as number) > 192_000) {
@@ -194,9 +204,14 @@ function publishAudio(audio: AudioIngest): PublishHandler {
     }
     const width = format === 's16le' ? 2 : 4;
     if (!(data instanceof Uint8Array) || data.byteLength === 0 || data.byteLength % width !== 0) {
-      return { ok: false, code: 'BAD_MESSAGE', message: `"data" must be ${format} bytes, a non-empty multiple of ${width}` };
+      return {
+        ok: false,
+        code: 'BAD_MESSAGE',
+        message: `"data" must be ${format} bytes, a non-empty multiple of ${width}`,
+      };
     }
-    const samples = format === 's16le' ? new Int16Array(data.byteLength / 2) : new Float32Array(data.byteLength / 4);
+    const samples =
+      format === 's16le' ? new Int16Array(data.byteLength / 2) : new Float32Array(data.byteLength / 4);
     new Uint8Array(samples.buffer).set(data);
     audio.push(cam.id, samples, rate as number);
     return { ok: true };

@@ -18,7 +18,10 @@ describe('adaptive quality (variant=auto)', () => {
     const jpeg = await noiseJpeg(1280, 720);
     const pub = new Viewer(`${daemon.url.replace('http', 'ws')}/publish`);
     await pub.opened;
-    timer = setInterval(() => pub.ws.send(pack({ type: 'frame', camera: 'yard', ts: Date.now(), data: jpeg })), 33);
+    timer = setInterval(
+      () => pub.ws.send(pack({ type: 'frame', camera: 'yard', ts: Date.now(), data: jpeg })),
+      33,
+    );
 
     const v = new Viewer(`${daemon.wsUrl}?topics=cam/yard/auto`);
     await v.until((r) => r.some((x) => x.type === 'frame'));

@@ -29,7 +29,11 @@ function wav(samples: Int16Array, rate: number): Buffer {
 }
 
 const post = (body: Uint8Array, query = '', type = 'application/octet-stream') =>
-  fetch(`${daemon.url}/api/v1/jobs/audio${query}`, { method: 'POST', headers: { 'content-type': type }, body });
+  fetch(`${daemon.url}/api/v1/jobs/audio${query}`, {
+    method: 'POST',
+    headers: { 'content-type': type },
+    body,
+  });
 
 async function waitForJob(id: string, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
@@ -56,7 +60,10 @@ describe('audio jobs', () => {
     const segments = job.result.segments as { start: number; end: number; peakDbfs: number }[];
     const labels = track.utterances.map((u) => ({ start: u.start / RATE, end: u.end / RATE }));
     expect(segments).toHaveLength(labels.length);
-    const errors = labels.flatMap((l, i) => [Math.abs(segments[i]!.start - l.start), Math.abs(segments[i]!.end - l.end)]);
+    const errors = labels.flatMap((l, i) => [
+      Math.abs(segments[i]!.start - l.start),
+      Math.abs(segments[i]!.end - l.end),
+    ]);
     const meanErrorMs = (errors.reduce((a, b) => a + b, 0) / errors.length) * 1000;
     console.log(`audio job: ${segments.length} segments, mean boundary error ${meanErrorMs.toFixed(0)} ms`);
     expect(meanErrorMs).toBeLessThan(150);
@@ -67,7 +74,8 @@ describe('audio jobs', () => {
   it('takes raw PCM with ?format=&rate= and reports progress on job/<id>', async () => {
     const rate = 8000;
     const samples = new Int16Array(rate * 6);
-    for (let i = 2 * rate; i < 4 * rate; i++) samples[i] = Math.round(9000 * Math.sin((2 * Math.PI * 250 * i) / rate));
+    for (let i = 2 * rate; i < 4 * rate; i++)
+      samples[i] = Math.round(9000 * Math.sin((2 * Math.PI * 250 * i) / rate));
     const res = await post(new Uint8Array(samples.buffer), `?format=s16le&rate=${rate}`);
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
@@ -92,13 +100,21 @@ describe('audio jobs', () => {
   it('answers bad input with the right status and code', async () => {
     const cases: [Promise<Response>, number, string][] = [
       [post(new Uint8Array(0)), 400, 'EMPTY_BODY'],
-      [post(new Uint8Array(Array.from({ length: 4096 }, (_, i) => (i * 37) % 251))), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      [
+        post(new Uint8Array(Array.from({ length: 4096 }, (_, i) => (i * 37) % 251))),
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
       [post(new Uint8Array(1001), '?format=s16le&rate=16000'), 422, 'BAD_PCM_LENGTH'],
       [post(new Uint8Array(1002), '?format=f32le&rate=16000'), 422, 'BAD_PCM_LENGTH'],
       [post(new Uint8Array(1000), '?format=mp3&rate=16000'), 400, 'INVALID_FIELD'],
       [post(new Uint8Array(1000), '?format=s16le&rate=12'), 400, 'INVALID_FIELD'],
       // A WAV header in front of garbage: recognised as WAV, but ffmpeg cannot decode it.
-      [post(Buffer.concat([Buffer.from('RIFF\0\0\0\0WAVEjunk'), Buffer.alloc(3000, 0x5a)])), 422, 'DECODE_FAILED'],
+      [
+        post(Buffer.concat([Buffer.from('RIFF\0\0\0\0WAVEjunk'), Buffer.alloc(3000, 0x5a)])),
+        422,
+        'DECODE_FAILED',
+      ],
     ];
     for (const [pending, status, code] of cases) {
       const res = await pending;

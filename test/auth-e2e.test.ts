@@ -1,12 +1,25 @@
 import { spawnSync } from 'node:child_process';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, mainJs, pack, type RunningDaemon, startDaemon, testCamera, Viewer, writeConfig } from './helpers.js';
+import {
+  get,
+  mainJs,
+  pack,
+  type RunningDaemon,
+  startDaemon,
+  testCamera,
+  Viewer,
+  writeConfig,
+} from './helpers.js';
 
 const secret = 'a-test-secret-that-is-at-least-32-bytes-long';
 const key = new TextEncoder().encode(secret);
 const sign = (claims: Record<string, unknown>, exp = '1h', k = key) =>
-  new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setSubject('tester').setExpirationTime(exp).sign(k);
+  new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject('tester')
+    .setExpirationTime(exp)
+    .sign(k);
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 let daemon: RunningDaemon;
@@ -22,7 +35,11 @@ beforeAll(async () => {
   tokens.all = await sign({ cams: ['*'] });
   tokens.admin = await sign({ cams: ['*'], role: 'admin' });
   tokens.expired = await sign({ cams: ['lobby'] }, '-1h');
-  tokens.wrongSig = await sign({ cams: ['lobby'] }, '1h', new TextEncoder().encode('another-secret-another-secret-xyz!'));
+  tokens.wrongSig = await sign(
+    { cams: ['lobby'] },
+    '1h',
+    new TextEncoder().encode('another-secret-another-secret-xyz!'),
+  );
   tokens.algNone = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 'x', cams: ['*'], role: 'admin', exp: Math.floor(Date.now() / 1000) + 3600 })}.`;
   tokens.camsString = await sign({ cams: '*' });
   tokens.publisher = await sign({ cams: ['feed'], role: 'publisher' });
@@ -31,7 +48,8 @@ afterAll(async () => {
   await daemon?.stop();
 });
 
-const sse = (query: string, headers: Record<string, string> = {}) => get(`${daemon.url}/sse?${query}`, { headers });
+const sse = (query: string, headers: Record<string, string> = {}) =>
+  get(`${daemon.url}/sse?${query}`, { headers });
 const code = (text: string) => (JSON.parse(text) as { error: { code: string } }).error.code;
 
 describe('HTTP viewers with auth on', () => {
@@ -56,25 +74,35 @@ describe('HTTP viewers with auth on', () => {
     const viaQuery = await sse(`topics=cam/vault/low&token=${tokens.lobby}`);
     expect(viaQuery.status).toBe(403);
     expect(code(viaQuery.text)).toBe('FORBIDDEN');
-    const viaHeader = await get(`${daemon.url}/cams/vault/low.jpg`, { headers: { authorization: `Bearer ${tokens.lobby}` } });
+    const viaHeader = await get(`${daemon.url}/cams/vault/low.jpg`, {
+      headers: { authorization: `Bearer ${tokens.lobby}` },
+    });
     expect(viaHeader.status).toBe(403);
   });
 
   it('serves a valid token from the header or ?token=', async () => {
     const ctl = new AbortController();
-    const res = await fetch(`${daemon.url}/cams/lobby/low.mjpeg?token=${tokens.lobby}`, { signal: ctl.signal });
+    const res = await fetch(`${daemon.url}/cams/lobby/low.mjpeg?token=${tokens.lobby}`, {
+      signal: ctl.signal,
+    });
     expect(res.status).toBe(200);
     ctl.abort();
-    const snap = await get(`${daemon.url}/cams/lobby/raw.jpg`, { headers: { authorization: `Bearer ${tokens.all}` } });
+    const snap = await get(`${daemon.url}/cams/lobby/raw.jpg`, {
+      headers: { authorization: `Bearer ${tokens.all}` },
+    });
     expect([200, 503]).toContain(snap.status);
   });
 
   it('keeps the status API for admins', async () => {
     expect((await get(`${daemon.url}/api/v1/status`)).status).toBe(401);
-    const viewer = await get(`${daemon.url}/api/v1/status`, { headers: { authorization: `Bearer ${tokens.all}` } });
+    const viewer = await get(`${daemon.url}/api/v1/status`, {
+      headers: { authorization: `Bearer ${tokens.all}` },
+    });
     expect(viewer.status).toBe(403);
     expect(code(viewer.text)).toBe('FORBIDDEN');
-    const admin = await get(`${daemon.url}/api/v1/status/connections`, { headers: { authorization: `Bearer ${tokens.admin}` } });
+    const admin = await get(`${daemon.url}/api/v1/status/connections`, {
+      headers: { authorization: `Bearer ${tokens.admin}` },
+    });
     expect(admin.status).toBe(200);
     expect(JSON.parse(admin.text)).toHaveProperty('byTransport');
   });
@@ -108,7 +136,10 @@ describe('WebSocket with auth on', () => {
   });
 
   it('takes the token from the subprotocol and echoes a protocol back', async () => {
-    const v = new Viewer(`${daemon.wsUrl}?topics=cam/lobby/low`, ['framehub', `framehub.bearer.${tokens.lobby}`]);
+    const v = new Viewer(`${daemon.wsUrl}?topics=cam/lobby/low`, [
+      'framehub',
+      `framehub.bearer.${tokens.lobby}`,
+    ]);
     await v.opened;
     expect(v.ws.protocol).toBe('framehub');
     await v.until((r) => r.some((x) => x.type === 'frame'));
@@ -119,7 +150,9 @@ describe('WebSocket with auth on', () => {
     const v = new Viewer(`${daemon.wsUrl}?token=${tokens.lobby}`);
     await v.opened;
     v.send({ type: 'sub', topics: ['cam/vault/low', 'cam/lobby/low'] });
-    await v.until((r) => r.some((x) => x.type === 'error') && r.filter((x) => x.type === 'frame').length >= 3);
+    await v.until(
+      (r) => r.some((x) => x.type === 'error') && r.filter((x) => x.type === 'frame').length >= 3,
+    );
     expect(v.of('error')).toEqual([expect.objectContaining({ code: 'FORBIDDEN', topic: 'cam/vault/low' })]);
     expect(new Set(v.of('frame').map((f) => f.topic))).toEqual(new Set(['cam/lobby/low']));
     v.close();
@@ -149,10 +182,14 @@ describe('WebSocket with auth on', () => {
 
 describe('start-up rule', () => {
   it('refuses to bind a non-loopback address without an auth key', () => {
-    const run = spawnSync(process.execPath, [mainJs, '--host', '0.0.0.0', '--port', '0', '--config', writeConfig({ cameras: [] })], {
-      encoding: 'utf8',
-      timeout: 10_000,
-    });
+    const run = spawnSync(
+      process.execPath,
+      [mainJs, '--host', '0.0.0.0', '--port', '0', '--config', writeConfig({ cameras: [] })],
+      {
+        encoding: 'utf8',
+        timeout: 10_000,
+      },
+    );
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/auth/);
   });

@@ -189,7 +189,7 @@ describe('load-test harness (npm run bench)', () => {
     ]);
     const md = readFileSync(out, 'utf8');
     expect(md).toContain('## Load: fanout, 50 ws viewers');
-    expect(md).toMatch(/\| framehub \| 50 \|/);
+    expect(md).toMatch(/\| framehub +\| 50 +\|/);
     const svg = readFileSync(join(dir, 'charts', 'load-fanout-latency.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(md).toContain('](charts/load-fanout-latency.svg)');

@@ -207,14 +207,14 @@ export class SseReader {
 
   private parse(block: string): void {
     const ev: SseEvent = { event: 'message', id: undefined, data: '' };
-    let isEvent = false;
-    for (const line of block.split('\n')) {
+    const lines = block.split('\n');
+    for (const line of lines) {
       if (line.startsWith(':')) this.comments.push(line);
-      else if (line.startsWith('event: ')) ((ev.event = line.slice(7)), (isEvent = true));
+      else if (line.startsWith('event: ')) ev.event = line.slice(7);
       else if (line.startsWith('id: ')) ev.id = line.slice(4);
-      else if (line.startsWith('data: ')) ((ev.data += line.slice(6)), (isEvent = true));
+      else if (line.startsWith('data: ')) ev.data += line.slice(6);
     }
-    if (isEvent) this.events.push(ev);
+    if (lines.some((l) => l.startsWith('event: ') || l.startsWith('data: '))) this.events.push(ev);
     for (const l of this.listeners) l();
   }
 
@@ -249,7 +249,9 @@ export async function noiseJpeg(width: number, height: number, quality = 60): Pr
   const { default: sharp } = await import('sharp');
   const pixels = Buffer.alloc(width * height * 3);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (Math.random() * 256) | 0;
-  return sharp(pixels, { raw: { width, height, channels: 3 } }).jpeg({ quality }).toBuffer();
+  return sharp(pixels, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality })
+    .toBuffer();
 }
 
 /** Posts an operator notice (a `system` event); returns its seq. */

@@ -8,7 +8,8 @@ afterEach(async () => {
   daemon = undefined;
 });
 
-const limits = (viewers: Record<string, number>) => startDaemon({ cameras: [testCamera('demo', 5)], viewers });
+const limits = (viewers: Record<string, number>) =>
+  startDaemon({ cameras: [testCamera('demo', 5)], viewers });
 const openWs = async (url: string) => {
   const v = new Viewer(url);
   await v.opened;

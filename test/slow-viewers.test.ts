@@ -1,6 +1,15 @@
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, metricValue, noiseJpeg, pack, type RunningDaemon, rssBytes, startDaemon, Viewer } from './helpers.js';
+import {
+  get,
+  metricValue,
+  noiseJpeg,
+  pack,
+  type RunningDaemon,
+  rssBytes,
+  startDaemon,
+  Viewer,
+} from './helpers.js';
 
 const FPS = 30;
 let daemon: RunningDaemon;
@@ -15,7 +24,10 @@ async function startPublishing(url: string, camera: string): Promise<void> {
   const jpeg = await noiseJpeg(640, 360);
   publisher = new Viewer(`${url.replace('http', 'ws')}/publish`);
   await publisher.opened;
-  timer = setInterval(() => publisher.ws.send(pack({ type: 'frame', camera, ts: Date.now(), data: jpeg })), 1000 / FPS);
+  timer = setInterval(
+    () => publisher.ws.send(pack({ type: 'frame', camera, ts: Date.now(), data: jpeg })),
+    1000 / FPS,
+  );
 }
 
 /** Frames the viewer got in a window, the fraction of published seqs it saw, and p99 latency. */

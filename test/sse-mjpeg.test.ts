@@ -49,7 +49,11 @@ describe('SSE', () => {
     const lastId = first.of('system').at(-1)!.id!;
     expect(lastId).toBe(`system:${seen[1]}`);
 
-    const missed = [await postNotice(daemon.url, 'three'), await postNotice(daemon.url, 'four'), await postNotice(daemon.url, 'five')];
+    const missed = [
+      await postNotice(daemon.url, 'three'),
+      await postNotice(daemon.url, 'four'),
+      await postNotice(daemon.url, 'five'),
+    ];
     const again = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low`, { 'Last-Event-ID': lastId });
     await again.until(() => again.of('system').length >= 3 && again.of('frame').length >= 1);
     await new Promise((r) => setTimeout(r, 300));
@@ -60,7 +64,9 @@ describe('SSE', () => {
     expect(Date.now() - frame.ts).toBeLessThan(3000);
 
     // The same through the lastEventId query parameter (EventSource cannot set headers on a first connect).
-    const viaQuery = new SseReader(`${daemon.url}/sse?topics=system&lastEventId=${encodeURIComponent(lastId)}`);
+    const viaQuery = new SseReader(
+      `${daemon.url}/sse?topics=system&lastEventId=${encodeURIComponent(lastId)}`,
+    );
     await viaQuery.until(() => viaQuery.of('system').length >= 3);
     expect(viaQuery.of('system').map((e) => e.id)).toEqual(missed.map((s) => `system:${s}`));
     again.close();
@@ -109,7 +115,10 @@ describe('SSE', () => {
 });
 
 /** Reads multipart/x-mixed-replace parts from a fetch body until `count` JPEGs arrived. */
-async function readMjpeg(url: string, count: number): Promise<{ headers: Record<string, string>; jpeg: Buffer }[]> {
+async function readMjpeg(
+  url: string,
+  count: number,
+): Promise<{ headers: Record<string, string>; jpeg: Buffer }[]> {
   const controller = new AbortController();
   const res = await fetch(url, { signal: controller.signal });
   expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=framehubframe');

@@ -27,7 +27,8 @@ describe('live VAD on the test camera (440 Hz tone, 2 s on / 2 s off)', () => {
     for (let i = 1; i < vad.length; i++) expect(vad[i]!.state).not.toBe(vad[i - 1]!.state);
     for (let i = 1; i < vad.length; i++) {
       const span = (vad[i]!.ts as number) - (vad[i - 1]!.ts as number);
-      const expected = vad[i - 1]!.state === 'speech' ? 2000 + PRE_ROLL + HANGOVER : 2000 - PRE_ROLL - HANGOVER;
+      const expected =
+        vad[i - 1]!.state === 'speech' ? 2000 + PRE_ROLL + HANGOVER : 2000 - PRE_ROLL - HANGOVER;
       expect(Math.abs(span - expected)).toBeLessThanOrEqual(HANGOVER);
     }
     const speech = vad.find((e) => e.state === 'speech')!;
@@ -35,7 +36,9 @@ describe('live VAD on the test camera (440 Hz tone, 2 s on / 2 s off)', () => {
     expect(speech.floor as number).toBeLessThan(-50);
     await v.until((r) => r.some((x) => x.type === 'segment'));
     const seg = v.of('segment')[0]!;
-    expect(Math.abs((seg.end as number) - (seg.start as number) - (2000 + PRE_ROLL + HANGOVER))).toBeLessThanOrEqual(HANGOVER);
+    expect(
+      Math.abs((seg.end as number) - (seg.start as number) - (2000 + PRE_ROLL + HANGOVER)),
+    ).toBeLessThanOrEqual(HANGOVER);
     expect(seg.peakDbfs as number).toBeGreaterThan(-20);
     v.close();
 
@@ -51,7 +54,8 @@ describe('publisher audio', () => {
   /** One second of 16 kHz s16le: a 300 Hz tone (or silence), as publishers send it. */
   const second = (loud: boolean) => {
     const s = new Int16Array(16_000);
-    for (let i = 0; i < s.length; i++) s[i] = loud ? Math.round(8000 * Math.sin((2 * Math.PI * 300 * i) / 16_000)) : ((i * 7919) % 21) - 10;
+    for (let i = 0; i < s.length; i++)
+      s[i] = loud ? Math.round(8000 * Math.sin((2 * Math.PI * 300 * i) / 16_000)) : ((i * 7919) % 21) - 10;
     return new Uint8Array(s.buffer);
   };
 
@@ -63,7 +67,10 @@ describe('publisher audio', () => {
     for (const loud of [false, false, true, true, false, false]) {
       pub.send({ type: 'audio', camera: 'mic', rate: 16_000, format: 's16le', data: second(loud) });
     }
-    await v.until((r) => r.filter((x) => x.type === 'vad').length >= 2 && r.some((x) => x.type === 'segment'), 8000);
+    await v.until(
+      (r) => r.filter((x) => x.type === 'vad').length >= 2 && r.some((x) => x.type === 'segment'),
+      8000,
+    );
     expect(v.of('vad').map((e) => e.state)).toEqual(['speech', 'silence']);
     const seg = v.of('segment')[0]!;
     expect(Math.abs((seg.end as number) - (seg.start as number) - 2200)).toBeLessThanOrEqual(120);

@@ -20,6 +20,7 @@ const FLAGS = [
   '--disable-sync',
 ];
 const ARTIFACTS = join(root, 'test-artifacts');
+const CONFIG = { cameras: [testCamera('cam1', 10), testCamera('cam2', 10)] };
 
 let daemon: RunningDaemon | undefined;
 let browser: Browser | undefined;
@@ -33,7 +34,7 @@ beforeAll(async () => {
       `${CHROMIUM} not found: the camera-wall e2e test needs Debian's chromium (apt-get install -y chromium)`,
     );
   }
-  daemon = await startDaemon({ cameras: [testCamera('cam1', 10), testCamera('cam2', 10)] });
+  daemon = await startDaemon(CONFIG);
   profile = mkdtempSync(join(tmpdir(), 'framehub-chromium-'));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -128,15 +129,29 @@ describe('camera wall at /', () => {
     await expectChangingFrames('cam2');
     await choose('cam2', { transport: 'ws', variant: 'auto' });
     await expectChangingFrames('cam2');
-    expect(['low', 'medium', 'high', 'raw']).toContain(await tile('cam2').getAttribute('data-active-variant'));
+    expect(['low', 'medium', 'high', 'raw']).toContain(
+      await tile('cam2').getAttribute('data-active-variant'),
+    );
     expect(await tile('cam2').locator('.stats .size').textContent()).toMatch(/auto→(low|medium|high|raw)/);
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'wall.png'), fullPage: true });
 
+    // The voice dot is the hook for cam/<id>/vad events (none flow from test cameras yet).
+    await page.evaluate(() => {
+      const wall = (
+        globalThis as unknown as { framehubWall: { tiles: Map<string, { onVad(r: unknown): void }> } }
+      ).framehubWall;
+      wall.tiles
+        .get('cam2')!
+        .onVad({ type: 'vad', topic: 'cam/cam2/vad', state: 'speech', ts: Date.now(), dbfs: -20 });
+    });
+    expect(await tile('cam2').locator('.vad').getAttribute('data-vad')).toBe('speech');
+
     // Daemon gone: every tile drops its connection and schedules a retry with backoff. WS sees
     // the close at once; an MJPEG <img> reports nothing, so that tile retries once its picture
     // has stopped changing for 6 s.
+    const port = new URL(daemon!.url).port;
     await daemon!.stop();
     for (const camera of ['cam2', 'cam1']) {
       await expect
@@ -144,8 +159,27 @@ describe('camera wall at /', () => {
         .toBe('retrying');
       expect(await tile(camera).locator('.overlay').textContent()).toMatch(/^retrying in /);
     }
+    // Back on the same port: both tiles reconnect by themselves and play again.
+    const { execSync, spawn } = await import('node:child_process');
+    console.log(execSync(`ss -tanp | grep ${port} | head -20`).toString());
+    const dbg = spawn(process.execPath, ['dist/src/main.js', '--port', port], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    dbg.stdout.on('data', (d) => console.log('DBG', d.toString().slice(0, 400)));
+    dbg.stderr.on('data', (d) => console.log('DBGERR', d.toString().slice(0, 400)));
+    await new Promise((r) => setTimeout(r, 4000));
+    console.log(execSync(`ss -tanp | grep ${port} | head -20`).toString());
+    dbg.kill();
+    daemon = await startDaemon(CONFIG, ['--port', port]);
+    for (const camera of ['cam2', 'cam1']) {
+      await expect
+        .poll(() => tile(camera).getAttribute('data-state'), { timeout: 15_000, interval: 100 })
+        .toBe('live');
+      await expectChangingFrames(camera);
+    }
 
-    // Failed loads after the daemon stopped are expected; nothing else may go wrong in the page.
+    // Failed connections while the daemon was away are expected; nothing else may go wrong.
     const unexpected = pageErrors.filter((e) => !/ERR_CONNECTION_REFUSED|WebSocket connection/.test(e));
     expect(unexpected).toEqual([]);
   });

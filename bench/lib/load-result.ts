@@ -143,7 +143,8 @@ export function metricSum(text: string, name: string): number | null {
       seen = true;
     }
   }
-  return seen ? sum : null;
+  // A labelled counter has no samples until first used; declared (# TYPE) means zero.
+  return seen ? sum : text.includes(`# TYPE ${name} `) ? 0 : null;
 }
 
 /** Every series of a metric by its label set (`{reason="slow"}`), for per-reason deltas. */
@@ -200,7 +201,9 @@ export function conditionsOf(
   return {
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
     ...Object.fromEntries(
-      Object.entries(params).map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : (v as string)]),
+      Object.entries(params)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, typeof v === 'object' ? JSON.stringify(v) : (v as string)]),
     ),
     'swarm processes': environment.swarmProcs as number,
     'JPEG bytes': environment.jpegBytes as number,

@@ -31,6 +31,8 @@ interface ViewerState {
   windowFrames: number;
   lastSeq: number;
   seqGaps: number;
+  throttled: boolean;
+  /** Bytes a throttled viewer may still read in this 100 ms tick; negative is overdraft. */
   budget: number;
 }
 
@@ -89,7 +91,7 @@ const sink: ViewerSink = {
       windowFrames[cls]!++;
       windowBytes[cls]! += bytes;
       latency[cls]!.recordMs(now - ts);
-      if (v.budget > 0) {
+      if (v.throttled) {
         v.budget -= bytes;
         if (v.budget <= 0) conn.pause();
       }
@@ -157,6 +159,7 @@ async function open(cmd: OpenCmd): Promise<OpenResult> {
           windowFrames: 0,
           lastSeq: -1,
           seqGaps: 0,
+          throttled: false,
           budget: 0,
         });
         timer = setTimeout(() => {
@@ -200,11 +203,14 @@ function startSlow(v: ViewerState): void {
     return;
   }
   v.budget = throttleBytesPerTick;
+  v.throttled = true;
   throttled.push(v);
   throttleTimer ??= setInterval(() => {
+    // Overdraft carries over, so the average rate is the throttle even though whole
+    // frames are read at a time.
     for (const t of throttled) {
-      if (t.budget <= 0) t.conn.resume();
-      t.budget = throttleBytesPerTick;
+      t.budget = Math.min(throttleBytesPerTick, t.budget + throttleBytesPerTick);
+      if (t.budget > 0) t.conn.resume();
     }
   }, 100);
 }

@@ -41,6 +41,12 @@ const entries: Record<(typeof TARGETS)[number], string> = {
   'ws-http': fileURLToPath(new URL('../baselines/ws-http.js', import.meta.url)),
 };
 
+/** Servers started by this process; killed if it exits early, so no daemon outlives a failed run. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 /** Starts a target in its own process on an ephemeral loopback port and waits for its listening line. */
 export async function startTarget(
   name: (typeof TARGETS)[number],
@@ -79,7 +85,13 @@ export async function startTarget(
     stderr.push(d.toString());
     if (stderr.length > 50) stderr.shift();
   });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  live.add(proc);
+  const exited = new Promise<void>((r) =>
+    proc.once('exit', () => {
+      live.delete(proc);
+      r();
+    }),
+  );
   try {
     const url = await withTimeout(listeningUrl(proc), 20_000, `${name} start-up`);
     const port = Number(new URL(url).port);
@@ -169,7 +181,8 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 /** Merges `over` into `base`, recursing into plain objects; arrays and scalars are replaced. */
 export function deepMerge(base: Json, over: Json): Json {
   const out: Json = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k], v) : v;
+  for (const [k, v] of Object.entries(over))
+    out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k], v) : v;
   return out;
 }
 

@@ -20,7 +20,7 @@ let received = 0;
 let expected = spec.count;
 let warmAt = 0;
 let warmElu = performance.eventLoopUtilization();
-let encodedBytes = 0;
+let encodedBytes: [number, number] = [0, 0];
 let producerDrops = 0;
 let stopDraining = () => {};
 
@@ -66,7 +66,12 @@ worker.on('error', (err) => {
 });
 worker.on('message', (msg: unknown) => {
   if (msg instanceof Uint8Array) return onRecord(packr.unpack(msg) as BenchRecord);
-  const control = msg as { ready?: true; encodedBytes?: number; done?: true; drops?: number } & BenchRecord;
+  const control = msg as {
+    ready?: true;
+    encodedBytes?: [number, number];
+    done?: true;
+    drops?: number;
+  } & BenchRecord;
   if (control.ready) {
     encodedBytes = control.encodedBytes!;
     if (reader) stopDraining = startDraining(reader, (r) => onRecord(packr.unpack(r) as BenchRecord)).stop;

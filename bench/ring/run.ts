@@ -154,7 +154,11 @@ for (const size of sizes) {
   });
 }
 
-const encoded = sizes.map((s) => `${results.find((r) => r.spec.size === s)?.encodedBytes} B`).join(', ');
+const encodedRange = (size: number) => {
+  const all = results.filter((r) => r.spec.size === size).flatMap((r) => r.encodedBytes);
+  return `${Math.min(...all)}–${Math.max(...all)} B`;
+};
+const encoded = sizes.map(encodedRange).join(', ');
 const drops = results.reduce((sum, r) => sum + r.drops, 0);
 const file = writeResult({
   bench: 'ring',

@@ -23,7 +23,8 @@ export interface CaseResult {
   p50us: number;
   p99us: number;
   received: number;
-  encodedBytes: number;
+  /** Encoded size of the first and the last record. */
+  encodedBytes: [number, number];
   fullEvents: number;
   drops: number;
 }

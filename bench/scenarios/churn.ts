@@ -23,10 +23,9 @@ import { median } from '../lib/results.js';
 import { Swarm, split } from '../lib/swarm.js';
 import type { ChurnCmd, ChurnResult, WorkerReport } from '../lib/swarm-protocol.js';
 import type { TargetName } from '../lib/target.js';
-import { CLIENT_BOUND } from './fanout.js';
+import { CLIENT_BOUND } from './fanout-figures.js';
 
 const MiB = 2 ** 20;
-const SETTLE_MS = 2000;
 
 async function settled(pid: number | undefined) {
   const rss: number[] = [];
@@ -59,6 +58,8 @@ async function runChurn(ctx: BenchContext, name: TargetName, repeat: number): Pr
     quiet: opts.quiet,
   });
   const transport = opts.transport === 'mix' ? 'ws' : opts.transport;
+  // Time for closes to finish and the server to free them before RSS and fds are read.
+  const settleMs = Math.min(2000, Math.max(500, opts.seconds * 250));
   const cmds = (seconds: number): ChurnCmd[] =>
     split(opts.concurrency, swarm.size).map((concurrency) => ({
       cmd: 'churn',
@@ -81,7 +82,7 @@ async function runChurn(ctx: BenchContext, name: TargetName, repeat: number): Pr
       await swarm.each<ChurnResult>(cmds(opts.warmup), opts.warmup * 1000 + 30_000, 'warm-up churn');
     }
     monitor.setPhase('settle');
-    await sleep(SETTLE_MS);
+    await sleep(settleMs);
     const before = await settled(target.pid);
     const metricsBefore = target.hasMetrics ? await fetchMetrics(target.url) : undefined;
     monitor.setPhase('churn');
@@ -90,7 +91,7 @@ async function runChurn(ctx: BenchContext, name: TargetName, repeat: number): Pr
     const wall = (performance.now() - t) / 1000;
     const reports = await swarm.all<WorkerReport>({ cmd: 'report' }, 30_000, 'collect reports');
     monitor.setPhase('settle');
-    await sleep(SETTLE_MS);
+    await sleep(settleMs);
     const after = await settled(target.pid);
     const metricsAfter = target.hasMetrics ? await fetchMetrics(target.url) : undefined;
 

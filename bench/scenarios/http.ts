@@ -20,7 +20,7 @@ import {
 import { Monitor, round1, round3 } from '../lib/monitor.js';
 import { sampleProc } from '../lib/proc-stats.js';
 import type { TargetName } from '../lib/target.js';
-import { CLIENT_BOUND } from './fanout.js';
+import { CLIENT_BOUND } from './fanout-figures.js';
 
 /** Endpoint key → path; keys name the figures (`healthz.reqPerSec`). */
 function endpoints(ctx: BenchContext, target: TargetName): Record<string, string> {

@@ -22,7 +22,7 @@ import { median } from '../lib/results.js';
 import { Swarm } from '../lib/swarm.js';
 import type { OpenResult, WorkerReport } from '../lib/swarm-protocol.js';
 import type { TargetName } from '../lib/target.js';
-import { CLIENT_BOUND, planGroups } from './fanout.js';
+import { CLIENT_BOUND, planGroups } from './fanout-figures.js';
 
 const MiB = 2 ** 20;
 
@@ -98,7 +98,8 @@ async function runIdle(ctx: BenchContext, name: TargetName, repeat: number): Pro
     const open = reports.reduce((a, r) => a + r.open, 0);
     const clientRss = reports.reduce((a, r) => a + r.rssBytes, 0);
     // Per connection still open when RSS was read: ones the server closed cost it nothing.
-    const perConn = before.rss !== null && after.rss !== null && open > 0 ? (after.rss - before.rss) / open : null;
+    const perConn =
+      before.rss !== null && after.rss !== null && open > 0 ? (after.rss - before.rss) / open : null;
     const maxElu = Math.max(...reports.map((r) => r.elu));
     const closes: Record<string, number> = {};
     for (const r of reports) {

@@ -13,7 +13,7 @@ import {
   summarize,
   times,
 } from '../lib/load-result.js';
-import { runFanout } from './fanout.js';
+import { runFanout } from './fanout-run.js';
 
 /**
  * `npm run bench -- slow`: the fanout with a fraction of viewers stalled (or throttled) from

@@ -48,7 +48,8 @@ export function loadConfig(argv: string[], env: Env): Config {
   if (threads !== undefined) raw.pool = { ...(raw.pool as object | undefined), threads: toNumber(threads) };
   if (env.FFMPEG_PATH) raw.ffmpegPath = env.FFMPEG_PATH;
   // A secret belongs in the environment (or a mounted file), not in a config file in a repo.
-  if (env.FRAMEHUB_AUTH_HS256_SECRET) raw.auth = { ...(raw.auth as object | undefined), hs256Secret: env.FRAMEHUB_AUTH_HS256_SECRET };
+  if (env.FRAMEHUB_AUTH_HS256_SECRET)
+    raw.auth = { ...(raw.auth as object | undefined), hs256Secret: env.FRAMEHUB_AUTH_HS256_SECRET };
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, configPath));

@@ -1,8 +1,6 @@
 import { z } from 'zod';
 import { authConfigSchema } from '../server/auth-config.js';
-
-/** Camera ids double as topic segments and metric labels, so they are kept short and plain. */
-export const CAMERA_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+import { CAMERA_ID } from './camera-id.js';
 
 const URL_SCHEMES = ['rtsp:', 'rtsps:', 'rtmp:', 'http:', 'https:', 'file:'];
 

@@ -34,7 +34,8 @@ export class EventHistory {
     const ring = this.rings.get(topic);
     if (!ring) return [];
     const out: HistoryEntry[] = [];
-    for (let i = Math.max(0, ring.next - this.perTopic); i < ring.next; i++) out.push(ring.entries[i % this.perTopic]!);
+    for (let i = Math.max(0, ring.next - this.perTopic); i < ring.next; i++)
+      out.push(ring.entries[i % this.perTopic]!);
     return out;
   }
 

@@ -77,7 +77,12 @@ export class Hub {
   /** Validates a topic a client asked for: well-formed, and naming a configured camera. */
   check(name: unknown): TopicCheck {
     const topic = typeof name === 'string' ? parseTopic(name) : undefined;
-    if (!topic) return { ok: false, code: 'BAD_TOPIC', message: `"${String(name).slice(0, 100)}" is not a valid topic` };
+    if (!topic)
+      return {
+        ok: false,
+        code: 'BAD_TOPIC',
+        message: `"${String(name).slice(0, 100)}" is not a valid topic`,
+      };
     if ('camera' in topic && !this.cameras.has(topic.camera)) {
       return { ok: false, code: 'UNKNOWN_TOPIC', message: `no camera "${topic.camera}"` };
     }

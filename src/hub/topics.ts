@@ -1,4 +1,4 @@
-import { CAMERA_ID } from '../config/schema.js';
+import { CAMERA_ID } from '../config/camera-id.js';
 import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
 
 export type Topic =

@@ -118,6 +118,6 @@ export class ViewerTopics {
 
 /** The camera of an auto topic (`cam/<id>/auto`), else undefined. */
 export function autoCamera(topic: string): string | undefined {
-  const m = /^cam\/([a-z0-9][a-z0-9_-]{0,63})\/auto$/.exec(topic);
-  return m?.[1];
+  const t = parseTopic(topic);
+  return t?.kind === 'auto' ? t.camera : undefined;
 }

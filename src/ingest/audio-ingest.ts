@@ -91,11 +91,22 @@ export class AudioIngest {
     this.metrics.vadFrames.labels(r.backend).inc(r.frames);
     for (const t of r.transitions) {
       this.metrics.vadSpeechActive.labels(camera).set(t.state === 'speech' ? 1 : 0);
-      this.hub.publishEvent(topic, { type: 'vad', state: t.state, ts: at(t.atSample), dbfs: t.dbfs, floor: t.floor });
+      this.hub.publishEvent(topic, {
+        type: 'vad',
+        state: t.state,
+        ts: at(t.atSample),
+        dbfs: t.dbfs,
+        floor: t.floor,
+      });
     }
     for (const s of r.segments) {
       this.metrics.vadSegments.labels(camera).inc();
-      this.hub.publishEvent(topic, { type: 'segment', start: at(s.startSample), end: at(s.endSample), peakDbfs: s.peakDbfs });
+      this.hub.publishEvent(topic, {
+        type: 'segment',
+        start: at(s.startSample),
+        end: at(s.endSample),
+        peakDbfs: s.peakDbfs,
+      });
     }
   }
 }

@@ -74,7 +74,9 @@ export class CameraSupervisor {
     if (this.stopped || this.child) return;
     const args = buildCameraArgs(this.camera, { clockFont: this.opts.clockFont });
     const audio = cameraHasAudio(this.camera);
-    const child = spawn(this.opts.ffmpegPath, args, { stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore'] });
+    const child = spawn(this.opts.ffmpegPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore'],
+    });
     this.child = child;
     this.startedAt = Date.now();
     this.opts.metrics.ffmpegProcesses.inc();

@@ -38,7 +38,8 @@ export function pcmSamples(body: Buffer, pcm: PcmFormat): Int16Array | Float32Ar
       422,
     );
   }
-  const samples = pcm.format === 's16le' ? new Int16Array(body.length / 2) : new Float32Array(body.length / 4);
+  const samples =
+    pcm.format === 's16le' ? new Int16Array(body.length / 2) : new Float32Array(body.length / 4);
   new Uint8Array(samples.buffer).set(body);
   if (samples instanceof Float32Array && samples.some((x) => !Number.isFinite(x))) {
     throw new AudioInputError('BAD_PCM_VALUES', 'f32le samples must be finite numbers', 422);
@@ -67,7 +68,22 @@ export function decodeAudio(
 ): DecodeHandle {
   const child = spawn(
     ffmpegPath,
-    ['-hide_banner', '-nostdin', '-loglevel', 'error', '-i', 'pipe:0', '-vn', '-ac', '1', '-ar', String(rate), '-f', 's16le', 'pipe:1'],
+    [
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'error',
+      '-i',
+      'pipe:0',
+      '-vn',
+      '-ac',
+      '1',
+      '-ar',
+      String(rate),
+      '-f',
+      's16le',
+      'pipe:1',
+    ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   let stderr = '';

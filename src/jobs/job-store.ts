@@ -112,6 +112,13 @@ export class JobStore {
 
   private emit(job: Job): void {
     const { id, kind, state, progress, error } = job;
-    this.hub.publishEvent(`job/${id}`, { type: 'job', id, kind, state, progress, ...(error ? { error } : {}) });
+    this.hub.publishEvent(`job/${id}`, {
+      type: 'job',
+      id,
+      kind,
+      state,
+      progress,
+      ...(error ? { error } : {}),
+    });
   }
 }

@@ -132,7 +132,11 @@ export class VadStream {
 }
 
 /** One contiguous, freshly allocated (so transferable) array of the pending chunks. */
-function join(parts: (Int16Array | Float32Array)[], total: number, format: 'i16' | 'f32'): Int16Array | Float32Array {
+function join(
+  parts: (Int16Array | Float32Array)[],
+  total: number,
+  format: 'i16' | 'f32',
+): Int16Array | Float32Array {
   const out = format === 'i16' ? new Int16Array(total) : new Float32Array(total);
   let at = 0;
   for (const p of parts) {

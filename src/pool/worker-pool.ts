@@ -4,8 +4,8 @@ import type { ImageTask, ImageTaskResult } from '../../workers/image.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
-import type { VadPoolResult, VadPoolTask } from './vad-stream.js';
 import { type PoolWorkerData, releaseRing } from './ring-claim.js';
+import type { VadPoolResult, VadPoolTask } from './vad-stream.js';
 import { workerPath } from './worker-path.js';
 
 export interface WorkerPoolOptions {

@@ -1,4 +1,5 @@
 import { errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
+import { CAMERA_ID } from '../config/camera-id.js';
 import { FramehubError } from '../errors.js';
 import { type AuthConfig, resolveAuthConfig } from './auth-config.js';
 import { loadVerifyKey } from './auth-keys.js';
@@ -75,8 +76,6 @@ const ANONYMOUS: Principal = Object.freeze({
   exp: Number.POSITIVE_INFINITY,
 });
 
-/** Same rule as CAMERA_ID in config/schema.ts, which embeds authConfigSchema and so cannot be imported here. */
-const CAMERA_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Far above any real token; stops a huge query string from reaching base64 and JSON decoding. */
 const MAX_TOKEN_LENGTH = 8192;
 

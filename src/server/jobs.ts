@@ -1,4 +1,4 @@
-import type { TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { AudioInputError, type PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { JobStore } from '../jobs/job-store.js';
@@ -34,8 +34,14 @@ function pcmFormat(query: URLSearchParams): PcmFormat | undefined {
  * Submitting needs role publisher or admin when auth is on; reading and cancelling need any
  * valid token (job ids are random UUIDs).
  */
-export function registerJobs(app: TemplatedApp, ctx: ServerContext, store: JobStore, audio: AudioJobs, opts: JobRouteOptions) {
-  const tokenOf = (req: Parameters<Parameters<TemplatedApp['get']>[1]>[1]) =>
+export function registerJobs(
+  app: TemplatedApp,
+  ctx: ServerContext,
+  store: JobStore,
+  audio: AudioJobs,
+  opts: JobRouteOptions,
+) {
+  const tokenOf = (req: HttpRequest) =>
     extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }).token;
 
   app.post('/api/v1/jobs/audio', (res, req) => {
@@ -43,7 +49,12 @@ export function registerJobs(app: TemplatedApp, ctx: ServerContext, store: JobSt
     const query = new URLSearchParams(req.getQuery() ?? '');
     const body = readBody(res, opts.maxUploadBytes);
     handleAsync(res, async (isAborted) => {
-      const fail = (status: number, code: ErrorCode | string, message: string, headers?: Record<string, string>) => {
+      const fail = (
+        status: number,
+        code: ErrorCode | string,
+        message: string,
+        headers?: Record<string, string>,
+      ) => {
         if (!isAborted()) sendError(res, status, code as ErrorCode, message, headers);
       };
       let principal: Principal;
@@ -55,7 +66,9 @@ export function registerJobs(app: TemplatedApp, ctx: ServerContext, store: JobSt
       if (!mayRunJobs(principal)) return fail(403, 'FORBIDDEN', 'jobs need role publisher or admin');
       if (store.active >= opts.maxActive) {
         ctx.metrics.limitRejections.labels('active_jobs').inc();
-        return fail(429, 'RATE_LIMITED', `${opts.maxActive} jobs are already running`, { 'Retry-After': '5' });
+        return fail(429, 'RATE_LIMITED', `${opts.maxActive} jobs are already running`, {
+          'Retry-After': '5',
+        });
       }
       let bytes: Buffer;
       try {
@@ -76,10 +89,12 @@ export function registerJobs(app: TemplatedApp, ctx: ServerContext, store: JobSt
   });
 
   for (const kind of ['image', 'video']) {
-    app.post(`/api/v1/jobs/${kind}`, (res) => sendError(res, 404, 'NOT_FOUND', `${kind} jobs are not available in this version`));
+    app.post(`/api/v1/jobs/${kind}`, (res) =>
+      sendError(res, 404, 'NOT_FOUND', `${kind} jobs are not available in this version`),
+    );
   }
 
-  const withJob = (method: 'get' | 'del', handle: (res: Parameters<Parameters<TemplatedApp['get']>[1]>[0], id: string) => void) =>
+  const withJob = (method: 'get' | 'del', handle: (res: HttpResponse, id: string) => void) =>
     app[method]('/api/v1/jobs/:id', (res, req) => {
       const id = req.getParameter(0) ?? '';
       const token = tokenOf(req);

@@ -11,7 +11,13 @@ export type LimitName = 'connections' | 'connections_per_ip' | 'connect_rate';
 
 export type Admission =
   | { ok: true }
-  | { ok: false; limit: LimitName; code: 'TOO_MANY_CONNECTIONS' | 'RATE_LIMITED'; status: 503 | 429; retryAfterSeconds: number };
+  | {
+      ok: false;
+      limit: LimitName;
+      code: 'TOO_MANY_CONNECTIONS' | 'RATE_LIMITED';
+      status: 503 | 429;
+      retryAfterSeconds: number;
+    };
 
 interface IpState {
   open: number;
@@ -34,15 +40,33 @@ export class ConnectionLimits {
 
   admit(ip: string, now = Date.now()): Admission {
     if (this.open >= this.opts.maxConnections) {
-      return { ok: false, limit: 'connections', code: 'TOO_MANY_CONNECTIONS', status: 503, retryAfterSeconds: 5 };
+      return {
+        ok: false,
+        limit: 'connections',
+        code: 'TOO_MANY_CONNECTIONS',
+        status: 503,
+        retryAfterSeconds: 5,
+      };
     }
     const state = this.ipState(ip, now);
     if (state.open >= this.opts.maxConnectionsPerIp) {
-      return { ok: false, limit: 'connections_per_ip', code: 'TOO_MANY_CONNECTIONS', status: 429, retryAfterSeconds: 5 };
+      return {
+        ok: false,
+        limit: 'connections_per_ip',
+        code: 'TOO_MANY_CONNECTIONS',
+        status: 429,
+        retryAfterSeconds: 5,
+      };
     }
     if (state.tokens < 1) {
       const wait = Math.ceil((1 - state.tokens) / this.opts.connectRatePerIp);
-      return { ok: false, limit: 'connect_rate', code: 'RATE_LIMITED', status: 429, retryAfterSeconds: Math.max(1, wait) };
+      return {
+        ok: false,
+        limit: 'connect_rate',
+        code: 'RATE_LIMITED',
+        status: 429,
+        retryAfterSeconds: Math.max(1, wait),
+      };
     }
     state.tokens -= 1;
     state.open++;

@@ -1,8 +1,8 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
-import { sendError, statusLine } from './http-util.js';
 import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
+import { sendError, statusLine } from './http-util.js';
 import { openViewerRequest } from './stream-open.js';
 
 const BOUNDARY = 'framehubframe';
@@ -36,7 +36,8 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
     if (!m) return sendError(res, 404, 'NOT_FOUND', 'use /cams/<camera>/<variant>.mjpeg or .jpg');
     const [, variant, ext] = m as unknown as [string, string, 'mjpeg' | 'jpg'];
     const topic = `cam/${camera}/${variant}`;
-    if (ext === 'jpg' && variant === 'auto') return sendError(res, 400, 'BAD_TOPIC', 'snapshots need a concrete variant');
+    if (ext === 'jpg' && variant === 'auto')
+      return sendError(res, 400, 'BAD_TOPIC', 'snapshots need a concrete variant');
 
     openViewerRequest(ctx, res, req, ext === 'jpg' ? 'snapshot' : 'mjpeg', (principal, r) => {
       const access = checkTopicAccess(ctx, principal, topic);
@@ -68,7 +69,10 @@ function snapshot(
   headers: { ifNoneMatch: string; ifModifiedSince: string },
 ): void {
   const frame = ctx.hub.latest(topic);
-  if (!frame) return sendError(res, 503, 'NO_FRAME_YET', `no frame on ${topic} yet`, { 'Retry-After': '1' });
+  if (!frame) {
+    sendError(res, 503, 'NO_FRAME_YET', `no frame on ${topic} yet`, { 'Retry-After': '1' });
+    return;
+  }
   const etag = `"${frame.seq}-${frame.ts}"`;
   const lastModified = new Date(frame.ts).toUTCString();
   const since = Date.parse(headers.ifModifiedSince);

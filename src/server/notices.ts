@@ -13,7 +13,10 @@ const MAX_MESSAGE_CHARS = 1000;
  */
 export function registerNotices(app: TemplatedApp, ctx: ServerContext): void {
   app.post('/api/v1/notices', (res, req) => {
-    const { token } = extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' });
+    const { token } = extractToken({
+      authorization: req.getHeader('authorization'),
+      query: req.getQuery() ?? '',
+    });
     const contentType = req.getHeader('content-type');
     const body = readBody(res, MAX_NOTICE_BODY);
     handleAsync(res, async (isAborted) => {
@@ -28,7 +31,8 @@ export function registerNotices(app: TemplatedApp, ctx: ServerContext): void {
       try {
         raw = await body;
       } catch (err) {
-        if (err instanceof BodyTooLargeError && !isAborted()) return sendError(res, 413, 'TOO_LARGE', err.message);
+        if (err instanceof BodyTooLargeError && !isAborted())
+          return sendError(res, 413, 'TOO_LARGE', err.message);
         throw err;
       }
       if (isAborted()) return;
@@ -43,7 +47,12 @@ export function registerNotices(app: TemplatedApp, ctx: ServerContext): void {
         return sendError(res, 400, 'BAD_REQUEST', `body is not JSON: ${(err as Error).message}`);
       }
       if (typeof message !== 'string' || message.length === 0 || message.length > MAX_MESSAGE_CHARS) {
-        return sendError(res, 422, 'INVALID_FIELD', `"message" must be a string of 1..${MAX_MESSAGE_CHARS} characters`);
+        return sendError(
+          res,
+          422,
+          'INVALID_FIELD',
+          `"message" must be a string of 1..${MAX_MESSAGE_CHARS} characters`,
+        );
       }
       const entry = ctx.hub.publishEvent('system', { type: 'system', kind: 'notice', message });
       sendJson(res, 202, { topic: entry.topic, seq: entry.seq });

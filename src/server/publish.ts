@@ -43,14 +43,16 @@ export function registerPublisher(
   };
 
   const onRecord = (ws: WebSocket<Publisher>, rec: Record<string, unknown>) => {
-    if (rec.type === 'ping') return void ws.send(encode({ type: 'pong', id: rec.id ?? null, ts: Date.now() }), true);
+    if (rec.type === 'ping')
+      return void ws.send(encode({ type: 'pong', id: rec.id ?? null, ts: Date.now() }), true);
     const cam = typeof rec.camera === 'string' ? cameras.get(rec.camera) : undefined;
     if (!cam) return sendError(ws, 'UNKNOWN_TOPIC', `no camera "${String(rec.camera).slice(0, 64)}"`);
     if (!canPublish(ws.getUserData().principal!, cam.id)) {
       return sendError(ws, 'FORBIDDEN', `token may not publish to "${cam.id}"`);
     }
     if (rec.type === 'frame') {
-      if (cam.source !== 'push') return sendError(ws, 'NOT_PUSH_CAMERA', `camera "${cam.id}" is not a push camera`);
+      if (cam.source !== 'push')
+        return sendError(ws, 'NOT_PUSH_CAMERA', `camera "${cam.id}" is not a push camera`);
       const data = rec.data;
       if (!(data instanceof Uint8Array) || data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
         return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
@@ -60,7 +62,8 @@ export function registerPublisher(
       return;
     }
     const handler = typeof rec.type === 'string' ? handlers[rec.type] : undefined;
-    if (!handler) return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${String(rec.type).slice(0, 50)}"`);
+    if (!handler)
+      return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${String(rec.type).slice(0, 50)}"`);
     const result = handler(cam, rec);
     if (!result.ok) sendError(ws, result.code, result.message);
   };
@@ -83,17 +86,20 @@ export function registerPublisher(
         aborted = true;
       });
       const data: Publisher = { principal: undefined, reject: undefined, closed: false };
-      ctx.auth.verify(token).then(
-        (p) => {
-          data.principal = p;
-        },
-        (err: Error) => {
-          ctx.metrics.authFailures.labels('publish').inc();
-          data.reject = err.message.slice(0, 120);
-        },
-      ).finally(() => {
-        if (!aborted) res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
-      });
+      ctx.auth
+        .verify(token)
+        .then(
+          (p) => {
+            data.principal = p;
+          },
+          (err: Error) => {
+            ctx.metrics.authFailures.labels('publish').inc();
+            data.reject = err.message.slice(0, 120);
+          },
+        )
+        .finally(() => {
+          if (!aborted) res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
+        });
     },
     open: (ws) => {
       const { reject } = ws.getUserData();

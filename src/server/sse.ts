@@ -3,8 +3,8 @@ import type { HistoryEntry } from '../hub/history.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
-import { sendError } from './http-util.js';
 import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
+import { sendError } from './http-util.js';
 import { openViewerRequest } from './stream-open.js';
 
 const text = (s: string) => Buffer.from(s);
@@ -16,7 +16,16 @@ function frameMessage(frame: Frame, byRef: boolean): Uint8Array {
   const body =
     byRef && t?.kind === 'frame'
       ? { type: 'frame', topic, seq, ts, mime, width, height, url: `/cams/${t.camera}/${t.variant}.jpg` }
-      : { type: 'frame', topic, seq, ts, mime, width, height, data: Buffer.from(frame.data).toString('base64') };
+      : {
+          type: 'frame',
+          topic,
+          seq,
+          ts,
+          mime,
+          width,
+          height,
+          data: Buffer.from(frame.data).toString('base64'),
+        };
   return text(`event: frame\nid: ${topic}:${seq}\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
@@ -55,7 +64,12 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
       if (topics.length > ctx.maxTopicsPerConnection) {
         release();
         ctx.metrics.limitRejections.labels('topics_per_connection').inc();
-        return sendError(res, 400, 'TOO_MANY_TOPICS', `at most ${ctx.maxTopicsPerConnection} topics per connection`);
+        return sendError(
+          res,
+          400,
+          'TOO_MANY_TOPICS',
+          `at most ${ctx.maxTopicsPerConnection} topics per connection`,
+        );
       }
       for (const t of topics) {
         const access = checkTopicAccess(ctx, principal, t);

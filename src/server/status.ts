@@ -23,7 +23,10 @@ function merge(a: Record<string, number>, b: Record<string, number>): Record<str
 export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: StatusSources): void {
   const guarded = (path: string, body: () => unknown) =>
     app.get(path, (res, req) => {
-      const { token } = extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' });
+      const { token } = extractToken({
+        authorization: req.getHeader('authorization'),
+        query: req.getQuery() ?? '',
+      });
       handleAsync(res, async (isAborted) => {
         let allowed = true;
         try {
@@ -45,7 +48,10 @@ export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: Statu
       total: ws.total + streams.byTransport.sse! + streams.byTransport.mjpeg!,
       byTransport: { ws: ws.total, ...streams.byTransport },
       byVariant: merge(ws.byVariant, streams.byVariant),
-      byState: { healthy: ws.total + streams.byTransport.sse! + streams.byTransport.mjpeg! - ws.slow - streams.slow, slow: ws.slow + streams.slow },
+      byState: {
+        healthy: ws.total + streams.byTransport.sse! + streams.byTransport.mjpeg! - ws.slow - streams.slow,
+        slow: ws.slow + streams.slow,
+      },
     };
   };
 

@@ -1,8 +1,8 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { extractToken, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
-import { remoteIp, sendError } from './http-util.js';
 import type { StreamTransport } from './http-stream.js';
+import { remoteIp, sendError } from './http-util.js';
 
 export interface StreamRequest {
   ip: string;
@@ -41,12 +41,18 @@ export function openViewerRequest(
     const admission = ctx.limits.admit(ip);
     if (!admission.ok) {
       ctx.metrics.limitRejections.labels(admission.limit).inc();
-      return sendError(res, admission.status, admission.code, `${admission.limit} limit reached`, {
+      sendError(res, admission.status, admission.code, `${admission.limit} limit reached`, {
         'Retry-After': String(admission.retryAfterSeconds),
       });
+      return;
     }
   }
-  const request: StreamRequest = { ip, query: new URLSearchParams(rawQuery), headers, isAborted: () => aborted };
+  const request: StreamRequest = {
+    ip,
+    query: new URLSearchParams(rawQuery),
+    headers,
+    isAborted: () => aborted,
+  };
   ctx.auth.verify(token).then(
     (principal) => {
       if (aborted) {

@@ -6,8 +6,8 @@ import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
 import { decode, encode } from '../pool/records.js';
 import { extractToken, type Principal } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
-import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
 import { countVariant, remoteIp } from './http-util.js';
+import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
@@ -57,10 +57,13 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
   const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
     metrics.wsErrors.labels(code).inc();
-    const record: ErrorRecord = topic ? { type: 'error', code, message, topic } : { type: 'error', code, message };
+    const record: ErrorRecord = topic
+      ? { type: 'error', code, message, topic }
+      : { type: 'error', code, message };
     send(ws, record);
   };
-  const addSlow = (topic: string, delta: number) => slowPerTopic.set(topic, (slowPerTopic.get(topic) ?? 0) + delta);
+  const addSlow = (topic: string, delta: number) =>
+    slowPerTopic.set(topic, (slowPerTopic.get(topic) ?? 0) + delta);
   const isFrameTopic = (topic: string) => parseTopic(topic)?.kind === 'frame';
 
   /** Starts receiving a concrete topic: natively if healthy, counted as skipped if slow. */
@@ -101,11 +104,17 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       if (v.topics.has(requested)) continue;
       if (v.topics.size >= ctx.maxTopicsPerConnection) {
         metrics.limitRejections.labels('topics_per_connection').inc();
-        sendError(ws, 'TOO_MANY_TOPICS', `at most ${ctx.maxTopicsPerConnection} topics per connection`, requested);
+        sendError(
+          ws,
+          'TOO_MANY_TOPICS',
+          `at most ${ctx.maxTopicsPerConnection} topics per connection`,
+          requested,
+        );
         continue;
       }
       const concrete = v.topics.add(requested, Date.now());
-      if (concrete !== requested) send(ws, { type: 'variant', topic: requested, variant: concrete.split('/')[2] });
+      if (concrete !== requested)
+        send(ws, { type: 'variant', topic: requested, variant: concrete.split('/')[2] });
       attach(ws, concrete);
     }
   };
@@ -220,10 +229,15 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         return onHello(ws, record);
       case 'sub':
       case 'unsub':
-        if (!Array.isArray(record.topics)) return sendError(ws, 'BAD_MESSAGE', '"topics" must be an array of strings');
+        if (!Array.isArray(record.topics))
+          return sendError(ws, 'BAD_MESSAGE', '"topics" must be an array of strings');
         if (record.topics.length > ctx.maxTopicsPerConnection) {
           metrics.limitRejections.labels('topics_per_connection').inc();
-          return sendError(ws, 'TOO_MANY_TOPICS', `at most ${ctx.maxTopicsPerConnection} topics per connection`);
+          return sendError(
+            ws,
+            'TOO_MANY_TOPICS',
+            `at most ${ctx.maxTopicsPerConnection} topics per connection`,
+          );
         }
         return record.type === 'sub' ? subscribe(ws, record.topics) : unsubscribe(ws, record.topics);
       case 'ping':
@@ -254,7 +268,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         query: req.getQuery() ?? '',
         protocols,
       });
-      const pending = new URLSearchParams(req.getQuery() ?? '').get('topics')?.split(',').filter(Boolean) ?? [];
+      const pending =
+        new URLSearchParams(req.getQuery() ?? '').get('topics')?.split(',').filter(Boolean) ?? [];
       const ip = remoteIp(res);
       let aborted = false;
       res.onAborted(() => {
@@ -276,7 +291,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       if (admission.ok) data.admitted = true;
       else {
         metrics.limitRejections.labels(admission.limit).inc();
-        data.reject = { code: CloseCode.TRY_AGAIN_LATER, reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s` };
+        data.reject = {
+          code: CloseCode.TRY_AGAIN_LATER,
+          reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
+        };
       }
       const finish = () => {
         if (aborted) {

@@ -264,6 +264,9 @@ class Tile {
     this.lastSeq.clear();
     this.ui.canvas.hidden = this.transport === 'mjpeg';
     this.ui.img.hidden = this.transport !== 'mjpeg';
+    // WS and SSE tiles carry their own cam/<id>/vad subscription; MJPEG tiles share a page socket.
+    if (this.transport === 'mjpeg') events.add(this.vadTopic, this.vadHandler);
+    else events.remove(this.vadTopic, this.vadHandler);
     if (this.transport === 'ws') this.conn = this.openWs(gen);
     else if (this.transport === 'sse') this.conn = this.openSse(gen);
     else this.conn = this.openMjpeg(gen);
@@ -276,7 +279,6 @@ class Tile {
     this.conn?.close();
     this.conn = undefined;
     this.pending = undefined;
-    events.remove(this.vadTopic, this.vadHandler);
   }
 
   /** Drops the current connection and schedules the next try. */
@@ -371,7 +373,6 @@ class Tile {
     };
     img.onerror = () => this.retry(gen, 'mjpeg stream failed');
     img.src = urlFor(`/cams/${this.camera}/${this.variant}.mjpeg`).href;
-    events.add(this.vadTopic, this.vadHandler);
     return {
       close: () => {
         img.onload = null;
@@ -493,8 +494,8 @@ class Tile {
     }
 
     const ui = this.ui;
-    const span = Math.min(WINDOW_MS, now - this.connectedAt) / 1000;
-    const fps = span > 0.25 ? this.window.length / span : 0;
+    const n = this.window.length;
+    const fps = n >= 2 ? ((n - 1) * 1000) / Math.max(1, this.window[n - 1].t - this.window[0].t) : 0;
     ui.fps.textContent = this.frames ? (mjpeg ? `~${fps.toFixed(1)}` : fps.toFixed(1)) : '–';
     ui.fps.parentElement.classList.toggle('na', mjpeg);
     ui.fps.parentElement.title = mjpeg
