@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { jpegSize } from '../src/image/jpeg-size.js';
 import { type FrameVariant, makeVariants, type VariantImage } from '../src/image/variants.js';
 import { encode, type FrameRecord } from '../src/pool/records.js';
 import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
@@ -49,12 +50,14 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
     if (img.data !== source) result.bytesOut += img.data.byteLength;
   };
 
+  // Pushed frames come without a declared size: read it from the JPEG header.
+  const { width, height } = task.width > 0 ? task : (jpegSize(source) ?? { width: 0, height: 0 });
   let variants = task.variants;
-  if (task.width > 0 && variants.includes('raw')) {
-    emit({ variant: 'raw', width: task.width, height: task.height, data: source });
+  if (width > 0 && variants.includes('raw')) {
+    emit({ variant: 'raw', width, height, data: source });
     variants = variants.filter((v) => v !== 'raw');
   }
-  for (const img of await makeVariants(source, task.width, task.height, variants)) emit(img);
+  for (const img of await makeVariants(source, width, height, variants)) emit(img);
   result.ms = performance.now() - started;
   return result;
 }

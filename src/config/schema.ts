@@ -112,7 +112,7 @@ export const configSchema = z.strictObject({
         .number()
         .int()
         .min(16 * 1024)
-        .default(512 * 1024),
+        .default(256 * 1024),
       /** Buffered bytes that, held for slowCloseMs, close the viewer (WS 4008). */
       hardBufferBytes: z
         .number()

@@ -112,7 +112,6 @@ export class WorkerPool {
       queued: this.image.queueSize,
       pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
       inFlightFrames: this.inFlightFrames,
-      utilization: this.image.utilization,
       rings: this.readers.map((r) => r.stats()),
     };
   }
