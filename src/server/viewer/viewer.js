@@ -11,8 +11,14 @@
 //
 // Each tile element carries its state for scripts and tests: data-camera, data-transport,
 // data-variant, data-state (idle|connecting|live|stalled|retrying), data-frames, data-seq,
-// data-drops, data-width, data-height (decoded size), data-active-variant (what `auto` picked;
-// WS/SSE only). The voice dot is `.vad[data-vad=unknown|speech|silence]`, fed by cam/<id>/vad.
+// data-drops, data-retries, data-vad-events, data-width and data-height (the decoded size), and
+// data-active-variant (what `auto` picked; WS/SSE only). The voice dot is
+// `.vad[data-vad=unknown|speech|silence]`, fed by cam/<id>/vad: WS and SSE tiles subscribe on
+// their own connection; MJPEG tiles share one page-level WS for events.
+//
+// MJPEG plays in a plain <img>, which in Chromium fires "load" for the first frame only and
+// exposes no seq or timestamp: its fps is estimated by sampling the picture, latency and drops
+// show n/a (with a tooltip), and a picture that stops changing for 6 s counts as a dead stream.
 
 const { unpack } = globalThis.msgpackr;
 const packr = new globalThis.msgpackr.Packr({ useRecords: false });
@@ -79,6 +85,25 @@ function base64ToBytes(b64) {
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
+}
+
+/**
+ * EventSource and <img> say nothing about why they failed: ask the same URL once, read the
+ * JSON error body (DESIGN.md "Errors"), and abort at once if it turns out to be streaming.
+ */
+async function explainFailure(url) {
+  const ctl = new AbortController();
+  try {
+    const res = await fetch(url, { signal: ctl.signal, cache: 'no-store' });
+    if (res.ok) return '';
+    const body = await res.json().catch(() => undefined);
+    const err = body?.error;
+    return `HTTP ${res.status}${err ? ` ${err.code}: ${err.message}` : ''}`;
+  } catch {
+    return 'server unreachable';
+  } finally {
+    ctl.abort();
+  }
 }
 
 const fmtMs = (ms) =>
@@ -208,11 +233,17 @@ class Tile {
     this.gen = 0;
     this.conn = undefined;
     this.attempt = 0;
+    /** Retries scheduled since the page loaded (data-retries). */
+    this.retries = 0;
     this.retryTimer = undefined;
     this.retryAt = 0;
     this.state = 'idle';
     this.error = '';
     this.vadHandler = (rec) => this.onVad(rec);
+    /** seq of the last cam/<id>/vad event seen, to resume events missed while reconnecting. */
+    this.vadSeq = undefined;
+    /** Off-screen tiles (big walls) and hidden pages keep their stats but skip decoding. */
+    this.visible = true;
     this.resetStats();
   }
 
@@ -229,6 +260,7 @@ class Tile {
     this.lastFrameAt = 0;
     this.lastMessageAt = 0;
     this.sampleKey = undefined;
+    this.vadEvents = 0;
   }
 
   set(transport, variant) {
@@ -287,6 +319,7 @@ class Tile {
     this.disconnect();
     if (reason) this.error = reason;
     const delay = backoffDelay(this.attempt++);
+    this.retries++;
     this.retryAt = Date.now() + delay;
     this.setState('retrying');
     this.retryTimer = setTimeout(() => {
@@ -294,6 +327,14 @@ class Tile {
       this.connect();
     }, delay);
     this.tick(Date.now());
+  }
+
+  /** Replaces a tile's vague error with the server's reason, if it still applies. */
+  explain(url, label) {
+    const gen = this.gen;
+    explainFailure(url).then((reason) => {
+      if (reason && gen === this.gen) this.error = `${label}: ${reason}`;
+    });
   }
 
   /** Called on every message; the first after a stable period resets the backoff. */
@@ -306,6 +347,11 @@ class Tile {
   openWs(gen) {
     const ws = new WebSocket(wsUrl({ topics: `${this.frameTopic},${this.vadTopic}` }), wsProtocols());
     ws.binaryType = 'arraybuffer';
+    // Resume VAD events missed while away (frames always restart at the newest one).
+    ws.onopen = () => {
+      if (this.vadSeq !== undefined)
+        ws.send(pack({ type: 'hello', resume: { [this.vadTopic]: this.vadSeq } }));
+    };
     ws.onmessage = (ev) => {
       if (gen !== this.gen) return;
       this.alive(gen);
@@ -324,6 +370,7 @@ class Tile {
     ws.onclose = (ev) => this.retry(gen, `ws closed ${ev.code}${ev.reason ? ` ${ev.reason}` : ''}`);
     return {
       close: () => {
+        ws.onopen = null;
         ws.onmessage = null;
         ws.onclose = null;
         ws.close();
@@ -337,8 +384,10 @@ class Tile {
   openSse(gen) {
     const query = { topics: `${this.frameTopic},${this.vadTopic}` };
     // Resume VAD events missed while away (frames always restart at the newest one).
-    if (this.lastVadId) query.lastEventId = this.lastVadId;
-    const es = new EventSource(urlFor('/sse', query));
+    if (this.vadSeq !== undefined) query.lastEventId = `${this.vadTopic}:${this.vadSeq}`;
+    const url = urlFor('/sse', query);
+    const es = new EventSource(url);
+    let opened = false;
     const on = (type, fn) =>
       es.addEventListener(type, (ev) => {
         if (gen !== this.gen) return;
@@ -352,15 +401,19 @@ class Tile {
         fn(rec, ev);
       });
     on('frame', (rec) => this.onFrame(rec, rec.data ? base64ToBytes(rec.data) : undefined));
-    on('vad', (rec, ev) => {
-      this.lastVadId = ev.lastEventId;
-      this.onVad(rec);
-    });
+    on('vad', (rec) => this.onVad(rec));
     on('variant', (rec) => this.onVariant(rec));
-    es.onopen = () => gen === this.gen && this.alive(gen);
+    es.onopen = () => {
+      opened = true;
+      if (gen === this.gen) this.alive(gen);
+    };
     // EventSource would retry on its own at a fixed pace, and gives up for good on an HTTP
     // error: close it and do our own backoff instead.
-    es.onerror = () => this.retry(gen, 'sse connection lost');
+    es.onerror = () => {
+      if (gen !== this.gen) return;
+      this.retry(gen, opened ? 'sse connection lost' : 'sse failed to open');
+      if (!opened) this.explain(url, 'sse');
+    };
     return { close: () => es.close() };
   }
 
@@ -371,8 +424,13 @@ class Tile {
       if (gen !== this.gen) return;
       this.alive(gen);
     };
-    img.onerror = () => this.retry(gen, 'mjpeg stream failed');
-    img.src = urlFor(`/cams/${this.camera}/${this.variant}.mjpeg`).href;
+    const url = urlFor(`/cams/${this.camera}/${this.variant}.mjpeg`).href;
+    img.onerror = () => {
+      if (gen !== this.gen) return;
+      this.retry(gen, 'mjpeg stream failed');
+      this.explain(url, 'mjpeg');
+    };
+    img.src = url;
     return {
       close: () => {
         img.onload = null;
@@ -397,7 +455,11 @@ class Tile {
     // Frames arrive on the concrete topic, so this is what `auto` is showing right now.
     this.activeVariant = rec.topic.split('/')[2];
     if (this.state !== 'live') this.setState('live');
-    if (bytes) this.draw(bytes, rec.mime || 'image/jpeg');
+    if (bytes && this.visible && !document.hidden) this.draw(bytes, rec.mime || 'image/jpeg');
+    else {
+      this.width = rec.width;
+      this.height = rec.height;
+    }
   }
 
   /** `auto` switched variant: seq restarts on another topic, so gaps across the switch are no drops. */
@@ -409,6 +471,8 @@ class Tile {
   /** Voice indicator hook: `cam/<id>/vad` events `{state:'speech'|'silence', dbfs, floor}`. */
   onVad(rec) {
     if (rec.state !== 'speech' && rec.state !== 'silence') return;
+    if (Number.isInteger(rec.seq) && rec.topic === this.vadTopic) this.vadSeq = rec.seq;
+    this.vadEvents++;
     this.ui.vad.dataset.vad = rec.state;
     const level = typeof rec.dbfs === 'number' ? ` (${rec.dbfs.toFixed(1)} dBFS)` : '';
     this.ui.vad.title = `voice: ${rec.state}${level}`;
@@ -479,6 +543,8 @@ class Tile {
     while (this.window.length && this.window[0].t < cutoff) this.window.shift();
     const mjpeg = this.transport === 'mjpeg';
 
+    // Hidden pages are not sampled: an MJPEG picture that is not looked at is not dead.
+    if (mjpeg && (document.hidden || !this.visible)) this.lastMessageAt = now;
     if (this.conn && this.state !== 'retrying') {
       const quiet = now - this.lastMessageAt;
       if (quiet > DEAD_MS[this.transport]) {
@@ -528,7 +594,8 @@ class Tile {
     ui.err.title = this.error;
 
     let overlay = this.state;
-    if (this.state === 'retrying') overlay = `retrying in ${fmtMs(Math.max(0, this.retryAt - now))}`;
+    if (this.state === 'retrying')
+      overlay = `retrying in ${fmtMs(Math.max(0, this.retryAt - now))} (attempt ${this.attempt})`;
     else if (this.state === 'stalled')
       overlay = `stalled: no frame for ${fmtMs(now - (this.lastFrameAt || this.connectedAt))}`;
     ui.overlay.textContent = overlay;
@@ -539,6 +606,8 @@ class Tile {
     d.frames = String(this.frames);
     d.seq = this.seq === undefined ? '' : String(this.seq);
     d.drops = mjpeg ? '' : String(this.drops);
+    d.retries = String(this.retries);
+    d.vadEvents = String(this.vadEvents);
     d.width = String(this.width);
     d.height = String(this.height);
     d.activeVariant = mjpeg ? '' : this.activeVariant;
@@ -563,6 +632,15 @@ const summary = document.getElementById('summary');
 const notice = document.getElementById('notice');
 /** camera id → Tile */
 const tiles = new Map();
+const onScreen =
+  typeof IntersectionObserver === 'function'
+    ? new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const tile = tiles.get(e.target.dataset.camera);
+          if (tile) tile.visible = e.isIntersecting;
+        }
+      })
+    : undefined;
 const only = (params.get('cameras') ?? '').split(',').filter(Boolean);
 
 function addTile(camera) {
@@ -570,6 +648,7 @@ function addTile(camera) {
   const tile = new Tile(camera, DEFAULT_TRANSPORT, DEFAULT_VARIANT);
   tiles.set(camera, tile);
   wall.append(tile.el);
+  onScreen?.observe(tile.el);
   tile.set(tile.transport, tile.variant);
   return tile;
 }
@@ -584,7 +663,9 @@ async function pollStatus() {
     });
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
-      throw new Error(`status API: ${res.status} ${body.error?.code ?? ''}`.trim());
+      const err = new Error(`status API: HTTP ${res.status} ${body.error?.code ?? ''}`.trim());
+      err.status = res.status;
+      throw err;
     }
     const status = await res.json();
     statusAttempt = 0;
@@ -593,19 +674,20 @@ async function pollStatus() {
     for (const c of cams) addTile(c.id).setUp(c.up);
     const v = status.viewers ?? {};
     summary.textContent =
-      `${cams.length} camera${cams.length === 1 ? '' : 's'} · viewers ws ${v.ws ?? 0} · sse ${v.sse ?? 0} · ` +
-      `mjpeg ${v.mjpeg ?? 0} · v${status.version} · up ${fmtMs(status.uptimeSeconds * 1000)}`;
+      `${cams.length} camera${cams.length === 1 ? '' : 's'} · daemon viewers: ws ${v.ws ?? 0}, ` +
+      `sse ${v.sse ?? 0}, mjpeg ${v.mjpeg ?? 0} · v${status.version} · up ${fmtMs(status.uptimeSeconds * 1000)}`;
   } catch (err) {
-    delay = backoffDelay(statusAttempt++);
-    if (only.length) {
-      for (const id of only) addTile(id);
-      summary.textContent = `${only.length} camera(s) from ?cameras=`;
-    } else {
-      summary.textContent = 'no camera list';
-    }
-    notice.textContent = `${err.message}; ${
-      only.length ? '' : 'a viewer token cannot read it: list cameras with ?cameras=a,b. '
-    }Retrying in ${fmtMs(delay)}.`;
+    // The status API is admin-only once auth is on: a viewer token gets 401/403 for good.
+    const denied = err.status === 401 || err.status === 403;
+    delay = denied ? 60_000 : backoffDelay(statusAttempt++);
+    for (const id of only) addTile(id);
+    summary.textContent = only.length ? `${only.length} camera(s) from ?cameras=` : 'no camera list';
+    if (denied && only.length) notice.textContent = '';
+    else if (denied) {
+      notice.textContent = `${err.message}: the camera list needs an admin token${
+        TOKEN ? '' : ' (?token=…)'
+      }; or name cameras with ?cameras=a,b.`;
+    } else notice.textContent = `${err.message}; retrying in ${fmtMs(delay)}.`;
   }
   setTimeout(pollStatus, delay);
 }
@@ -626,9 +708,22 @@ for (const [id, key] of [
   });
 }
 
+/** Browsers open at most 6 HTTP/1.1 connections per host; every SSE or MJPEG tile holds one. */
+const HTTP_STREAMS_PER_HOST = 6;
+const warning = document.getElementById('warning');
+
 setInterval(() => {
   const now = Date.now();
-  for (const tile of tiles.values()) tile.tick(now);
+  let streams = 0;
+  for (const tile of tiles.values()) {
+    tile.tick(now);
+    if (tile.transport !== 'ws') streams++;
+  }
+  warning.textContent =
+    streams >= HTTP_STREAMS_PER_HOST
+      ? `${streams} SSE/MJPEG tiles: the browser allows ${HTTP_STREAMS_PER_HOST} HTTP connections per host, ` +
+        'so some of them (and the camera list) will wait. Use WS for big walls.'
+      : '';
 }, TICK_MS);
 
 const probeCanvas = document.createElement('canvas');
@@ -637,7 +732,7 @@ probeCanvas.height = 9;
 const probe = probeCanvas.getContext('2d', { willReadFrequently: true });
 setInterval(() => {
   if (document.hidden) return;
-  for (const tile of tiles.values()) tile.sampleMjpeg(probe);
+  for (const tile of tiles.values()) if (tile.visible) tile.sampleMjpeg(probe);
 }, MJPEG_SAMPLE_MS);
 
 pollStatus();
