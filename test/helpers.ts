@@ -86,7 +86,14 @@ export async function startDaemon(
         rej(new Error(`log line not seen in ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`));
       }, timeoutMs);
       waiters.add(check);
-      exited.then(() => check());
+      // A daemon that exits without the line fails the wait at once, not after the timeout.
+      exited.then((code) => {
+        check();
+        if (!waiters.has(check)) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        rej(new Error(`daemon exited (${code}) before the log line; stderr: ${stderr.slice(-2000)}`));
+      });
       check();
     });
 

@@ -20,6 +20,11 @@ export interface ServerContext {
 
 export type TopicAccess = { ok: true } | { ok: false; code: ErrorCode; message: string };
 
+/** The HTTP status of a refused topic: 403 not granted, 404 no such camera, 400 malformed. */
+export function accessStatus(code: ErrorCode): 400 | 403 | 404 {
+  return code === 'FORBIDDEN' ? 403 : code === 'UNKNOWN_TOPIC' ? 404 : 400;
+}
+
 /** Checks a requested topic is valid, exists, and is visible to the principal. */
 export function checkTopicAccess(ctx: ServerContext, principal: Principal, name: unknown): TopicAccess {
   const check = ctx.hub.check(name);

@@ -1,6 +1,6 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
-import { checkTopicAccess, type ServerContext } from './context.js';
+import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
 import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
 import { sendError, statusLine } from './http-util.js';
 import { openViewerRequest } from './stream-open.js';
@@ -43,8 +43,7 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
       const access = checkTopicAccess(ctx, principal, topic);
       if (!access.ok) {
         if (ext === 'mjpeg') ctx.limits.release(r.ip);
-        const status = access.code === 'FORBIDDEN' ? 403 : access.code === 'UNKNOWN_TOPIC' ? 404 : 400;
-        return sendError(res, status, access.code, access.message);
+        return sendError(res, accessStatus(access.code), access.code, access.message);
       }
       if (ext === 'jpg') return snapshot(ctx, res, topic, r.headers);
 

@@ -2,7 +2,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { HistoryEntry } from '../hub/history.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
-import { checkTopicAccess, type ServerContext } from './context.js';
+import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
 import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
 import { sendError } from './http-util.js';
 import { openViewerRequest } from './stream-open.js';
@@ -75,8 +75,7 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
         const access = checkTopicAccess(ctx, principal, t);
         if (!access.ok) {
           release();
-          const status = access.code === 'FORBIDDEN' ? 403 : access.code === 'UNKNOWN_TOPIC' ? 404 : 400;
-          return sendError(res, status, access.code, access.message);
+          return sendError(res, accessStatus(access.code), access.code, access.message);
         }
       }
       const unique = [...new Set(topics)];
