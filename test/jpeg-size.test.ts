@@ -14,7 +14,9 @@ describe('jpegSize', () => {
   });
 
   it('returns undefined for non-JPEG or truncated bytes', async () => {
-    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+      .jpeg()
+      .toBuffer();
     expect(jpegSize(Buffer.from('not a jpeg at all'))).toBeUndefined();
     expect(jpegSize(jpeg.subarray(0, 6))).toBeUndefined();
     expect(jpegSize(new Uint8Array([0xff, 0xd8, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]))).toBeUndefined();
