@@ -262,7 +262,7 @@ describe('prometheus config', () => {
     expect(text).toMatch(/job_name:\s*framehub/);
     expect(text).toMatch(/metrics_path:\s*\/metrics/);
     expect(text).toMatch(/scrape_interval:\s*5s/);
-    expect(text).toContain("'127.0.0.1:8080'");
+    expect(text).toMatch(/targets:\s*\[\s*["']127\.0\.0\.1:8080["']\s*\]/);
   });
 
   it('has Grafana provisioning for the data source and the dashboards folder', () => {
