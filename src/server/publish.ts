@@ -2,9 +2,10 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import type { CameraConfig } from '../config/schema.js';
 import type { FrameIngest } from '../ingest/frame-ingest.js';
 import { decode, encode } from '../pool/records.js';
-import { canPublish, extractToken, type Principal } from './auth.js';
+import { canPublish, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import { CloseCode, type ErrorCode } from './protocol.js';
+import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface PublishOptions {
   maxPayloadBytes: number;
@@ -20,7 +21,6 @@ export type PublishHandler = (
 interface Publisher {
   principal: Principal | undefined;
   reject: string | undefined;
-  closed: boolean;
 }
 
 /**
@@ -73,34 +73,19 @@ export function registerPublisher(
     idleTimeout: opts.idleTimeoutSeconds,
     sendPingsAutomatically: true,
     maxBackpressure: 1024 * 1024,
-    upgrade: (res, req, context) => {
-      const key = req.getHeader('sec-websocket-key');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      const { token, protocol } = extractToken({
-        authorization: req.getHeader('authorization'),
-        query: req.getQuery() ?? '',
-        protocols: req.getHeader('sec-websocket-protocol'),
-      });
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
-      const data: Publisher = { principal: undefined, reject: undefined, closed: false };
-      ctx.auth
-        .verify(token)
-        .then(
-          (p) => {
-            data.principal = p;
-          },
-          (err: Error) => {
-            ctx.metrics.authFailures.labels('publish').inc();
-            data.reject = err.message.slice(0, 120);
-          },
-        )
-        .finally(() => {
-          if (!aborted) res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
-        });
-    },
+    upgrade: (res, req, context) =>
+      upgradeWithAuth(
+        ctx,
+        res,
+        req,
+        context,
+        { transport: 'publish', limited: false, tokenRequired: true },
+        (o) => ({
+          principal: o.principal,
+          reject: o.reject?.reason,
+          closed: false,
+        }),
+      ),
     open: (ws) => {
       const { reject } = ws.getUserData();
       if (reject) ws.end(CloseCode.UNAUTHORIZED, reject);
@@ -117,9 +102,6 @@ export function registerPublisher(
         return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
       }
       onRecord(ws, rec as Record<string, unknown>);
-    },
-    close: (ws) => {
-      ws.getUserData().closed = true;
     },
   });
 }

@@ -4,10 +4,11 @@ import type { Frame, RecordSink } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
 import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
 import { decode, encode } from '../pool/records.js';
-import { extractToken, type Principal } from './auth.js';
+import type { Principal } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
-import { countVariant, remoteIp } from './http-util.js';
+import { countVariant } from './http-util.js';
 import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
+import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
@@ -259,63 +260,29 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     closeOnBackpressureLimit: 1,
     idleTimeout: opts.idleTimeoutSeconds,
     sendPingsAutomatically: true,
-    upgrade: (res, req, context) => {
-      const key = req.getHeader('sec-websocket-key');
-      const protocols = req.getHeader('sec-websocket-protocol');
-      const extensions = req.getHeader('sec-websocket-extensions');
-      const { token, protocol } = extractToken({
-        authorization: req.getHeader('authorization'),
-        query: req.getQuery() ?? '',
-        protocols,
-      });
-      const pending =
-        new URLSearchParams(req.getQuery() ?? '').get('topics')?.split(',').filter(Boolean) ?? [];
-      const ip = remoteIp(res);
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
-      const data: WsViewer = {
-        ip,
-        admitted: false,
-        reject: undefined,
-        principal: undefined,
-        pending: pending.slice(0, ctx.maxTopicsPerConnection + 1),
-        topics: new ViewerTopics(ctx.adaptive),
-        slow: new SlowState(ctx.slow),
-        resume: new Map(),
-        closed: false,
-        authTimer: undefined,
-      };
-      const admission = ctx.limits.admit(ip);
-      if (admission.ok) data.admitted = true;
-      else {
-        metrics.limitRejections.labels(admission.limit).inc();
-        data.reject = {
-          code: CloseCode.TRY_AGAIN_LATER,
-          reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
-        };
-      }
-      const finish = () => {
-        if (aborted) {
-          if (data.admitted) ctx.limits.release(ip);
-          return;
-        }
-        res.cork(() => res.upgrade(data, key, protocol ?? '', extensions, context));
-      };
-      if (data.reject || (!token && ctx.auth.enabled)) return finish();
-      ctx.auth.verify(token).then(
-        (principal) => {
-          data.principal = principal;
-          finish();
-        },
-        (err: Error) => {
-          metrics.authFailures.labels(TRANSPORT).inc();
-          data.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
-          finish();
-        },
-      );
-    },
+    upgrade: (res, req, context) =>
+      upgradeWithAuth(
+        ctx,
+        res,
+        req,
+        context,
+        { transport: TRANSPORT, limited: true, tokenRequired: false },
+        (o) => ({
+          ip: o.ip,
+          admitted: o.admitted,
+          reject: o.reject,
+          principal: o.principal,
+          pending: (new URLSearchParams(o.query).get('topics')?.split(',').filter(Boolean) ?? []).slice(
+            0,
+            ctx.maxTopicsPerConnection + 1,
+          ),
+          topics: new ViewerTopics(ctx.adaptive),
+          slow: new SlowState(ctx.slow),
+          resume: new Map(),
+          closed: false,
+          authTimer: undefined,
+        }),
+      ),
     open: (ws) => {
       const v = ws.getUserData();
       if (v.reject) return ws.end(v.reject.code, v.reject.reason);

@@ -1,0 +1,95 @@
+import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
+import { extractToken, type Principal } from './auth.js';
+import type { ServerContext } from './context.js';
+import { remoteIp } from './http-util.js';
+import { CloseCode } from './protocol.js';
+
+/** What the upgrade decided, carried into the socket's user data. */
+export interface UpgradeOutcome {
+  ip: string;
+  /** Raw query string, for endpoint options such as `topics=`. */
+  query: string;
+  /** Counted against the connection limits; release on close. */
+  admitted: boolean;
+  /** Undefined when no token came and auth is on: the endpoint may still accept a `hello`. */
+  principal: Principal | undefined;
+  /** Set when the socket must be closed right after opening, with this code and reason. */
+  reject: { code: number; reason: string } | undefined;
+}
+
+export interface UpgradeOptions {
+  /** Metric label for auth failures. */
+  transport: string;
+  /** Count the socket against the viewer connection limits. */
+  limited: boolean;
+  /** Without a token, verify anyway (so auth-on refuses) instead of deferring to a hello. */
+  tokenRequired: boolean;
+}
+
+/**
+ * The common upgrade of `/ws` and `/publish`: copy headers out before any await, admit against
+ * the limits, verify the token, then upgrade inside cork. Refusals still upgrade and are closed
+ * at open with a documented code (1013, 4001), because a browser WebSocket cannot read an
+ * HTTP status; `makeData` turns the outcome into the socket's user data.
+ */
+export function upgradeWithAuth<T>(
+  ctx: ServerContext,
+  res: HttpResponse,
+  req: HttpRequest,
+  context: us_socket_context_t,
+  opts: UpgradeOptions,
+  makeData: (outcome: UpgradeOutcome) => T,
+): void {
+  const key = req.getHeader('sec-websocket-key');
+  const extensions = req.getHeader('sec-websocket-extensions');
+  const query = req.getQuery() ?? '';
+  const { token, protocol } = extractToken({
+    authorization: req.getHeader('authorization'),
+    query,
+    protocols: req.getHeader('sec-websocket-protocol'),
+  });
+  const outcome: UpgradeOutcome = {
+    ip: remoteIp(res),
+    query,
+    admitted: false,
+    principal: undefined,
+    reject: undefined,
+  };
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+  });
+
+  const finish = () => {
+    if (aborted) {
+      if (outcome.admitted) ctx.limits.release(outcome.ip);
+      return;
+    }
+    res.cork(() => res.upgrade(makeData(outcome), key, protocol ?? '', extensions, context));
+  };
+
+  if (opts.limited) {
+    const admission = ctx.limits.admit(outcome.ip);
+    if (!admission.ok) {
+      ctx.metrics.limitRejections.labels(admission.limit).inc();
+      outcome.reject = {
+        code: CloseCode.TRY_AGAIN_LATER,
+        reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
+      };
+      return finish();
+    }
+    outcome.admitted = true;
+  }
+  if (!token && ctx.auth.enabled && !opts.tokenRequired) return finish();
+  ctx.auth.verify(token).then(
+    (principal) => {
+      outcome.principal = principal;
+      finish();
+    },
+    (err: Error) => {
+      ctx.metrics.authFailures.labels(opts.transport).inc();
+      outcome.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
+      finish();
+    },
+  );
+}
