@@ -76,11 +76,15 @@ export function upgradeWithAuth<T>(
         code: CloseCode.TRY_AGAIN_LATER,
         reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
       };
-      return finish();
+      finish();
+      return;
     }
     outcome.admitted = true;
   }
-  if (!token && ctx.auth.enabled && !opts.tokenRequired) return finish();
+  if (!token && ctx.auth.enabled && !opts.tokenRequired) {
+    finish();
+    return;
+  }
   ctx.auth.verify(token).then(
     (principal) => {
       outcome.principal = principal;
