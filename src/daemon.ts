@@ -15,7 +15,7 @@ import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
 import { decode, type FrameRecord } from './pool/records.js';
-import type { VadResultRecord } from './pool/vad-stream.js';
+import type { RunVad, VadResultRecord } from './pool/vad-stream.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
@@ -58,8 +58,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   metrics.vadBackendInfo.labels(vadBackend.name).set(1);
   log.info({ backend: vadBackend.name }, 'vad backend');
 
-  let audio: AudioIngest | undefined;
-  let audioJobs: AudioJobs | undefined;
+  // The VAD streams feed the pool and the pool's ring feeds them back: runVad is only called
+  // after start-up, by which time `pool` exists.
+  const runVad: RunVad = (task) => pool.runVad(task);
+  const audio = new AudioIngest(hub, metrics, runVad, config.vad);
+  const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
+  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
+  const audioJobs = new AudioJobs({ store: jobStore, run: runVad, tuning: config.vad, ffmpegPath });
   const pool = new WorkerPool({
     ...config.pool,
     log,
@@ -67,14 +72,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     onRecord: (bytes) => {
       const r = decode(bytes) as FrameRecord | VadResultRecord;
       if (r.type === 'frame') hub.publishFrame({ ...r, record: bytes });
-      else if (r.type === 'vad_result') (r.stream.startsWith('job/') ? audioJobs : audio)?.deliver(r);
+      else if (r.type === 'vad_result') (r.stream.startsWith('job/') ? audioJobs : audio).deliver(r);
     },
   });
-  const runVad = pool.runVad.bind(pool);
-  audio = new AudioIngest(hub, metrics, runVad, config.vad);
-  const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
-  const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
-  audioJobs = new AudioJobs({ store: jobStore, run: runVad, tuning: config.vad, ffmpegPath });
 
   const v = config.viewers;
   const ctx: ServerContext = {
@@ -109,7 +109,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
   const clockFont = findClockFont();
-  const liveAudio = audio;
   const supervisors = config.cameras
     .filter((cam) => cam.source !== 'push')
     .map(
@@ -120,9 +119,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           log,
           metrics,
           onFrame: (jpeg, ts) => ingest.submit(cam, jpeg, ts),
-          onAudio: (samples) => liveAudio.push(cam.id, samples, cam.audioRate),
+          onAudio: (samples) => audio.push(cam.id, samples, cam.audioRate),
           onUpChange: (up, reason) => {
-            if (!up) liveAudio.reset(cam.id);
+            if (!up) audio.reset(cam.id);
             hub.publishEvent('system', {
               type: 'system',
               kind: up ? 'camera_up' : 'camera_down',
