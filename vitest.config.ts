@@ -1,14 +1,31 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Suites whose assertions compare latencies or load between runs. They run
+ * after everything else, one file at a time, so that another suite's daemons,
+ * ffmpeg and Chromium on the same 2 cores cannot skew one side of a ratio.
+ */
+const timed = ['test/slow-viewers.test.ts', 'test/adaptive.test.ts', 'test/bench-smoke.test.ts'];
+
+const shared = {
+  // Suites spawn real daemons, ffmpeg and browsers: separate processes, generous timeouts.
+  pool: 'forks' as const,
+  testTimeout: 30_000,
+  hookTimeout: 30_000,
+};
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // Suites spawn real daemons, ffmpeg and browsers; on a 2-core machine running
-    // more than two files at once only adds timeouts.
-    pool: 'forks',
-    maxWorkers: 2,
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
     reporters: ['default'],
+    // On a 2-core machine running more than two files at once only adds timeouts.
+    maxWorkers: 2,
+    projects: [
+      {
+        test: { ...shared, name: 'parallel', include: ['test/**/*.test.ts'], exclude: timed },
+      },
+      {
+        test: { ...shared, name: 'timed', include: timed, fileParallelism: false, sequence: { groupOrder: 1 } },
+      },
+    ],
   },
 });
