@@ -24,7 +24,13 @@ export default defineConfig({
         test: { ...shared, name: 'parallel', include: ['test/**/*.test.ts'], exclude: timed },
       },
       {
-        test: { ...shared, name: 'timed', include: timed, fileParallelism: false, sequence: { groupOrder: 1 } },
+        test: {
+          ...shared,
+          name: 'timed',
+          include: timed,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },
