@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Histogram } from '../bench/lib/histogram.js';
 import type { Figures, LoadResult } from '../bench/lib/load-result.js';
 import { peekRecord } from '../bench/lib/msgpack-peek.js';
-import { root } from './helpers.js';
+import { root, startDaemon } from './helpers.js';
 
 /**
  * Smoke tests of the load-test harness (bench/README.md): every scenario runs for a few
@@ -151,6 +151,31 @@ describe('load-test harness (npm run bench)', () => {
     expect(typeof f.rssLeakMiB).toBe('number');
     expect(typeof f.fdLeak).toBe('number');
   }, 60_000);
+
+  it('--url to a daemon without the push cameras fails at once, naming them, and writes no result', async () => {
+    const daemon = await startDaemon({ cameras: [{ id: 'lobby', source: 'push', fps: 30 }] });
+    try {
+      const started = Date.now();
+      const out = join(dir, 'refused');
+      const run = exec(
+        process.execPath,
+        [cli, 'churn', '--url', daemon.url, '--seconds', '5', '--results-dir', out],
+        {
+          cwd: root,
+          timeout: 30_000,
+        },
+      );
+      await expect(run).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining('/publish refused the priming frames (UNKNOWN_TOPIC'),
+      });
+      await run.catch((err: { stderr: string }) => expect(err.stderr).toContain('needs push cameras bench0'));
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(existsSync(join(out, 'load-churn.json'))).toBe(false);
+    } finally {
+      await daemon.stop();
+    }
+  }, 30_000);
 
   it('http: autocannon reports req/s, latency, errors and requests per server CPU-second', async () => {
     const r = await bench(

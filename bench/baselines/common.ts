@@ -51,6 +51,12 @@ export function asPublishRecord(value: unknown): PublishRecord | undefined {
   return r as PublishRecord;
 }
 
+/** framehub's `/publish` answers `{type:'ping', id}` with a pong after the records before it; so do the baselines. */
+export function pongFor(value: unknown): Uint8Array | undefined {
+  const r = value as { type?: unknown; id?: unknown } | null;
+  return r?.type === 'ping' ? packr.pack({ type: 'pong', id: r.id ?? null, ts: Date.now() }) : undefined;
+}
+
 /** Viewer topics from `?topics=a,b`, the same query framehub reads. */
 export function topicsFromQuery(query: string | null | undefined): string[] {
   const raw = new URLSearchParams(query ?? '').get('topics') ?? '';

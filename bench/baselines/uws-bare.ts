@@ -6,6 +6,7 @@ import {
   HEALTH,
   Latest,
   packr,
+  pongFor,
   topicsFromQuery,
 } from './common.js';
 
@@ -21,10 +22,13 @@ const app = uWS.App();
 app.ws<{ topics: string[] }>('/publish', {
   maxPayloadLength: 16 * 1024 * 1024,
   idleTimeout: 120,
-  message: (_ws, message, isBinary) => {
+  message: (ws, message, isBinary) => {
     if (!isBinary) return;
     // uWS reuses `message` after this callback returns; the JPEG must outlive it.
-    const r = asPublishRecord(packr.unpack(new Uint8Array(message.slice(0))));
+    const value = packr.unpack(new Uint8Array(message.slice(0)));
+    const pong = pongFor(value);
+    if (pong) return void ws.send(pong, true);
+    const r = asPublishRecord(value);
     if (!r) return;
     const { topic, record } = latest.accept(r);
     app.publish(topic, record, true);

@@ -7,6 +7,7 @@ import {
   HEALTH,
   Latest,
   packr,
+  pongFor,
   topicsFromQuery,
 } from './common.js';
 
@@ -63,7 +64,10 @@ function onViewer(ws: WebSocket, topics: string[]): void {
 function onPublisher(ws: WebSocket): void {
   ws.on('message', (data: Buffer, isBinary) => {
     if (!isBinary) return;
-    const r = asPublishRecord(packr.unpack(data));
+    const value = packr.unpack(data);
+    const pong = pongFor(value);
+    if (pong) return void ws.send(pong, { binary: true });
+    const r = asPublishRecord(value);
     if (!r) return;
     const { topic, record } = latest.accept(r);
     const set = subscribers.get(topic);

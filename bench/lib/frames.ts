@@ -54,6 +54,8 @@ export class Publisher {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private windowStart = Number.POSITIVE_INFINITY;
+  private lastError = '';
+  private onPong: (() => void) | undefined;
   readonly stats: PublisherStats = { sent: 0, sentInWindow: 0, late: 0, errors: 0 };
 
   constructor(
@@ -72,9 +74,11 @@ export class Publisher {
     ws.on('message', (data: Buffer) => {
       // framehub answers a bad record with an error record; count it, never ignore it.
       const r = packr.unpack(data) as { type?: string; code?: string; message?: string };
+      if (r?.type === 'pong') this.onPong?.();
       if (r?.type === 'error') {
         this.stats.errors++;
-        if (this.stats.errors <= 3) process.stderr.write(`publish error: ${r.code} ${r.message}\n`);
+        this.lastError = `${r.code} ${r.message}`;
+        if (this.stats.errors <= 3) process.stderr.write(`publish error: ${this.lastError}\n`);
       }
     });
     await withTimeout(
@@ -88,8 +92,28 @@ export class Publisher {
     );
   }
 
-  /** Sends one frame to every camera now; used to prime the latest-frame cache. */
-  sendAll(): void {
+  /**
+   * Sends one frame to every camera, to fill the latest-frame cache, then a ping. The server
+   * handles a connection's records in order, so by the pong any refusal has arrived: a daemon
+   * given by --url without push cameras bench0… fails here, not after a run of zero frames.
+   */
+  async prime(timeoutMs = 5000): Promise<void> {
+    const errorsBefore = this.stats.errors;
+    this.sendAll();
+    const pong = new Promise<void>((resolve) => {
+      this.onPong = resolve;
+    });
+    this.ws?.send(packr.pack({ type: 'ping', id: 'prime' }), { binary: true });
+    await withTimeout(pong, timeoutMs, 'pong from /publish');
+    this.onPong = undefined;
+    if (this.stats.errors > errorsBefore) {
+      throw new Error(
+        `/publish refused the priming frames (${this.lastError}); the server needs push cameras ${this.cameras.join(', ')}`,
+      );
+    }
+  }
+
+  private sendAll(): void {
     for (const camera of this.cameras) this.send(camera);
   }
 

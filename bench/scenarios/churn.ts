@@ -74,7 +74,7 @@ async function runChurn(ctx: BenchContext, name: TargetName, repeat: number): Pr
     }));
   try {
     await publisher.connect();
-    publisher.sendAll();
+    await publisher.prime();
     publisher.start();
     monitor.start();
     if (opts.warmup > 0) {

@@ -41,7 +41,7 @@ export async function runFanout(
     if (fdNote) ctx.notes.push(fdNote);
 
     await publisher.connect();
-    publisher.sendAll(); // primes the latest-frame cache so every viewer's first frame is immediate
+    await publisher.prime(); // fills the latest-frame cache so every viewer's first frame is immediate
     publisher.start();
     monitor.start();
     monitor.setPhase('connect');

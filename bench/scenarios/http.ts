@@ -92,7 +92,7 @@ async function runHttp(
   try {
     // One frame so the latest-frame .jpg exists; the feed then stops so the server's CPU is the requests'.
     await publisher.connect();
-    publisher.sendAll();
+    await publisher.prime();
     await sleep(300);
     monitor.start();
     for (const [key, path] of Object.entries(paths)) {
