@@ -22,7 +22,7 @@ const result = spawnSync(cmd, args, { cwd: nativeDir, stdio: 'inherit' });
 if (result.status !== 0) {
   console.warn(
     `framehub: building the native VAD addon failed (${result.error?.message ?? `exit ${result.status}`}); ` +
-      'the pure-JS VAD will be used. Install python3, make and g++ and run `npm rebuild framehub` to retry.',
+      'the pure-JS VAD will be used. Install python3, make and g++ and run `npm run build:native` to retry.',
   );
 }
 process.exit(0);
