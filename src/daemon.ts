@@ -61,7 +61,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // The VAD streams feed the pool and the pool's ring feeds them back: runVad is only called
   // after start-up, by which time `pool` exists.
   const runVad: RunVad = (task) => pool.runVad(task);
-  const audio = new AudioIngest(hub, metrics, runVad, config.vad);
+  const audio = new AudioIngest(hub, metrics, runVad, config.vad, log);
   const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
   const audioJobs = new AudioJobs({ store: jobStore, run: runVad, tuning: config.vad, ffmpegPath });
@@ -103,7 +103,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     { maxPayloadBytes: config.ws.publisherMaxPayloadBytes, idleTimeoutSeconds: config.ws.idleTimeoutSeconds },
     cameras,
     ingest,
-    { audio: publishAudio(audio) },
+    new Map([['audio', publishAudio(audio)]]),
   );
   registerJobs(app, ctx, jobStore, audioJobs, config.jobs);
   registerSse(app, ctx, streams);

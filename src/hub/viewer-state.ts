@@ -41,22 +41,30 @@ export class SlowState {
   }
 }
 
-/** A variant switch made by an auto subscription: the viewer asked for `requested`. */
+/**
+ * A variant switch made by an auto subscription: the viewer asked for `requested` and now
+ * gets `variant`. `detach`/`attach` are the concrete topics to stop and start receiving;
+ * either is absent when another requested topic of the viewer still (or already) needs it.
+ */
 export interface VariantSwitch {
   requested: string;
-  from: string;
-  to: string;
   variant: FrameVariant;
+  detach?: string;
+  attach?: string;
 }
 
 /**
  * The topics one viewer asked for, and the concrete topics it receives. `cam/x/auto` is
- * requested as is and received as `cam/x/<current variant>`.
+ * requested as is and received as `cam/x/<current variant>`, so two requested topics
+ * (`cam/x/auto` and `cam/x/medium`) can share one concrete topic; it is counted, and only
+ * the first request attaches it and the last release detaches it.
  */
 export class ViewerTopics {
   /** requested topic → concrete topic */
   private readonly topics = new Map<string, string>();
   private readonly autos = new Map<string, AutoVariant>();
+  /** concrete topic → how many requested topics it serves */
+  private readonly receiving = new Map<string, number>();
 
   constructor(private readonly autoOpts: AutoVariantOptions) {}
 
@@ -68,8 +76,10 @@ export class ViewerTopics {
     return this.topics.has(requested);
   }
 
-  /** Adds a requested topic; returns the concrete topic to subscribe to. */
-  add(requested: string, now: number): string {
+  /** Adds a requested topic; `attach` is true when its concrete topic is new to this viewer. */
+  add(requested: string, now: number): { concrete: string; attach: boolean } {
+    const existing = this.topics.get(requested);
+    if (existing !== undefined) return { concrete: existing, attach: false };
     const auto = autoCamera(requested);
     let concrete = requested;
     if (auto) {
@@ -78,19 +88,21 @@ export class ViewerTopics {
       concrete = `cam/${auto}/${state.current}`;
     }
     this.topics.set(requested, concrete);
-    return concrete;
+    return { concrete, attach: this.hold(concrete) };
   }
 
-  /** Removes a requested topic; returns the concrete topic it was receiving. */
+  /** Removes a requested topic; returns its concrete topic when nothing else needs it any more. */
   remove(requested: string): string | undefined {
     const concrete = this.topics.get(requested);
+    if (concrete === undefined) return undefined;
     this.topics.delete(requested);
     this.autos.delete(requested);
-    return concrete;
+    return this.release(concrete) ? concrete : undefined;
   }
 
+  /** Every concrete topic received, once each. */
   concrete(): string[] {
-    return [...this.topics.values()];
+    return [...this.receiving.keys()];
   }
 
   frameTopics(): string[] {
@@ -110,9 +122,29 @@ export class ViewerTopics {
       const from = this.topics.get(requested)!;
       const to = `cam/${autoCamera(requested)}/${variant}`;
       this.topics.set(requested, to);
-      switches.push({ requested, from, to, variant });
+      switches.push({
+        requested,
+        variant,
+        detach: this.release(from) ? from : undefined,
+        attach: this.hold(to) ? to : undefined,
+      });
     }
     return switches;
+  }
+
+  /** Counts one more use of `concrete`; true on the first. */
+  private hold(concrete: string): boolean {
+    const n = this.receiving.get(concrete) ?? 0;
+    this.receiving.set(concrete, n + 1);
+    return n === 0;
+  }
+
+  /** Counts one use fewer of `concrete`; true on the last. */
+  private release(concrete: string): boolean {
+    const n = (this.receiving.get(concrete) ?? 1) - 1;
+    if (n > 0) this.receiving.set(concrete, n);
+    else this.receiving.delete(concrete);
+    return n <= 0;
   }
 }
 

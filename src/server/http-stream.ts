@@ -68,9 +68,9 @@ export class HttpStreams implements RecordSink {
     });
     const now = Date.now();
     for (const name of requested) {
-      const concrete = v.topics.add(name, now);
+      const { concrete, attach } = v.topics.add(name, now);
       if (concrete !== name) this.write(v, v.framing.variant(name, concrete.split('/')[2]!));
-      this.attach(v, concrete);
+      if (attach) this.attach(v, concrete);
     }
     for (const e of replay) this.write(v, v.framing.event(e));
   }
@@ -82,7 +82,7 @@ export class HttpStreams implements RecordSink {
     if (!this.viewers.delete(v)) return;
     this.ctx.metrics.connections.labels(v.transport).dec();
     if (v.blocked) this.ctx.metrics.slowViewers.labels(v.transport).dec();
-    for (const t of v.topics.concrete()) this.byTopic.get(t)?.delete(v);
+    for (const t of v.topics.concrete()) this.detach(v, t);
     this.ctx.limits.release(v.ip);
   }
 
@@ -147,6 +147,15 @@ export class HttpStreams implements RecordSink {
     }
   }
 
+  /** Stops a viewer receiving a topic; a topic nobody receives is forgotten, since any client may name one. */
+  private detach(v: StreamViewer, topic: string): void {
+    const subs = this.byTopic.get(topic);
+    v.missed.delete(topic);
+    if (!subs) return;
+    subs.delete(v);
+    if (subs.size === 0) this.byTopic.delete(topic);
+  }
+
   private sendFrame(v: StreamViewer, frame: Frame): void {
     const bytes = v.framing.frame(frame, v);
     const m = this.ctx.metrics;
@@ -201,10 +210,9 @@ export class HttpStreams implements RecordSink {
       if (keepAlive) this.write(v, v.framing.keepAlive());
       for (const sw of v.topics.adapt(v.blocked, now)) {
         metrics.variantSwitches.labels(v.transport).inc();
-        this.byTopic.get(sw.from)?.delete(v);
-        v.missed.delete(sw.from);
+        if (sw.detach) this.detach(v, sw.detach);
         this.write(v, v.framing.variant(sw.requested, sw.variant));
-        this.attach(v, sw.to);
+        if (sw.attach) this.attach(v, sw.attach);
       }
     }
   }

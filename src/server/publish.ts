@@ -34,7 +34,7 @@ export function registerPublisher(
   opts: PublishOptions,
   cameras: ReadonlyMap<string, CameraConfig>,
   ingest: FrameIngest,
-  handlers: Record<string, PublishHandler> = {},
+  handlers: ReadonlyMap<string, PublishHandler> = new Map(),
 ): void {
   const errors = ctx.metrics.wsErrors;
   const sendError = (ws: WebSocket<Publisher>, code: ErrorCode, message: string) => {
@@ -61,7 +61,8 @@ export function registerPublisher(
       ingest.submit(cam, data, ts);
       return;
     }
-    const handler = typeof rec.type === 'string' ? handlers[rec.type] : undefined;
+    // A Map, not an object: a type such as "hasOwnProperty" must not find Object.prototype.
+    const handler = typeof rec.type === 'string' ? handlers.get(rec.type) : undefined;
     if (!handler)
       return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${String(rec.type).slice(0, 50)}"`);
     const result = handler(cam, rec);

@@ -35,6 +35,25 @@ interface WsViewer {
 }
 
 type Ws = WebSocket<WsViewer>;
+
+/**
+ * `hello.resume`: event topic → last seq seen, at most `max` entries. Returns the map, or
+ * what is wrong with it. It can arrive before the token is checked, so it is bounded here.
+ */
+function parseResume(value: unknown, max: number): Map<string, number> | string {
+  const wrong = `"resume" must map at most ${max} event topics (vad, job, system) to a seq >= 0`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return wrong;
+  const entries = Object.entries(value);
+  if (entries.length > max) return wrong;
+  const resume = new Map<string, number>();
+  for (const [topic, seq] of entries) {
+    const kind = parseTopic(topic)?.kind;
+    if (kind === undefined || kind === 'frame' || kind === 'auto') return wrong;
+    if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0) return wrong;
+    resume.set(topic, seq);
+  }
+  return resume;
+}
 const TRANSPORT = 'ws';
 
 /**
@@ -113,10 +132,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         );
         continue;
       }
-      const concrete = v.topics.add(requested, Date.now());
+      const { concrete, attach: isNew } = v.topics.add(requested, Date.now());
       if (concrete !== requested)
         send(ws, { type: 'variant', topic: requested, variant: concrete.split('/')[2] });
-      attach(ws, concrete);
+      if (isNew) attach(ws, concrete);
     }
   };
 
@@ -152,9 +171,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
     for (const sw of v.topics.adapt(v.slow.slow, now)) {
       metrics.variantSwitches.labels(TRANSPORT).inc();
-      detach(ws, sw.from);
+      if (sw.detach) detach(ws, sw.detach);
       send(ws, { type: 'variant', topic: sw.requested, variant: sw.variant });
-      attach(ws, sw.to);
+      if (sw.attach) attach(ws, sw.attach);
     }
   };
 
@@ -170,12 +189,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       return sendError(ws, 'BAD_MESSAGE', '"token" must be a string');
     }
     if (record.resume !== undefined) {
-      if (typeof record.resume !== 'object' || record.resume === null || Array.isArray(record.resume)) {
-        return sendError(ws, 'BAD_MESSAGE', '"resume" must be a map of topic to seq');
-      }
-      for (const [topic, seq] of Object.entries(record.resume)) {
-        if (typeof seq === 'number' && Number.isInteger(seq) && seq >= 0) v.resume.set(topic, seq);
-      }
+      const resume = parseResume(record.resume, ctx.maxTopicsPerConnection);
+      if (typeof resume === 'string') return sendError(ws, 'BAD_MESSAGE', resume);
+      // Replaces, never adds to, earlier positions: the map stays within the topic limit.
+      v.resume = resume;
     }
     const welcome = () => {
       const p = v.principal!;
