@@ -1,6 +1,7 @@
 import type { Hub } from '../hub/hub.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { type RunVad, type VadResultRecord, VadStream } from '../pool/vad-stream.js';
+import { type RunVad, type VadRestart, type VadResultRecord, VadStream } from '../pool/vad-stream.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
 
 type VadTuning = Partial<Omit<VadConfig, 'sampleRate'>>;
@@ -10,8 +11,10 @@ interface CameraAudio {
   stream: VadStream;
   rate: number;
   format: 'i16' | 'f32';
-  /** Wall-clock ms of sample 0 of the current stream. */
+  /** Wall-clock ms of sample 0 of the current stream; unset after a restart until the next audio. */
   anchorMs: number | undefined;
+  /** The last state published on `cam/<id>/vad`. */
+  speaking: boolean;
 }
 
 /** Live audio buffered for the pool beyond this many seconds is an overrun. */
@@ -22,6 +25,10 @@ const MAX_PENDING_SECONDS = 5;
  * results onto `cam/<id>/vad`: `vad` records on each speech/silence change, `segment`
  * records when a segment closes. Sample positions become wall-clock ms by anchoring sample 0
  * at the arrival time of the first chunk, less that chunk's duration.
+ *
+ * When the VAD stream restarts (an overrun, or a chunk that failed in the pool) its positions
+ * start again at 0 with the next audio, so the anchor is taken again from that audio's arrival:
+ * the audio dropped in between is simply missing from the timeline, never shifts it.
  */
 export class AudioIngest {
   private readonly cameras = new Map<string, CameraAudio>();
@@ -32,6 +39,7 @@ export class AudioIngest {
     private readonly metrics: Metrics,
     private readonly run: RunVad,
     private readonly tuning: VadTuning,
+    private readonly log?: Logger,
   ) {}
 
   push(camera: string, samples: Int16Array | Float32Array, rate: number, now = Date.now()): void {
@@ -47,7 +55,7 @@ export class AudioIngest {
     const audio = this.cameras.get(camera);
     if (!audio) return;
     this.cameras.delete(camera);
-    this.metrics.vadSpeechActive.labels(camera).set(0);
+    this.endSpeech(camera, audio);
   }
 
   /**
@@ -68,16 +76,15 @@ export class AudioIngest {
       rate,
       format,
       anchorMs: undefined,
+      speaking: false,
       stream: new VadStream({
         stream: id,
         config: resolveVadConfig({ ...this.tuning, sampleRate: rate }),
         format,
         run: this.run,
         maxPendingSamples: rate * MAX_PENDING_SECONDS,
-        onOverrun: (dropped) => {
-          this.metrics.vadOverruns.labels(camera).inc(dropped);
-          audio.anchorMs = undefined;
-        },
+        onChunkFailure: 'restart',
+        onRestart: (restart) => this.restarted(camera, audio, restart),
       }),
     };
     this.cameras.set(camera, audio);
@@ -85,12 +92,52 @@ export class AudioIngest {
     return audio;
   }
 
+  private restarted(camera: string, audio: CameraAudio, restart: VadRestart): void {
+    audio.anchorMs = undefined;
+    // Any open segment of the old stream is abandoned with it.
+    this.endSpeech(camera, audio);
+    if (restart.reason === 'overrun') {
+      this.metrics.vadOverruns.labels(camera).inc(restart.droppedSamples);
+      return;
+    }
+    this.metrics.vadChunkFailures.labels(camera).inc();
+    this.log?.warn(
+      {
+        camera,
+        code: restart.error.code,
+        err: restart.error.message,
+        droppedSamples: restart.droppedSamples,
+      },
+      'vad chunk failed; the camera audio stream restarts',
+    );
+  }
+
+  /**
+   * The stream that saw speech start is gone (restart, or the source went away), so it will
+   * never report the end: publish it, or indicators stay on "speech" until the next change.
+   * Without a measured frame, dbfs and floor are null; `reason` says why.
+   */
+  private endSpeech(camera: string, audio: CameraAudio): void {
+    this.metrics.vadSpeechActive.labels(camera).set(0);
+    if (!audio.speaking) return;
+    audio.speaking = false;
+    this.hub.publishEvent(`cam/${camera}/vad`, {
+      type: 'vad',
+      state: 'silence',
+      ts: Date.now(),
+      dbfs: null,
+      floor: null,
+      reason: 'restart',
+    });
+  }
+
   private publish(camera: string, audio: CameraAudio, r: VadResultRecord): void {
     const topic = `cam/${camera}/vad`;
     const at = (sample: number) => Math.round((audio.anchorMs ?? Date.now()) + (sample / audio.rate) * 1000);
     this.metrics.vadFrames.labels(r.backend).inc(r.frames);
     for (const t of r.transitions) {
-      this.metrics.vadSpeechActive.labels(camera).set(t.state === 'speech' ? 1 : 0);
+      audio.speaking = t.state === 'speech';
+      this.metrics.vadSpeechActive.labels(camera).set(audio.speaking ? 1 : 0);
       this.hub.publishEvent(topic, {
         type: 'vad',
         state: t.state,

@@ -188,6 +188,12 @@ export function createMetrics() {
       labelNames: ['camera'],
       registers: r,
     }),
+    vadChunkFailures: new Counter({
+      name: 'framehub_vad_chunk_failures_total',
+      help: 'Live VAD chunks that failed in the pool (the camera audio stream restarts)',
+      labelNames: ['camera'],
+      registers: r,
+    }),
     jobs: new Counter({
       name: 'framehub_jobs_total',
       help: 'Finished jobs by kind and outcome (done, failed, cancelled)',
