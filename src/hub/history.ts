@@ -29,6 +29,11 @@ export class EventHistory {
     ring.next++;
   }
 
+  /** Drops a topic's ring, for a topic that will never publish again. */
+  forget(topic: string): void {
+    this.rings.delete(topic);
+  }
+
   /** Entries of `topic` in publish order (oldest first). */
   entries(topic: string): HistoryEntry[] {
     const ring = this.rings.get(topic);

@@ -126,6 +126,16 @@ export class Hub {
     return entry;
   }
 
+  /**
+   * Forgets an event topic that will never publish again (an expired job): its history and
+   * its seq counter. Without this every finished job would keep up to `historyPerTopic`
+   * events forever. A resume on the topic afterwards replays nothing.
+   */
+  forgetTopic(topic: string): void {
+    this.history.forget(topic);
+    this.eventSeq.delete(topic);
+  }
+
   /** The most recent frame of a topic, for new subscribers and snapshots. */
   latest(topic: string): Frame | undefined {
     return this.latestFrames.get(topic);

@@ -29,14 +29,23 @@ export interface Job extends JobView {
 
 const FINAL: readonly JobState[] = ['done', 'failed', 'cancelled'];
 
+/** A claim on one of the `maxActive` slots, held from before the upload is read until a job exists. */
+export interface JobSlot {
+  /** Gives the slot back; idempotent. Call it on every path, success included. */
+  release(): void;
+}
+
 /**
  * Jobs in memory: their state, progress events on `job/<id>` (queued → running(progress) →
- * done | failed | cancelled), and expiry `ttlMs` after they finish. Progress events are
- * published at most every 5 % so a long job does not flood its subscribers.
+ * done | failed | cancelled), and expiry `ttlMs` after they finish, when the job's event
+ * history goes too. Progress events are published at most every 5 % so a long job does not
+ * flood its subscribers.
  */
 export class JobStore {
   private readonly jobs = new Map<string, Job>();
   private readonly lastProgress = new Map<string, number>();
+  private unfinished = 0;
+  private claimed = 0;
 
   constructor(
     private readonly hub: Hub,
@@ -44,10 +53,34 @@ export class JobStore {
     private readonly ttlMs: number,
   ) {}
 
+  /** Jobs not yet done, failed or cancelled. */
   get active(): number {
-    let n = 0;
-    for (const j of this.jobs.values()) if (!FINAL.includes(j.state)) n++;
-    return n;
+    return this.unfinished;
+  }
+
+  /**
+   * Claims a slot for an upload before its body is read, so `max` bounds every upload being
+   * received or decoded as well as the jobs that exist; undefined when all are taken. The
+   * caller releases the slot once `create` has run (the job then counts in `active` until it
+   * finishes) or once the upload has failed. Counted synchronously, so concurrent requests
+   * can never all see a free slot.
+   *
+   * @example
+   *   const slot = store.claim(4);
+   *   if (!slot) return reply429();
+   *   try { await startJob(); } finally { slot.release(); }
+   */
+  claim(max: number): JobSlot | undefined {
+    if (this.unfinished + this.claimed >= max) return undefined;
+    this.claimed++;
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.claimed--;
+      },
+    };
   }
 
   create(kind: JobKind, id: string = randomUUID()): Job {
@@ -60,6 +93,7 @@ export class JobStore {
       abort: new AbortController(),
     };
     this.jobs.set(job.id, job);
+    this.unfinished++;
     this.emit(job);
     return job;
   }
@@ -91,10 +125,15 @@ export class JobStore {
       job.result = outcome.result;
     }
     job.finishedAt = new Date().toISOString();
+    this.unfinished--;
     this.lastProgress.delete(job.id);
     this.metrics.jobs.labels(job.kind, job.state).inc();
     this.emit(job);
-    setTimeout(() => this.jobs.delete(job.id), this.ttlMs).unref();
+    // Until expiry a client can still fetch the job and resume its topic; after it, nothing is kept.
+    setTimeout(() => {
+      this.jobs.delete(job.id);
+      this.hub.forgetTopic(`job/${job.id}`);
+    }, this.ttlMs).unref();
   }
 
   /** Cancels a job that has not finished; false when it already had. */

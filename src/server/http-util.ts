@@ -1,4 +1,5 @@
-import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { FramehubError } from '../errors.js';
 import { parseTopic } from '../hub/topics.js';
 import type { ErrorCode } from './protocol.js';
 
@@ -26,17 +27,21 @@ export function statusLine(status: number): string {
   return STATUS_TEXT[status] ?? String(status);
 }
 
-/** Writes a whole JSON response in one corked batch. */
+/**
+ * Writes a whole JSON response in one corked batch. `closeConnection` ends the connection after
+ * it: needed whenever a request body is still unread, or uWS would go on reading it.
+ */
 export function sendJson(
   res: HttpResponse,
   status: number,
   body: unknown,
   headers: Record<string, string> = {},
+  closeConnection = false,
 ): void {
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
     for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
-    res.end(JSON.stringify(body));
+    res.end(JSON.stringify(body), closeConnection);
   });
 }
 
@@ -47,21 +52,30 @@ export function sendError(
   code: ErrorCode,
   message: string,
   headers: Record<string, string> = {},
+  closeConnection = false,
 ): void {
-  sendJson(res, status, { error: { code, message } }, headers);
+  sendJson(res, status, { error: { code, message } }, headers, closeConnection);
 }
 
 /**
  * Runs an async handler safely: marks the response aborted before any await (uWS forbids
- * touching an aborted response) and turns a thrown error into a 500 with a code.
+ * touching an aborted response) and turns a thrown error into a 500 with a code. Pass the
+ * request's BodyReader, if any, so an abort ends its read and a 500 does not leave it half read.
  */
-export function handleAsync(res: HttpResponse, work: (isAborted: () => boolean) => Promise<void>): void {
+export function handleAsync(
+  res: HttpResponse,
+  work: (isAborted: () => boolean) => Promise<void>,
+  body?: BodyReader,
+): void {
   let aborted = false;
   res.onAborted(() => {
     aborted = true;
+    body?.abort();
   });
   work(() => aborted).catch((err: Error) => {
-    if (!aborted) sendError(res, 500, 'INTERNAL', err.message);
+    if (aborted) return;
+    if (body) refuseBody(res, body, 500, 'INTERNAL', err.message);
+    else sendError(res, 500, 'INTERNAL', err.message);
   });
 }
 
@@ -77,33 +91,156 @@ export function countVariant(counts: Record<string, number>, requested: string):
   if (key) counts[key] = (counts[key] ?? 0) + 1;
 }
 
-/** Body too large for the endpoint; answered as 413. */
-export class BodyTooLargeError extends Error {
+/** Body over the endpoint's limit; answered as 413 `TOO_LARGE`. */
+export class BodyTooLargeError extends FramehubError {
   constructor(readonly limit: number) {
-    super(`request body over ${limit} bytes`);
+    super('TOO_LARGE', `request body over ${limit} bytes`, 413);
+  }
+}
+
+/** The client went away before the whole body arrived; there is nobody left to answer. */
+export class BodyAbortedError extends FramehubError {
+  constructor() {
+    super('ABORTED', 'the client closed the connection before the body was complete', 400);
   }
 }
 
 /**
- * Collects a request body up to `maxBytes`. Must be called synchronously in the handler
- * (uWS delivers body chunks only to a reader attached before the handler returns). uWS hands
- * out chunks that are only valid during the callback, so each is copied.
+ * True when the request declares a `Content-Length` over `maxBytes`: refuse it with 413 before
+ * reading a byte. A chunked body has no length and is held to the limit as it streams.
  */
-export function readBody(res: HttpResponse, maxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    res.onData((chunk, isLast) => {
-      if (failed) return;
-      size += chunk.byteLength;
-      if (size > maxBytes) {
-        failed = true;
-        reject(new BodyTooLargeError(maxBytes));
-        return;
-      }
-      chunks.push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) resolve(Buffer.concat(chunks));
+export function declaresTooLarge(req: HttpRequest, maxBytes: number): boolean {
+  const declared = req.getHeader('content-length');
+  return declared !== '' && !(Number(declared) <= maxBytes);
+}
+
+/**
+ * After an early reply, up to this much of a body still on its way is read and thrown away, so
+ * a client with a small body gets its answer on a connection that stays open. Past it (or with
+ * no Content-Length) the connection is closed instead; a client still sending then may see a
+ * reset rather than the reply, which is the price of not reading what nobody asked for.
+ */
+const LINGER_BYTES = 64 * 1024;
+
+/**
+ * A request body, read only once the handler has decided it wants it. Construct it
+ * synchronously in the handler (uWS delivers chunks only to a reader attached before the
+ * handler returns). It pauses the socket at once, so while auth and limits are checked only
+ * what came with the headers is held (one socket read, about 100 KB), and a refused upload is
+ * never read. A reply sent before the body is complete goes through `refuseBody`, which drops
+ * the body and closes the connection when much of it is still to come, or uWS would go on
+ * delivering it (and a socket left paused would never finish). Rejections happen only inside
+ * `read()`, so no promise is ever left unobserved.
+ *
+ * @example
+ *   const body = new BodyReader(res, req, 16 * 1024);
+ *   handleAsync(res, async (isAborted) => {
+ *     if (!(await allowed())) return refuseBody(res, body, 403, 'FORBIDDEN', 'admins only');
+ *     const bytes = await body.read(); // rejects BodyTooLargeError past the limit
+ *   }, body);
+ */
+export class BodyReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private paused = true;
+  private complete = false;
+  private dropped = false;
+  private failure: Error | undefined;
+  private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  /** From Content-Length; undefined for a chunked body. */
+  private readonly declared: number | undefined;
+
+  constructor(
+    private readonly res: HttpResponse,
+    req: HttpRequest,
+    readonly maxBytes: number,
+  ) {
+    const length = req.getHeader('content-length');
+    this.declared = length === '' ? undefined : Number(length);
+    res.onData((chunk, isLast) => this.onChunk(chunk, isLast));
+    res.pause();
+  }
+
+  /** The whole body; rejects BodyTooLargeError past `maxBytes`, BodyAbortedError on abort. */
+  read(): Promise<Buffer> {
+    if (this.waiter || this.dropped) throw new Error('BodyReader.read() called twice or after release()');
+    this.resume();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+      this.settle();
     });
-  });
+  }
+
+  /**
+   * Stops collecting before a reply: drops what was held and ignores the rest. Returns true
+   * when so much is still to come that the reply must close the connection.
+   */
+  release(): boolean {
+    this.dropped = true;
+    this.chunks = [];
+    const unread = this.declared === undefined ? Number.POSITIVE_INFINITY : this.declared - this.size;
+    if (this.failure || !(unread <= LINGER_BYTES)) return true;
+    // Resume, or the rest of the body (and any keep-alive request after it) is never read.
+    this.resume();
+    return false;
+  }
+
+  /** Called from onAborted: the response is gone, so the socket must not be touched again. */
+  abort(): void {
+    this.paused = false;
+    this.fail(new BodyAbortedError());
+  }
+
+  private onChunk(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.dropped || this.failure) return;
+    this.size += chunk.byteLength;
+    if (this.size > this.maxBytes) {
+      this.fail(new BodyTooLargeError(this.maxBytes));
+      return;
+    }
+    // uWS neuters the chunk when this callback returns, so it is copied.
+    this.chunks.push(Buffer.from(new Uint8Array(chunk)));
+    if (isLast) {
+      this.complete = true;
+      this.settle();
+    }
+  }
+
+  private resume(): void {
+    if (!this.paused || this.failure) return;
+    this.paused = false;
+    this.res.resume();
+  }
+
+  private fail(err: Error): void {
+    if (this.complete || this.failure) return;
+    this.failure = err;
+    this.chunks = [];
+    this.settle();
+  }
+
+  private settle(): void {
+    const waiter = this.waiter;
+    if (!waiter || !(this.failure || this.complete)) return;
+    this.waiter = undefined;
+    if (this.failure) {
+      waiter.reject(this.failure);
+      return;
+    }
+    const body = Buffer.concat(this.chunks);
+    this.chunks = [];
+    waiter.resolve(body);
+  }
+}
+
+/** Refuses a request whose body may be unread: drops it, and closes unless little of it is left. */
+export function refuseBody(
+  res: HttpResponse,
+  body: BodyReader,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  sendError(res, status, code, message, headers, body.release());
 }

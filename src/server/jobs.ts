@@ -4,7 +4,15 @@ import type { AudioJobs } from '../jobs/audio-job.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { extractToken, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
-import { BodyTooLargeError, handleAsync, readBody, sendError, sendJson } from './http-util.js';
+import {
+  BodyReader,
+  BodyTooLargeError,
+  declaresTooLarge,
+  handleAsync,
+  refuseBody,
+  sendError,
+  sendJson,
+} from './http-util.js';
 import type { ErrorCode } from './protocol.js';
 
 export interface JobRouteOptions {
@@ -44,48 +52,66 @@ export function registerJobs(
   const tokenOf = (req: HttpRequest) =>
     extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }).token;
 
+  // Everything the headers decide (length, token, role, format, a free slot) is decided before
+  // the body is read: a refused upload costs its headers, not its bytes.
   app.post('/api/v1/jobs/audio', (res, req) => {
+    if (declaresTooLarge(req, opts.maxUploadBytes)) {
+      const message = `request body over ${opts.maxUploadBytes} bytes`;
+      return sendError(res, 413, 'TOO_LARGE', message, {}, true);
+    }
     const token = tokenOf(req);
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const body = readBody(res, opts.maxUploadBytes);
-    handleAsync(res, async (isAborted) => {
-      const fail = (
-        status: number,
-        code: ErrorCode | string,
-        message: string,
-        headers?: Record<string, string>,
-      ) => {
-        if (!isAborted()) sendError(res, status, code as ErrorCode, message, headers);
-      };
-      let principal: Principal;
-      try {
-        principal = await ctx.auth.verify(token);
-      } catch (err) {
-        return fail(401, 'UNAUTHORIZED', (err as Error).message);
-      }
-      if (!mayRunJobs(principal)) return fail(403, 'FORBIDDEN', 'jobs need role publisher or admin');
-      if (store.active >= opts.maxActive) {
-        ctx.metrics.limitRejections.labels('active_jobs').inc();
-        return fail(429, 'RATE_LIMITED', `${opts.maxActive} jobs are already running`, {
-          'Retry-After': '5',
-        });
-      }
-      let bytes: Buffer;
-      try {
-        bytes = await body;
-      } catch (err) {
-        if (err instanceof BodyTooLargeError) return fail(413, 'TOO_LARGE', err.message);
-        throw err;
-      }
-      try {
-        const job = await audio.start(bytes, pcmFormat(query));
+    const body = new BodyReader(res, req, opts.maxUploadBytes);
+    handleAsync(
+      res,
+      async (isAborted) => {
+        const fail = (
+          status: number,
+          code: ErrorCode | string,
+          message: string,
+          headers?: Record<string, string>,
+        ) => {
+          if (!isAborted()) refuseBody(res, body, status, code as ErrorCode, message, headers);
+        };
+        let principal: Principal;
+        let pcm: PcmFormat | undefined;
+        try {
+          principal = await ctx.auth.verify(token);
+        } catch (err) {
+          return fail(401, 'UNAUTHORIZED', (err as Error).message);
+        }
+        if (!mayRunJobs(principal)) return fail(403, 'FORBIDDEN', 'jobs need role publisher or admin');
+        try {
+          pcm = pcmFormat(query);
+        } catch (err) {
+          if (err instanceof AudioInputError) return fail(err.status, err.code, err.message);
+          throw err;
+        }
         if (isAborted()) return;
-        sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
-      } catch (err) {
-        if (err instanceof AudioInputError) return fail(err.status, err.code, err.message);
-        throw err;
-      }
-    });
+        const slot = store.claim(opts.maxActive);
+        if (!slot) {
+          ctx.metrics.limitRejections.labels('active_jobs').inc();
+          return fail(429, 'RATE_LIMITED', `${opts.maxActive} jobs are already running`, {
+            'Retry-After': '5',
+          });
+        }
+        try {
+          const job = await audio.start(await body.read(), pcm);
+          if (isAborted()) return;
+          sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
+        } catch (err) {
+          if (isAborted()) return;
+          if (err instanceof BodyTooLargeError || err instanceof AudioInputError) {
+            return fail(err.status, err.code, err.message);
+          }
+          throw err;
+        } finally {
+          // A created job now counts as active until it finishes; any failure frees the slot.
+          slot.release();
+        }
+      },
+      body,
+    );
   });
 
   for (const kind of ['image', 'video']) {
