@@ -41,8 +41,15 @@ export function ringWaitMs(): number {
   return (workerData as PoolWorkerData).ringWaitMs;
 }
 
-/** Main-thread side: frees the ring a destroyed worker held. */
-export function releaseRing(claims: SharedArrayBuffer, workerThreadId: number): void {
+/**
+ * Main-thread side: frees every ring whose owner is not among the live worker threads. Called
+ * when piscina reports a worker destroyed; by then the dead worker's threadId reads -1, so the
+ * rings are matched against the threads still alive rather than against the dead one.
+ */
+export function releaseOrphanRings(claims: SharedArrayBuffer, liveThreadIds: ReadonlySet<number>): void {
   const slots = new Int32Array(claims);
-  for (let i = 0; i < slots.length; i++) Atomics.compareExchange(slots, i, workerThreadId, 0);
+  for (let i = 0; i < slots.length; i++) {
+    const owner = Atomics.load(slots, i);
+    if (owner !== 0 && !liveThreadIds.has(owner)) Atomics.compareExchange(slots, i, owner, 0);
+  }
 }

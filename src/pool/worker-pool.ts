@@ -4,7 +4,7 @@ import type { ImageTask, ImageTaskResult } from '../../workers/image.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
-import { type PoolWorkerData, releaseRing } from './ring-claim.js';
+import { type PoolWorkerData, releaseOrphanRings } from './ring-claim.js';
 import type { VadPoolResult, VadPoolTask } from './vad-stream.js';
 import { workerPath } from './worker-path.js';
 
@@ -57,7 +57,10 @@ export class WorkerPool {
       idleTimeout: 2 ** 31 - 1,
       workerData,
     });
-    this.image.on('workerDestroy', (worker: { threadId: number }) => releaseRing(claims, worker.threadId));
+    // A dead worker's ring goes back to the free list, or the next replacement finds none.
+    this.image.on('workerDestroy', () =>
+      releaseOrphanRings(claims, new Set(this.image.threads.map((t) => t.threadId))),
+    );
     this.image.on('error', (err: unknown) => opts.log.error({ err }, 'image worker error'));
     this.maxInFlightFrames = this.threads + opts.maxQueuedFrames;
     this.registerCollectors();
