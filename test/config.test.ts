@@ -65,6 +65,21 @@ describe('loadConfig', () => {
       /cameras\.1\.id: duplicate/,
     ],
     ['an fps out of range', { cameras: [{ id: 'a', source: 'test', fps: 0 }] }, [], /cameras\.0\.fps/],
+    // Each field alone is valid; together they are not, and the first audio would have crashed.
+    [
+      'a vad stopDb above the default startDb',
+      { vad: { startDb: 3 } },
+      [],
+      /vad: vad\.stopDb must not exceed vad\.startDb/,
+    ],
+    ['a vad maxSegmentMs under two frames', { vad: { maxSegmentMs: 10 } }, [], /vad: vad\.maxSegmentMs/],
+    // Past 2^31-1 ms Node fires a timer at once: every finished job would vanish.
+    [
+      'a job TTL over the timer limit',
+      { jobs: { ttlSeconds: 2_600_000 } },
+      [],
+      /jobs\.ttlSeconds: .*2147483/,
+    ],
   ];
   for (const [what, file, args, message] of bad) {
     it(`rejects ${what}, naming the field`, () => {

@@ -173,6 +173,7 @@ describe('AudioIngest (live camera): failures and overruns restart the stream', 
     routes.set('cam', (r) => ingest.deliver(r));
     let now = clockMs;
     return {
+      ingest,
       events,
       lines,
       /** Pushes the next second (arriving at its end) without waiting. Returns its arrival time. */
@@ -242,6 +243,31 @@ describe('AudioIngest (live camera): failures and overruns restart the stream', 
     expect(vad[1]).toMatchObject({ reason: 'restart', dbfs: null, floor: null, topic: 'cam/midspeech/vad' });
     expect(Math.abs((vad[1]!.ts as number) - Date.now())).toBeLessThan(2000);
     expect(await count(metrics.vadSpeechActive, 'midspeech')).toBe(0);
+  });
+
+  it('analyses one 6 s message that finds the stream idle as one task, not as an overrun', async () => {
+    const runner = new Runner();
+    const cam = live('longmsg', runner, Date.now() - 10_000);
+    const long = new Int16Array(6 * RATE);
+    long.set(audio(1, false), 0);
+    long.set(audio(2, true), RATE);
+    long.set(audio(3, false), 3 * RATE);
+    cam.ingest.push('longmsg', long, RATE);
+    await until(() => cam.events.some((e) => e.type === 'segment'), 5000, 'the segment in the long message');
+    expect(await count(metrics.vadOverruns, 'longmsg')).toBeUndefined();
+    expect(runner.tasks).toHaveLength(1);
+    expect(cam.events.filter((e) => e.type === 'vad').map((e) => e.state)).toEqual(['speech', 'silence']);
+  });
+
+  it('ends open speech with a restart silence record when the audio rate changes mid-speech', async () => {
+    const runner = new Runner();
+    const cam = live('ratechange', runner, Date.now() - 10_000);
+    for (const loud of [false, true, true]) await cam.second(loud);
+    await until(() => cam.events.some((e) => e.state === 'speech'), 5000, 'speech');
+    cam.ingest.push('ratechange', new Int16Array(8000), 8000);
+    const vad = cam.events.filter((e) => e.type === 'vad');
+    expect(vad.map((e) => e.state)).toEqual(['speech', 'silence']);
+    expect(vad[1]).toMatchObject({ reason: 'restart', dbfs: null, floor: null });
   });
 
   it('after an overrun, the next chunk starts from a fresh state and timestamps follow the clock', async () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { authConfigSchema } from '../server/auth-config.js';
+import { resolveVadConfig } from '../vad/config.js';
 import { CAMERA_ID } from './camera-id.js';
 
 const URL_SCHEMES = ['rtsp:', 'rtsps:', 'rtmp:', 'http:', 'https:', 'file:'];
@@ -40,19 +41,32 @@ export const cameraSchema = z.strictObject({
 });
 
 /** VAD tuning (every field optional; see src/vad/config.ts for meaning and defaults). */
-const vadSchema = z.strictObject({
-  frameMs: z.union([z.literal(10), z.literal(20), z.literal(30)]).optional(),
-  startDb: z.number().optional(),
-  stopDb: z.number().optional(),
-  floorWindowMs: z.number().min(0).optional(),
-  floorSmoothMs: z.number().min(0).optional(),
-  minFloorDbfs: z.number().optional(),
-  minSpeechMs: z.number().min(0).optional(),
-  minSilenceMs: z.number().min(0).optional(),
-  preRollMs: z.number().min(0).optional(),
-  hangoverMs: z.number().min(0).optional(),
-  maxSegmentMs: z.number().min(0).optional(),
-});
+const vadSchema = z
+  .strictObject({
+    frameMs: z.union([z.literal(10), z.literal(20), z.literal(30)]).optional(),
+    startDb: z.number().optional(),
+    stopDb: z.number().optional(),
+    floorWindowMs: z.number().min(0).optional(),
+    floorSmoothMs: z.number().min(0).optional(),
+    minFloorDbfs: z.number().optional(),
+    minSpeechMs: z.number().min(0).optional(),
+    minSilenceMs: z.number().min(0).optional(),
+    preRollMs: z.number().min(0).optional(),
+    hangoverMs: z.number().min(0).optional(),
+    maxSegmentMs: z.number().min(0).optional(),
+  })
+  .superRefine((vad, ctx) => {
+    // The rules that tie fields together (stopDb <= startDb, segments and floor windows of whole
+    // frames) live with the detector; checked here so a bad mix stops start-up, not the first audio.
+    try {
+      resolveVadConfig({ ...vad, sampleRate: 16_000 });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+
+/** Node's timers cap out at 2^31-1 ms (about 24.8 days); a longer delay would fire at once. */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
@@ -146,7 +160,7 @@ export const configSchema = z.strictObject({
       /** Jobs running at once; more get 429 with Retry-After. */
       maxActive: z.number().int().min(1).max(64).default(4),
       /** Finished jobs (and their results) are kept this long, then forgotten. */
-      ttlSeconds: z.number().int().min(10).default(3600),
+      ttlSeconds: z.number().int().min(10).max(MAX_TIMER_SECONDS).default(3600),
     })
     .prefault({}),
   ffmpegPath: z.string().min(1).optional(),

@@ -45,7 +45,11 @@ export class AudioIngest {
   push(camera: string, samples: Int16Array | Float32Array, rate: number, now = Date.now()): void {
     const format = samples instanceof Int16Array ? 'i16' : 'f32';
     let audio = this.cameras.get(camera);
-    if (!audio || audio.rate !== rate || audio.format !== format) audio = this.open(camera, rate, format);
+    if (!audio || audio.rate !== rate || audio.format !== format) {
+      // A new rate or format is a new stream; the old one's open speech ends with it.
+      if (audio) this.endSpeech(camera, audio);
+      audio = this.open(camera, rate, format);
+    }
     audio.anchorMs ??= now - (samples.length / rate) * 1000;
     audio.stream.push(samples);
   }

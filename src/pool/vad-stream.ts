@@ -106,11 +106,12 @@ export class VadStream {
     this.samplesIn += samples.length;
     this.pending.push(samples);
     this.pendingSamples += samples.length;
+    this.pump();
+    // Only audio left waiting behind a running chunk is backlog: a long message that finds the
+    // stream idle is simply one larger task.
     if (this.pendingSamples > this.opts.maxPendingSamples) {
       this.restart({ reason: 'overrun', droppedSamples: this.pendingSamples });
-      return;
     }
-    this.pump();
   }
 
   /**
