@@ -17,7 +17,10 @@ export interface ImageTask {
 
 export interface ImageTaskResult {
   written: number;
+  /** Records dropped because the ring stayed full (ring_full). */
   dropped: number;
+  /** Records larger than the whole ring, dropped on their own (too_large). */
+  tooLarge: number;
   bytesOut: number;
   ms: number;
 }
@@ -28,12 +31,13 @@ const waitMs = ringWaitMs();
 /**
  * Resizes one frame into its variants and writes each, as a ready-to-send frame record, into
  * this worker's ring. `raw` is written first when its size is known, so pass-through viewers
- * never wait for the resizes.
+ * never wait for the resizes. A record that can never fit the ring (say raw, with a small
+ * pool.ringBytes) is skipped and counted, so the smaller variants of the frame still go out.
  */
 export default async function imageTask(task: ImageTask): Promise<ImageTaskResult> {
   const started = performance.now();
   const source = new Uint8Array(task.jpeg);
-  const result: ImageTaskResult = { written: 0, dropped: 0, bytesOut: 0, ms: 0 };
+  const result: ImageTaskResult = { written: 0, dropped: 0, tooLarge: 0, bytesOut: 0, ms: 0 };
   const emit = (img: VariantImage) => {
     const record: FrameRecord = {
       type: 'frame',
@@ -45,9 +49,13 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
       height: img.height,
       data: img.data,
     };
-    if (writer.write(encode(record), waitMs)) result.written++;
-    else result.dropped++;
     if (img.data !== source) result.bytesOut += img.data.byteLength;
+    const payload = encode(record);
+    // Checked here rather than caught: write() throws RecordTooLargeError, which would fail
+    // the whole task and lose the variants that fit.
+    if (payload.byteLength > writer.maxRecordBytes) result.tooLarge++;
+    else if (writer.write(payload, waitMs)) result.written++;
+    else result.dropped++;
   };
 
   // Pushed frames come without a declared size: read it from the JPEG header.

@@ -3,7 +3,7 @@ import type { CameraConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { buildCameraArgs, cameraHasAudio } from '../media/camera-args.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { JpegSplitter } from './jpeg-splitter.js';
+import { JpegSplitter, MAX_FRAME_BYTES } from './jpeg-splitter.js';
 
 export interface SupervisorOptions {
   ffmpegPath: string;
@@ -37,6 +37,7 @@ export interface CameraStatus {
 const STDERR_LINES = 20;
 /** A process that lived this long is considered healthy: the next failure restarts at minBackoffMs. */
 const STABLE_AFTER_MS = 10_000;
+const OVERSIZE = `frame over ${MAX_FRAME_BYTES / (1024 * 1024)} MiB discarded`;
 
 /**
  * Keeps one ffmpeg child per camera running: spawns it, splits its MJPEG stdout into frames,
@@ -57,7 +58,10 @@ export class CameraSupervisor {
   /** Why we killed the process ourselves, so the exit does not overwrite the real cause. */
   private killReason: string | undefined;
   private readonly stderrTail: string[] = [];
+  /** Frames the splitter discarded as oversized in this ffmpeg run: they explain a "stall". */
+  private oversizeThisRun = 0;
   private readonly framesInCounter;
+  private readonly tooLargeCounter;
   private readonly upGauge;
 
   constructor(
@@ -66,6 +70,7 @@ export class CameraSupervisor {
   ) {
     this.framesInCounter = opts.metrics.framesIn.labels(camera.id);
     this.upGauge = opts.metrics.cameraUp.labels(camera.id);
+    this.tooLargeCounter = opts.metrics.framesDropped.labels('too_large');
     this.upGauge.set(0);
     opts.metrics.cameraRestarts.labels(camera.id).inc(0);
   }
@@ -79,10 +84,13 @@ export class CameraSupervisor {
     });
     this.child = child;
     this.startedAt = Date.now();
+    this.oversizeThisRun = 0;
     this.opts.metrics.ffmpegProcesses.inc();
     this.opts.log.info({ camera: this.camera.id, ffmpegPid: child.pid }, 'camera ffmpeg started');
 
-    const splitter = new JpegSplitter((jpeg) => this.frame(jpeg));
+    const splitter = new JpegSplitter((jpeg) => this.frame(jpeg), {
+      onOversize: (bytes) => this.oversize(bytes),
+    });
     child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
     child.stderr?.setEncoding('utf8').on('data', (text: string) => this.keepStderr(text));
     if (audio) {
@@ -143,6 +151,22 @@ export class CameraSupervisor {
     this.opts.onFrame(jpeg, capturedAt);
   }
 
+  /** Counts every discarded frame, but warns once per run: a camera set too large sends nothing else. */
+  private oversize(bytes: number): void {
+    this.tooLargeCounter.inc();
+    this.lastError = `${OVERSIZE}: lower the camera's width, height or quality`;
+    if (this.oversizeThisRun++ === 0)
+      this.opts.log.warn(
+        { camera: this.camera.id, discardedBytes: bytes, maxFrameBytes: MAX_FRAME_BYTES },
+        OVERSIZE,
+      );
+  }
+
+  /** Adds the oversized-frame count to why the process ended, which would otherwise read "stalled". */
+  private withOversize(reason: string): string {
+    return this.oversizeThisRun ? `${reason}; ${this.oversizeThisRun} × ${OVERSIZE}` : reason;
+  }
+
   private armStallTimer(): void {
     clearTimeout(this.stallTimer);
     const ms = this.opts.stallTimeoutMs ?? 10_000;
@@ -176,7 +200,7 @@ export class CameraSupervisor {
     this.failures = lived >= STABLE_AFTER_MS ? 1 : this.failures + 1;
     const min = this.opts.minBackoffMs ?? 250;
     const delay = Math.min(this.opts.maxBackoffMs ?? 30_000, min * 2 ** (this.failures - 1));
-    this.lastError = this.killReason ?? `ffmpeg exited (code ${code}, signal ${signal})`;
+    this.lastError = this.withOversize(this.killReason ?? `ffmpeg exited (code ${code}, signal ${signal})`);
     this.killReason = undefined;
     if (wasUp) this.opts.onUpChange?.(false, this.lastError);
     this.opts.log.warn(

@@ -84,6 +84,7 @@ export class WorkerPool {
         metrics.taskDuration.labels('image').observe(result.ms / 1000);
         metrics.imageBytesOut.inc(result.bytesOut);
         if (result.dropped) metrics.framesDropped.labels('ring_full').inc(result.dropped);
+        if (result.tooLarge) metrics.framesDropped.labels('too_large').inc(result.tooLarge);
       })
       .catch((err: unknown) => {
         metrics.framesDropped.labels('worker_error').inc(task.variants.length);
