@@ -7,7 +7,7 @@ npm run build --silent
 bench() { node dist/bench/cli.js "$@"; }
 bench fanout --viewers 1000 --seconds 30 --warmup 3 --repeat 3
 bench idle --conns 10000 --hold 5
-bench slow --viewers 1000 --slow-fraction 0.1 --seconds 30 --warmup 3
+bench slow --viewers 1000 --slow-fraction 0.1 --seconds 30 --warmup 3 --repeat 3
 bench http --seconds 5 --warmup 2 --repeat 3
 bench churn --concurrency 20 --seconds 30 --warmup 3
 node dist/bench/report.js
