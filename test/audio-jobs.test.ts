@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { background, missingAudioTools, mix, RATE, speechTrack } from './fixtures/vad-audio.js';
-import { get, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
+import { get, type RunningDaemon, startDaemon, Viewer, wav } from './helpers.js';
 
 let daemon: RunningDaemon;
 beforeAll(async () => {
@@ -9,24 +9,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await daemon?.stop();
 });
-
-/** A minimal PCM WAV file (RIFF, mono s16le). */
-function wav(samples: Int16Array, rate: number): Buffer {
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'latin1');
-  header.writeUInt32LE(36 + samples.byteLength, 4);
-  header.write('WAVEfmt ', 8, 'latin1');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'latin1');
-  header.writeUInt32LE(samples.byteLength, 40);
-  return Buffer.concat([header, Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength)]);
-}
 
 const post = (body: Uint8Array, query = '', type = 'application/octet-stream') =>
   fetch(`${daemon.url}/api/v1/jobs/audio${query}`, {

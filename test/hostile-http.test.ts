@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, postNotice, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
+import { get, postNotice, type RunningDaemon, startDaemon, Viewer, wav } from './helpers.js';
 
 /**
  * HTTP uploads that once crashed the daemon or let it do unbounded work: bodies sent to a
@@ -103,20 +103,7 @@ function toneWav(seconds: number, rate = 16_000): Buffer {
   const samples = new Int16Array(seconds * rate);
   for (let i = 0; i < samples.length; i++)
     samples[i] = Math.round(8000 * Math.sin((2 * Math.PI * 300 * i) / rate));
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'latin1');
-  header.writeUInt32LE(36 + samples.byteLength, 4);
-  header.write('WAVEfmt ', 8, 'latin1');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20);
-  header.writeUInt16LE(1, 22);
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'latin1');
-  header.writeUInt32LE(samples.byteLength, 40);
-  return Buffer.concat([header, Buffer.from(samples.buffer)]);
+  return wav(samples, rate);
 }
 
 async function waitForJob(baseUrl: string, id: string, init?: RequestInit, timeoutMs = 10_000) {
