@@ -255,6 +255,27 @@ describe('es256 jwks file', () => {
     );
   });
 
+  it('with two ES256 keys (rotation) accepts a token without kid signed by either, and refuses a stranger', async () => {
+    const next = await generateKeyPair('ES256', { extractable: true });
+    const current = await generateKeyPair('ES256', { extractable: true });
+    const rotating = await createAuthenticator({
+      jwksFile: writeTmp(
+        'rotation.json',
+        JSON.stringify({ keys: [await exportJWK(current.publicKey), await exportJWK(next.publicKey)] }),
+      ),
+    });
+    for (const key of [current.privateKey, next.privateKey]) {
+      await expect(rotating.verify(await sign(claims(), key, 'ES256'))).resolves.toMatchObject({
+        sub: 'alice',
+      });
+    }
+    const stranger = await generateKeyPair('ES256');
+    await expectUnauthorized(
+      rotating.verify(await sign(claims(), stranger.privateKey, 'ES256')),
+      'signature',
+    );
+  });
+
   it('refuses a JWKS holding a private key', async () => {
     const jwks = { keys: [await exportJWK(privateKey)] };
     await configError(createAuthenticator({ jwksFile: writeTmp('private-jwks.json', JSON.stringify(jwks)) }));

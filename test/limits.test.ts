@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConnectionLimits } from '../src/server/limits.js';
 import { get, metricValue, type RunningDaemon, startDaemon, testCamera, Viewer } from './helpers.js';
 
 let daemon: RunningDaemon | undefined;
@@ -90,4 +91,24 @@ describe('idle timeout', () => {
     expect(elapsed).toBeLessThan(16_000);
     expect(elapsed).toBeGreaterThan(3_000);
   }, 25_000);
+});
+
+describe('connect-rate token bucket', () => {
+  it('keeps its tokens when the clock goes back an hour', () => {
+    const limits = new ConnectionLimits({
+      maxConnections: 100,
+      maxConnectionsPerIp: 100,
+      connectRatePerIp: 1,
+      connectBurstPerIp: 3,
+    });
+    const t = 1_000_000;
+    expect(limits.admit('10.0.0.1', t).ok).toBe(true);
+    const back = t - 3_600_000;
+    expect(limits.admit('10.0.0.1', back).ok).toBe(true);
+    expect(limits.admit('10.0.0.1', back).ok).toBe(true);
+    // The burst of 3 is spent; the fourth waits for the next refill, a second, not an hour.
+    const refused = limits.admit('10.0.0.1', back);
+    expect(refused).toMatchObject({ ok: false, limit: 'connect_rate' });
+    expect((refused as { retryAfterSeconds: number }).retryAfterSeconds).toBeLessThanOrEqual(1);
+  });
 });

@@ -15,7 +15,7 @@ afterAll(async () => {
 });
 
 describe('SSE', () => {
-  it('streams frames as base64 JSON with id <topic>:<seq>', async () => {
+  it('streams frames as base64 JSON, with topic and seq in the data and no id', async () => {
     const sse = new SseReader(`${daemon.url}/sse?topics=cam/demo/low`);
     const res = await sse.response;
     expect(res.headers.get('content-type')).toBe('text/event-stream');
@@ -24,10 +24,31 @@ describe('SSE', () => {
     const frames = sse.of('frame');
     for (const f of frames) {
       const body = JSON.parse(f.data);
-      expect(f.id).toBe(`cam/demo/low:${body.seq}`);
+      expect(body).toMatchObject({ topic: 'cam/demo/low', seq: expect.any(Number) });
+      expect(f.id).toBeUndefined();
       const meta = await sharp(Buffer.from(body.data, 'base64')).metadata();
       expect(meta.width).toBe(320);
     }
+  });
+
+  it('resumes exactly from the last id a client saw on a stream that mixes frames and events', async () => {
+    const first = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low&frames=ref`);
+    await first.response;
+    const seen = await postNotice(daemon.url, 'mixed one');
+    // Frames keep coming after the notice; a spec client keeps the last id field it got.
+    await first.until(() => first.events.findIndex((e) => e.event === 'system') < first.events.length - 3);
+    first.close();
+    const lastSeenId = first.events.filter((e) => e.id !== undefined).at(-1)!.id!;
+    expect(lastSeenId).toBe(`system:${seen}`);
+
+    const missed = [await postNotice(daemon.url, 'mixed two'), await postNotice(daemon.url, 'mixed three')];
+    const again = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low&frames=ref`, {
+      'Last-Event-ID': lastSeenId,
+    });
+    await again.until(() => again.of('system').length >= 2 && again.of('frame').length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(again.of('system').map((e) => JSON.parse(e.data).seq)).toEqual(missed);
+    again.close();
   });
 
   it('gives snapshot URLs with frames=ref', async () => {
@@ -169,6 +190,12 @@ describe('MJPEG', () => {
     // The camera runs at 15 fps: either the frame is unchanged (304), or a newer one came (200, new ETag).
     if (same.status === 200) expect(same.headers.get('etag')).not.toBe(etag);
     else expect(same.status).toBe(304);
+    // If-None-Match compares weakly: a W/ prefix (as some proxies add) still matches.
+    const weak = await fetch(`${daemon.url}/cams/demo/raw.jpg`, {
+      headers: { 'if-none-match': `W/${etag}` },
+    });
+    if (weak.status === 200) expect(weak.headers.get('etag')).not.toBe(etag);
+    else expect(weak.status).toBe(304);
 
     const stale = await fetch(`${daemon.url}/cams/demo/raw.jpg`, { headers: { 'if-none-match': '"0-0"' } });
     expect(stale.status).toBe(200);
@@ -188,6 +215,8 @@ describe('MJPEG', () => {
       ['/cams/demo/ultra.mjpeg', 400, 'BAD_TOPIC'],
       ['/cams/demo/auto.jpg', 400, 'BAD_TOPIC'],
       ['/cams/demo/raw.gif', 404, 'NOT_FOUND'],
+      ['/cams/demo/vad.jpg', 400, 'BAD_TOPIC'],
+      ['/cams/demo/vad.mjpeg', 400, 'BAD_TOPIC'],
     ];
     for (const [path, status, code] of cases) {
       const res = await get(`${daemon.url}${path}`);
@@ -215,4 +244,35 @@ describe('notices (admin API)', () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
     }
   });
+});
+
+describe('SSE backpressure', () => {
+  let big: RunningDaemon;
+  beforeAll(async () => {
+    big = await startDaemon({
+      cameras: [testCamera('demo', 5)],
+      viewers: { historyPerTopic: 12_000, sseHeartbeatSeconds: 120 },
+    });
+  });
+  afterAll(async () => {
+    await big?.stop();
+  });
+
+  it('delivers a 12 MB replay on an events-only stream as fast as the client reads, not one buffer per heartbeat', async () => {
+    const message = 'x'.repeat(1000);
+    for (let sent = 0; sent < 12_000; sent += 100) {
+      await Promise.all(Array.from({ length: 100 }, () => postNotice(big.url, message)));
+    }
+    const started = Date.now();
+    // From seq 100, well inside the history (the camera's own system events take seqs too).
+    const sse = new SseReader(`${big.url}/sse?topics=system`, { 'Last-Event-ID': 'system:100' });
+    // Before the fix uWS held the rest of its buffer until the next heartbeat (120 s here).
+    const last = () => Number(sse.of('system').at(-1)?.id?.split(':')[1] ?? 0);
+    await sse.until(() => last() >= 12_000, 20_000);
+    sse.close();
+    const seqs = sse.of('system').map((e) => Number(e.id!.split(':')[1]));
+    expect(seqs[0]).toBe(101);
+    expect(seqs.every((seq, i) => i === 0 || seq === seqs[i - 1]! + 1)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 60_000);
 });

@@ -2,7 +2,7 @@ import { errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose'
 import { CAMERA_ID } from '../config/camera-id.js';
 import { FramehubError } from '../errors.js';
 import { type AuthConfig, resolveAuthConfig } from './auth-config.js';
-import { loadVerifyKey } from './auth-keys.js';
+import { loadVerifyKey, type VerifyKey } from './auth-keys.js';
 
 export {
   AUTH_ALGORITHMS,
@@ -111,13 +111,33 @@ export async function createAuthenticator(cfg: AuthConfig | undefined): Promise<
       }
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, key, options));
+        ({ payload } = await verifyWithAnyKey(token, key, options));
       } catch (err) {
         throw fromJose(err, algorithms);
       }
       return principalFrom(payload);
     },
   };
+}
+
+/**
+ * jwtVerify, except that a token without `kid` that several keys of a JWKS could have signed
+ * (key rotation: two P-256 keys) is tried against each of them, as jose leaves to its caller.
+ */
+async function verifyWithAnyKey(token: string, key: VerifyKey['key'], options: JWTVerifyOptions) {
+  try {
+    return await jwtVerify(token, key, options);
+  } catch (err) {
+    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+    for await (const candidate of err) {
+      try {
+        return await jwtVerify(token, candidate, options);
+      } catch (inner) {
+        if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
+  }
 }
 
 /** Maps jose's refusals to UNAUTHORIZED; anything else is a bug and is rethrown untouched. */
@@ -136,8 +156,7 @@ function fromJose(err: unknown, algorithms: readonly string[]): unknown {
         'algorithm',
       );
     case errors.JWKSNoMatchingKey.code:
-    case errors.JWKSMultipleMatchingKeys.code:
-      return new AuthError('UNAUTHORIZED', 'no single configured key matches the token kid/alg', 'key');
+      return new AuthError('UNAUTHORIZED', 'no configured key matches the token kid/alg', 'key');
     case errors.JWTClaimValidationFailed.code:
       return new AuthError('UNAUTHORIZED', `token claims: ${err.message}`, 'claims');
     default:

@@ -62,10 +62,7 @@ export class HttpStreams implements RecordSink {
   open(v: StreamViewer, requested: string[], replay: HistoryEntry[]): void {
     this.viewers.add(v);
     this.ctx.metrics.connections.labels(v.transport).inc();
-    v.res.onWritable(() => {
-      this.unblock(v);
-      return true;
-    });
+    v.res.onWritable(() => this.unblock(v));
     const now = Date.now();
     for (const name of requested) {
       const { concrete, attach } = v.topics.add(name, now);
@@ -178,19 +175,31 @@ export class HttpStreams implements RecordSink {
     }
   }
 
-  /** uWS drained the response: deliver the newest frame of every topic that skipped some. */
-  private unblock(v: StreamViewer): void {
-    if (v.closed || !v.blocked) return;
+  /**
+   * The socket can take more: deliver the newest frame of every topic that skipped some. uWS
+   * does not drain its own buffer on a writable event while an onWritable handler is set; only
+   * our next write does. So when there is no frame to send (an events-only stream, a camera
+   * that is down) a keep-alive is written, or buffered events would wait for the heartbeat.
+   * Returns whether everything went out, which is what uWS asks of the handler.
+   */
+  private unblock(v: StreamViewer): boolean {
+    if (v.closed || !v.blocked) return true;
     v.blocked = false;
     v.blockedBytes = 0;
     v.overHardSince = 0;
     this.ctx.metrics.slowViewers.labels(v.transport).dec();
     const missed = [...v.missed];
     v.missed.clear();
+    let wrote = false;
     for (const t of missed) {
       const latest = this.ctx.hub.latest(t);
-      if (latest && !v.blocked) this.sendFrame(v, latest);
+      if (latest && !v.blocked) {
+        this.sendFrame(v, latest);
+        wrote = true;
+      }
     }
+    if (!wrote) this.write(v, v.framing.keepAlive());
+    return !v.blocked;
   }
 
   private sweep(now: number): void {

@@ -38,7 +38,8 @@ export class ConnectionLimits {
 
   constructor(private readonly opts: LimitOptions) {}
 
-  admit(ip: string, now = Date.now()): Admission {
+  // Token buckets run on the monotonic clock: a wall-clock step back (NTP) must not drain them.
+  admit(ip: string, now = performance.now()): Admission {
     if (this.open >= this.opts.maxConnections) {
       return {
         ok: false,
@@ -86,7 +87,7 @@ export class ConnectionLimits {
   }
 
   /** Forgets IPs with no open connection and a full bucket; called periodically. */
-  sweep(now = Date.now()): void {
+  sweep(now = performance.now()): void {
     for (const [ip, state] of this.ips) {
       this.refill(state, now);
       if (state.open === 0 && state.tokens >= this.opts.connectBurstPerIp) this.ips.delete(ip);
@@ -105,7 +106,8 @@ export class ConnectionLimits {
   }
 
   private refill(state: IpState, now: number): void {
-    const add = ((now - state.refilledAt) / 1000) * this.opts.connectRatePerIp;
+    // Never negative: a clock that went back must not take tokens away.
+    const add = (Math.max(0, now - state.refilledAt) / 1000) * this.opts.connectRatePerIp;
     state.tokens = Math.min(this.opts.connectBurstPerIp, state.tokens + add);
     state.refilledAt = now;
   }

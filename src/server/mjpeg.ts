@@ -38,6 +38,7 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
     const topic = `cam/${camera}/${variant}`;
     if (ext === 'jpg' && variant === 'auto')
       return sendError(res, 400, 'BAD_TOPIC', 'snapshots need a concrete variant');
+    if (variant === 'vad') return sendError(res, 400, 'BAD_TOPIC', '"vad" carries events, not frames');
 
     openViewerRequest(ctx, res, req, ext === 'jpg' ? 'snapshot' : 'mjpeg', (principal, r) => {
       const access = checkTopicAccess(ctx, principal, topic);
@@ -76,7 +77,8 @@ function snapshot(
   const lastModified = new Date(frame.ts).toUTCString();
   const since = Date.parse(headers.ifModifiedSince);
   const notModified = headers.ifNoneMatch
-    ? headers.ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === '*')
+    ? // Weak comparison (RFC 9110 13.1.2): W/"x" matches "x".
+      headers.ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')
     : Number.isFinite(since) && Math.floor(frame.ts / 1000) * 1000 <= since;
   res.cork(() => {
     res

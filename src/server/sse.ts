@@ -26,7 +26,9 @@ function frameMessage(frame: Frame, byRef: boolean): Uint8Array {
           height,
           data: Buffer.from(frame.data).toString('base64'),
         };
-  return text(`event: frame\nid: ${topic}:${seq}\ndata: ${JSON.stringify(body)}\n\n`);
+  // No `id:` on frames: frames are never replayed, and an id here would become the browser's
+  // Last-Event-ID, so a reconnect would name a frame and replay none of the missed events.
+  return text(`event: frame\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
 const sseFraming: StreamFraming = {
