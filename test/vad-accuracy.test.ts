@@ -15,7 +15,7 @@ import {
   speechTrack,
 } from './fixtures/vad-audio.js';
 import { runStream } from './fixtures/vad-run.js';
-import { type Score, score } from './fixtures/vad-score.js';
+import { rates, type Score, score } from './fixtures/vad-score.js';
 
 const SNRS = [20, 10, 5] as const;
 const VOICES = ['en-us', 'en-gb+f3'];
@@ -23,19 +23,10 @@ const TARGET_F1: Record<number, number> = { 20: 0.95, 10: 0.9 };
 const missing = missingAudioTools();
 
 function pooled(scores: Score[]): Score {
-  const tp = scores.reduce((a, s) => a + s.tp, 0);
-  const fp = scores.reduce((a, s) => a + s.fp, 0);
-  const fn = scores.reduce((a, s) => a + s.fn, 0);
-  const boundaries = scores.reduce((a, s) => a + s.boundaries, 0);
-  const precision = tp / (tp + fp);
-  const recall = tp / (tp + fn);
+  const sum = (key: 'tp' | 'fp' | 'fn' | 'boundaries') => scores.reduce((a, s) => a + s[key], 0);
+  const boundaries = sum('boundaries');
   return {
-    tp,
-    fp,
-    fn,
-    precision,
-    recall,
-    f1: (2 * precision * recall) / (precision + recall),
+    ...rates(sum('tp'), sum('fp'), sum('fn')),
     boundaryMs: scores.reduce((a, s) => a + s.boundaryMs * s.boundaries, 0) / boundaries,
     boundaries,
     missed: scores.reduce((a, s) => a + s.missed, 0),
