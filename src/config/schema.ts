@@ -117,6 +117,16 @@ export const configSchema = z.strictObject({
       idleTimeoutSeconds: z.number().int().min(8).max(960).default(60),
       /** With auth on, a connection without a token must send hello with one within this time. */
       authTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
+      /**
+       * Sockets waiting for their `hello` token, across all IPs and per IP. They have their own
+       * budget and join the viewer limits only once authenticated, so tokenless sockets never
+       * take a viewer's slot.
+       */
+      maxUnauthenticated: z.number().int().min(1).default(512),
+      maxUnauthenticatedPerIp: z.number().int().min(1).default(16),
+      /** Subscription changes (`sub`/`unsub` topics) per second per connection, and the burst allowed. */
+      subscribeRatePerSecond: z.number().min(0.1).default(20),
+      subscribeBurst: z.number().int().min(1).default(64),
     })
     .prefault({}),
   viewers: z
@@ -147,6 +157,21 @@ export const configSchema = z.strictObject({
       adaptiveUpMs: z.number().int().min(100).default(15_000),
     })
     .prefault({}),
+  images: z
+    .strictObject({
+      /**
+       * Largest image accepted (width × height from the header, checked before any decode), for
+       * frames pushed on /publish and for image jobs. About 40 MP: 8K is 33 MP.
+       */
+      maxPixels: z.number().int().min(1024).max(268_402_689).default(40_000_000),
+    })
+    .prefault({}),
+  shutdown: z
+    .strictObject({
+      /** Graceful stop's hard deadline: past it workers are terminated, children killed, and the process exits. */
+      deadlineMs: z.number().int().min(500).max(120_000).default(10_000),
+    })
+    .prefault({}),
   auth: authConfigSchema.optional(),
   vad: vadSchema.prefault({}),
   jobs: z
@@ -161,6 +186,21 @@ export const configSchema = z.strictObject({
       maxActive: z.number().int().min(1).max(64).default(4),
       /** Finished jobs (and their results) are kept this long, then forgotten. */
       ttlSeconds: z.number().int().min(10).max(MAX_TIMER_SECONDS).default(3600),
+      /** A job still running after this long is killed and fails with JOB_TIMEOUT. */
+      timeoutSeconds: z.number().int().min(1).max(MAX_TIMER_SECONDS).default(600),
+      /**
+       * Slowest upload accepted, averaged from the request's start after a grace period; a slower
+       * one is cut off with 408 so it cannot hold a job slot.
+       */
+      minUploadBytesPerSecond: z.number().int().min(0).default(32 * 1024),
+      uploadGraceSeconds: z.number().int().min(1).max(600).default(10),
+      /** Decoded audio longer than this fails the job (AUDIO_TOO_LONG); 4 hours. */
+      maxAudioSeconds: z.number().int().min(1).max(1_000_000).default(4 * 3600),
+      /**
+       * Largest upsampling to the 16 kHz analysis rate: a header declaring 1 Hz would turn a
+       * few KB into hours of samples. 16 kHz / 8 = 2 kHz is the lowest input rate accepted.
+       */
+      maxUpsampleRatio: z.number().min(1).max(1000).default(8),
     })
     .prefault({}),
   ffmpegPath: z.string().min(1).optional(),

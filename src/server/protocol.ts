@@ -36,7 +36,16 @@ export type ErrorCode =
   | 'DECODE_FAILED'
   | 'NO_FRAME_YET'
   | 'NOT_READY'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'BAD_PCM_VALUES'
+  | 'NO_AUDIO'
+  | 'ABORTED'
+  | 'IMAGE_TOO_LARGE'
+  | 'CORRUPT_IMAGE'
+  | 'JOB_TIMEOUT'
+  | 'UPLOAD_TOO_SLOW'
+  | 'AUDIO_TOO_LONG'
+  | 'SAMPLE_RATE_TOO_LOW';
 
 export interface ErrorRecord {
   type: 'error';
