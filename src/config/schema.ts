@@ -192,10 +192,19 @@ export const configSchema = z.strictObject({
        * Slowest upload accepted, averaged from the request's start after a grace period; a slower
        * one is cut off with 408 so it cannot hold a job slot.
        */
-      minUploadBytesPerSecond: z.number().int().min(0).default(32 * 1024),
+      minUploadBytesPerSecond: z
+        .number()
+        .int()
+        .min(0)
+        .default(32 * 1024),
       uploadGraceSeconds: z.number().int().min(1).max(600).default(10),
       /** Decoded audio longer than this fails the job (AUDIO_TOO_LONG); 4 hours. */
-      maxAudioSeconds: z.number().int().min(1).max(1_000_000).default(4 * 3600),
+      maxAudioSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(1_000_000)
+        .default(4 * 3600),
       /**
        * Largest upsampling to the 16 kHz analysis rate: a header declaring 1 Hz would turn a
        * few KB into hours of samples. 16 kHz / 8 = 2 kHz is the lowest input rate accepted.

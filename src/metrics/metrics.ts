@@ -154,8 +154,8 @@ export function createMetrics() {
     }),
     authFailures: new Counter({
       name: 'framehub_auth_failures_total',
-      help: 'Requests or connections refused for a missing or invalid token, by transport',
-      labelNames: ['transport'],
+      help: 'Requests or connections refused for a missing or invalid token, by transport and the failing check (reason)',
+      labelNames: ['transport', 'reason'],
       registers: r,
     }),
     vadSpeechActive: new Gauge({
@@ -198,6 +198,12 @@ export function createMetrics() {
       name: 'framehub_jobs_total',
       help: 'Finished jobs by kind and outcome (done, failed, cancelled)',
       labelNames: ['kind', 'outcome'],
+      registers: r,
+    }),
+    handlerErrors: new Counter({
+      name: 'framehub_handler_errors_total',
+      help: 'Exceptions caught in a request, message or callback handler (each answered with an error, never fatal), by handler',
+      labelNames: ['handler'],
       registers: r,
     }),
     wsErrors: new Counter({

@@ -57,6 +57,11 @@ export class AuthError extends FramehubError {
   }
 }
 
+/** The failing check of a refused token, for the auth-failure metric and logs (never the client). */
+export function authReason(err: unknown): AuthFailure | 'internal' {
+  return err instanceof AuthError ? err.reason : 'internal';
+}
+
 export interface Authenticator {
   readonly enabled: boolean;
   /** One line for the start-up log naming the key source. */

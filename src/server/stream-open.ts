@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { extractToken, type Principal } from './auth.js';
+import { authReason, extractToken, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import type { StreamTransport } from './http-stream.js';
 import { remoteIp, sendError } from './http-util.js';
@@ -63,7 +63,7 @@ export function openViewerRequest(
     },
     (err: Error & { code?: string }) => {
       if (streaming) ctx.limits.release(ip);
-      ctx.metrics.authFailures.labels(transport).inc();
+      ctx.metrics.authFailures.labels(transport, authReason(err)).inc();
       if (!aborted) sendError(res, 401, 'UNAUTHORIZED', err.message);
     },
   );

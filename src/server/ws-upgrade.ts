@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
-import { extractToken, type Principal } from './auth.js';
+import { authReason, extractToken, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import { remoteIp } from './http-util.js';
 import { CloseCode } from './protocol.js';
@@ -91,7 +91,7 @@ export function upgradeWithAuth<T>(
       finish();
     },
     (err: Error) => {
-      ctx.metrics.authFailures.labels(opts.transport).inc();
+      ctx.metrics.authFailures.labels(opts.transport, authReason(err)).inc();
       outcome.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
       finish();
     },

@@ -4,7 +4,7 @@ import type { Frame, RecordSink } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
 import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
 import { decode, encode } from '../pool/records.js';
-import type { Principal } from './auth.js';
+import { authReason, type Principal } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
 import { countVariant } from './http-util.js';
 import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
@@ -220,7 +220,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       },
       (err: { code?: string; message: string }) => {
         if (v.closed) return;
-        metrics.authFailures.labels(TRANSPORT).inc();
+        metrics.authFailures.labels(TRANSPORT, authReason(err)).inc();
         ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
       },
     );
@@ -311,7 +311,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       } else {
         v.authTimer = setTimeout(() => {
           if (v.closed) return;
-          metrics.authFailures.labels(TRANSPORT).inc();
+          metrics.authFailures.labels(TRANSPORT, 'timeout').inc();
           ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
         }, opts.authTimeoutMs);
       }
