@@ -17,6 +17,8 @@ const shared = {
 export default defineConfig({
   test: {
     reporters: ['default'],
+    // After the run, merges what each suite recorded of its hostile inputs into test/RELIABILITY.md.
+    globalSetup: ['test/support/reliability-report.ts'],
     // On a 2-core machine running more than two files at once only adds timeouts.
     maxWorkers: 2,
     projects: [

@@ -2,12 +2,14 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { httpEfficiencySpec, latencyCdfSpec, render, timelineSpec } from './lib/charts.js';
-import type { LoadResult } from './lib/load-result.js';
+import { isLoadResult, summaryOf } from './lib/load-result.js';
 import { type BenchResult, benchDir, resultsDir } from './lib/results.js';
 
 /**
- * Regenerates bench/RESULTS.md (and bench/charts/*.svg) from every bench/results/*.json.
- * Never edit RESULTS.md by hand. `--results-dir`, `--out` and `--charts-dir` exist for tests.
+ * Regenerates bench/RESULTS.md (and bench/charts/*.svg) from every bench/results/*.json: the
+ * committed summaries (a file that still holds raw samples is summarised on the fly; raw/ is
+ * not read). Never edit RESULTS.md by hand. `--results-dir`, `--out` and `--charts-dir` exist
+ * for tests.
  */
 /** A markdown table padded to equal column widths, as the repository's formatter (biome) writes it. */
 function mdTable(columns: string[], rows: (string | number)[][]): string[] {
@@ -47,8 +49,6 @@ function overview(results: BenchResult[]): string[] {
   return ['## All targets', '', ...mdTable(['bench', 'target', 'wanted', 'measured', 'met'], rows), ''];
 }
 
-const isLoad = (r: BenchResult): r is LoadResult => (r as Partial<LoadResult>).kind === 'load';
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -63,13 +63,13 @@ async function main(): Promise<void> {
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
     .sort();
-  const results = files.map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchResult);
+  const results = files.map((f) => summaryOf(JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchResult));
 
   const sections: string[] = [];
   let chartCount = 0;
   for (const r of results) {
     const charts: string[] = [];
-    if (isLoad(r)) {
+    if (isLoadResult(r) && 'charts' in r) {
       mkdirSync(chartsDir, { recursive: true });
       const specs: [string, unknown][] = [
         ['latency', latencyCdfSpec(r)],

@@ -10,7 +10,6 @@ import { FrameIngest } from './ingest/frame-ingest.js';
 import { AudioJobs } from './jobs/audio-job.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './log.js';
-import { cameraHasAudio } from './media/camera-args.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
@@ -22,10 +21,11 @@ import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
 import { HttpStreams } from './server/http-stream.js';
 import { registerJobs } from './server/jobs.js';
-import { ConnectionLimits } from './server/limits.js';
+import { ConnectionBudget, ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
 import { registerNotices } from './server/notices.js';
-import { type PublishHandler, registerPublisher } from './server/publish.js';
+import { registerPublisher } from './server/publish.js';
+import { publishAudio } from './server/publish-audio.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
@@ -64,7 +64,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const audio = new AudioIngest(hub, metrics, runVad, config.vad, log);
   const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
-  const audioJobs = new AudioJobs({ store: jobStore, run: runVad, tuning: config.vad, ffmpegPath });
+  const audioJobs = new AudioJobs({
+    store: jobStore,
+    run: runVad,
+    tuning: config.vad,
+    ffmpegPath,
+    limits: config.jobs,
+    log,
+  });
   const pool = new WorkerPool({
     ...config.pool,
     log,
@@ -80,12 +87,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const ctx: ServerContext = {
     hub,
     metrics,
+    log,
     auth,
     limits: new ConnectionLimits(v),
     slow: { softBytes: v.softBufferBytes, hardBytes: v.hardBufferBytes, slowCloseMs: v.slowCloseMs },
     adaptive: { downAfterMs: v.adaptiveDownMs, upAfterMs: v.adaptiveUpMs },
     maxTopicsPerConnection: v.maxTopicsPerConnection,
     sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
+    unauthenticated: new ConnectionBudget(config.ws.maxUnauthenticated, config.ws.maxUnauthenticatedPerIp),
   };
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
   limitSweep.unref();
@@ -95,7 +104,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
   hub.addSink(streams);
-  const ingest = new FrameIngest(pool, (topic) => ws.subscribers(topic) + streams.subscribers(topic) > 0);
+  const ingest = new FrameIngest(pool, (topic) => ws.subscribers(topic) + streams.subscribers(topic) > 0, {
+    maxPixels: config.images.maxPixels,
+    metrics,
+    log,
+  });
 
   registerPublisher(
     app,
@@ -174,45 +187,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       clearInterval(limitSweep);
       ws.closeAll();
       streams.closeAll();
+      audioJobs.stopAll();
       await Promise.all(supervisors.map((c) => c.stop()));
       await pool.close();
       app.close();
     },
-  };
-}
-
-/**
- * Publisher `{type:'audio', camera, rate, format:'s16le'|'f32le', data}` into the live VAD.
- * Cameras whose own ffmpeg supplies audio refuse it: two sources would interleave one stream.
- */
-function publishAudio(audio: AudioIngest): PublishHandler {
-  return (cam, rec) => {
-    if (cameraHasAudio(cam)) {
-      return {
-        ok: false,
-        code: 'NOT_PUSH_CAMERA',
-        message: `camera "${cam.id}" takes its audio from its source`,
-      };
-    }
-    const { rate, format, data } = rec;
-    if (!Number.isInteger(rate) || (rate as number) < 8000 || (rate as number) > 192_000) {
-      return { ok: false, code: 'BAD_MESSAGE', message: '"rate" must be an integer from 8000 to 192000' };
-    }
-    if (format !== 's16le' && format !== 'f32le') {
-      return { ok: false, code: 'BAD_MESSAGE', message: '"format" must be s16le or f32le' };
-    }
-    const width = format === 's16le' ? 2 : 4;
-    if (!(data instanceof Uint8Array) || data.byteLength === 0 || data.byteLength % width !== 0) {
-      return {
-        ok: false,
-        code: 'BAD_MESSAGE',
-        message: `"data" must be ${format} bytes, a non-empty multiple of ${width}`,
-      };
-    }
-    const samples =
-      format === 's16le' ? new Int16Array(data.byteLength / 2) : new Float32Array(data.byteLength / 4);
-    new Uint8Array(samples.buffer).set(data);
-    audio.push(cam.id, samples, rate as number);
-    return { ok: true };
   };
 }

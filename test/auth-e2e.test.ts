@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   get,
   mainJs,
+  metricValue,
   pack,
   type RunningDaemon,
   startDaemon,
@@ -50,23 +51,31 @@ afterAll(async () => {
 
 const sse = (query: string, headers: Record<string, string> = {}) =>
   get(`${daemon.url}/sse?${query}`, { headers });
+const metricsText = async () => (await get(`${daemon.url}/metrics`)).text;
 const code = (text: string) => (JSON.parse(text) as { error: { code: string } }).error.code;
 
 describe('HTTP viewers with auth on', () => {
-  const refused: [string, () => string | undefined][] = [
-    ['a missing token', () => undefined],
-    ['an expired token', () => tokens.expired],
-    ['a token with a wrong signature', () => tokens.wrongSig],
-    ['an alg:none token', () => tokens.algNone],
-    ['cams:"*" as a string (widening)', () => tokens.camsString],
-    ['garbage', () => 'not.a.jwt'],
+  // The client is told only the code and one generic text; the failing check is in the
+  // metric's reason label (and the log), never in the body.
+  const refused: [string, () => string | undefined, string][] = [
+    ['a missing token', () => undefined, 'missing'],
+    ['an expired token', () => tokens.expired, 'expired'],
+    ['a token with a wrong signature', () => tokens.wrongSig, 'signature'],
+    ['an alg:none token', () => tokens.algNone, 'algorithm'],
+    ['cams:"*" as a string (widening)', () => tokens.camsString, 'claims'],
+    ['garbage', () => 'not.a.jwt', 'malformed'],
   ];
-  for (const [what, token] of refused) {
-    it(`refuses ${what} with 401 UNAUTHORIZED`, async () => {
+  for (const [what, token, reason] of refused) {
+    it(`refuses ${what} with 401 UNAUTHORIZED and counts reason ${reason}`, async () => {
       const t = token();
+      const series = `framehub_auth_failures_total{transport="sse",reason="${reason}"}`;
+      const before = metricValue(await metricsText(), series) ?? 0;
       const res = await sse(`topics=cam/lobby/low${t ? `&token=${t}` : ''}`);
       expect(res.status).toBe(401);
-      expect(code(res.text)).toBe('UNAUTHORIZED');
+      expect(JSON.parse(res.text)).toEqual({
+        error: { code: 'UNAUTHORIZED', message: t ? 'missing or invalid token' : 'missing token' },
+      });
+      expect(metricValue(await metricsText(), series)).toBe(before + 1);
     });
   }
 
@@ -116,9 +125,16 @@ describe('WebSocket with auth on', () => {
     expect(v.of('frame')).toHaveLength(0);
   });
 
-  it('closes with 4001 on an invalid token at connect', async () => {
+  it('closes with 4001 and the generic reason on an invalid token at connect', async () => {
     const v = new Viewer(`${daemon.wsUrl}?token=${tokens.expired}`);
-    expect((await v.closed).code).toBe(4001);
+    expect(await v.closed).toEqual({ code: 4001, reason: 'missing or invalid token' });
+  });
+
+  it('closes with 4001 and the generic reason on an invalid token in hello', async () => {
+    const v = new Viewer(daemon.wsUrl);
+    await v.opened;
+    v.send({ type: 'hello', token: tokens.wrongSig });
+    expect(await v.closed).toEqual({ code: 4001, reason: 'missing or invalid token' });
   });
 
   it('answers sub before hello with UNAUTHORIZED and works after hello', async () => {

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import {
   base64url,
   type CryptoKey,
@@ -11,7 +12,9 @@ import {
   type JWTPayload,
   SignJWT,
 } from 'jose';
+import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createMetrics } from '../src/metrics/metrics.js';
 import {
   type AuthConfig,
   AuthError,
@@ -24,7 +27,9 @@ import {
   createAuthenticator,
   extractToken,
   isAdmin,
+  logAuthFailure,
   type Principal,
+  recordAuthFailure,
 } from '../src/server/auth.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
@@ -65,11 +70,14 @@ async function refusal(p: Promise<unknown>): Promise<AuthError> {
   expect(err).toBeInstanceOf(AuthError);
   return err as AuthError;
 }
+/** The failing check is in `reason` (metrics, logs); the client-facing message never names it. */
 async function expectUnauthorized(p: Promise<unknown>, reason: AuthFailure) {
   const err = await refusal(p);
   expect(err.code).toBe('UNAUTHORIZED');
   expect(err.status).toBe(401);
   expect(err.reason).toBe(reason);
+  expect(err.message).toBe(reason === 'missing' ? 'missing token' : 'missing or invalid token');
+  return err;
 }
 async function configError(p: Promise<unknown> | (() => unknown)) {
   const run = typeof p === 'function' ? Promise.resolve().then(p) : p;
@@ -287,6 +295,103 @@ describe('es256 jwks file', () => {
   });
 });
 
+describe('token lifetime', () => {
+  const HOUR = 3600;
+  let auth: Authenticator;
+  beforeAll(async () => {
+    auth = await createAuthenticator({ hs256Secret: SECRET, maxTokenLifetimeSeconds: HOUR });
+  });
+
+  it('defaults the cap to a day', () => {
+    expect(authConfigSchema.parse({ hs256Secret: SECRET }).maxTokenLifetimeSeconds).toBe(86_400);
+  });
+
+  it('refuses a cap that is missing in effect or out of range', () => {
+    for (const bad of [0, 59, 366 * 86_400 + 1, 1.5]) {
+      expect(authConfigSchema.safeParse({ hs256Secret: SECRET, maxTokenLifetimeSeconds: bad }).success).toBe(
+        false,
+      );
+    }
+  });
+
+  it('accepts exp at the cap and keeps the token exp in the principal', async () => {
+    const exp = now() + HOUR;
+    const p = await auth.verify(await signHs(claims({ exp, iat: now() })));
+    expect(p.exp).toBe(exp);
+  });
+
+  it('refuses exp beyond the cap, with or without iat', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ exp: now() + HOUR + 60 }))), 'lifetime');
+    await expectUnauthorized(auth.verify(await signHs(claims({ exp: 1e20 }))), 'lifetime');
+  });
+
+  it('refuses exp - iat beyond the cap even when exp is near', async () => {
+    await expectUnauthorized(
+      auth.verify(await signHs(claims({ iat: now() - 2 * HOUR, exp: now() + 60 }))),
+      'lifetime',
+    );
+  });
+
+  it('refuses iat in the future beyond the clock tolerance, accepts it within', async () => {
+    await expectUnauthorized(
+      auth.verify(await signHs(claims({ iat: now() + 60, exp: now() + 600 }))),
+      'issued_in_future',
+    );
+    await expect(auth.verify(await signHs(claims({ iat: now() + 2 })))).resolves.toBeDefined();
+  });
+
+  it('refuses nbf in the future beyond the clock tolerance, accepts it within', async () => {
+    await expectUnauthorized(auth.verify(await signHs(claims({ nbf: now() + 60 }))), 'not_yet_valid');
+    await expect(auth.verify(await signHs(claims({ nbf: now() + 2 })))).resolves.toBeDefined();
+  });
+});
+
+describe('auth failure records', () => {
+  const capture = () => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+        done();
+      },
+    });
+    return { lines, log: pino({ level: 'debug' }, stream) };
+  };
+
+  it('logs the failing check and its detail but never the token', async () => {
+    const auth = await createAuthenticator({ hs256Secret: SECRET });
+    const token = await signHs(claims({ exp: now() - 60 }));
+    const err = await refusal(auth.verify(token));
+    const { lines, log } = capture();
+    logAuthFailure(log, 'sse', err);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 30, transport: 'sse', reason: 'expired', code: 'UNAUTHORIZED' });
+    expect(String(lines[0]!.detail)).toMatch(/exp/);
+    expect(JSON.stringify(lines)).not.toContain(token.split('.')[2]);
+  });
+
+  it('logs a missing token at debug and an unknown error at error', () => {
+    const { lines, log } = capture();
+    logAuthFailure(log, 'ws', new AuthError('UNAUTHORIZED', 'missing'));
+    logAuthFailure(log, 'ws', new TypeError('boom'));
+    expect(lines.map((l) => [l.level, l.reason])).toEqual([
+      [20, 'missing'],
+      [50, 'internal'],
+    ]);
+  });
+
+  it('counts the failure by transport and reason', async () => {
+    const metrics = createMetrics();
+    recordAuthFailure({ metrics }, 'sse', new AuthError('UNAUTHORIZED', 'lifetime'));
+    recordAuthFailure({ metrics }, 'sse', new Error('not an auth error'));
+    const values = (await metrics.authFailures.get()).values;
+    expect(values.map((v) => [v.labels.transport, v.labels.reason, v.value])).toEqual([
+      ['sse', 'lifetime', 1],
+      ['sse', 'internal', 1],
+    ]);
+  });
+});
+
 describe('auth off', () => {
   it('resolves an anonymous admin for any token', async () => {
     const auth = await createAuthenticator(undefined);
@@ -328,9 +433,15 @@ describe('permissions', () => {
     expect(isAdmin(principal('*', 'publisher'))).toBe(false);
   });
 
-  it('FORBIDDEN carries 403', () => {
-    const err = new AuthError('FORBIDDEN', 'camera "back" is not in this token');
-    expect(err).toMatchObject({ code: 'FORBIDDEN', status: 403, reason: 'forbidden' });
+  it('FORBIDDEN carries 403 and keeps the detail out of the message', () => {
+    const err = new AuthError('FORBIDDEN', 'forbidden', 'camera "back" is not in this token');
+    expect(err).toMatchObject({
+      code: 'FORBIDDEN',
+      status: 403,
+      reason: 'forbidden',
+      message: 'token does not allow this',
+      detail: 'camera "back" is not in this token',
+    });
   });
 });
 

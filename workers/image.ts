@@ -1,16 +1,23 @@
 import { performance } from 'node:perf_hooks';
-import { jpegSize } from '../src/image/jpeg-size.js';
-import { type FrameVariant, makeVariants, type VariantImage } from '../src/image/variants.js';
+import {
+  type FrameRejection,
+  type FrameVariant,
+  makeVariants,
+  type VariantImage,
+  verifyFrameHeader,
+} from '../src/image/variants.js';
 import { encode, type FrameRecord } from '../src/pool/records.js';
 import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
 
-/** A camera frame moved (not copied) into the worker. width 0 means "read it from the JPEG". */
+/** A camera frame moved (not copied) into the worker, with the size its header claims. */
 export interface ImageTask {
   camera: string;
   seq: number;
   ts: number;
   width: number;
   height: number;
+  /** images.maxPixels, applied again by sharp to every call (limitInputPixels). */
+  maxPixels: number;
   jpeg: ArrayBuffer;
   variants: FrameVariant[];
 }
@@ -23,6 +30,8 @@ export interface ImageTaskResult {
   tooLarge: number;
   bytesOut: number;
   ms: number;
+  /** Set when the frame was dropped whole: nothing of it went out. */
+  rejected?: FrameRejection;
 }
 
 const writer = workerRing();
@@ -30,8 +39,8 @@ const waitMs = ringWaitMs();
 
 /**
  * Resizes one frame into its variants and writes each, as a ready-to-send frame record, into
- * this worker's ring. `raw` is written first when its size is known, so pass-through viewers
- * never wait for the resizes. A record that can never fit the ring (say raw, with a small
+ * this worker's ring. The header is verified first (libjpeg must read the size the main thread
+ * claimed); then `raw` is written before the resizes, so pass-through viewers never wait for them. A record that can never fit the ring (say raw, with a small
  * pool.ringBytes) is skipped and counted, so the smaller variants of the frame still go out.
  */
 export default async function imageTask(task: ImageTask): Promise<ImageTaskResult> {
@@ -58,14 +67,16 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
     else result.dropped++;
   };
 
-  // Pushed frames come without a declared size: read it from the JPEG header.
-  const { width, height } = task.width > 0 ? task : (jpegSize(source) ?? { width: 0, height: 0 });
-  let variants = task.variants;
-  if (width > 0 && variants.includes('raw')) {
-    emit({ variant: 'raw', width, height, data: source });
-    variants = variants.filter((v) => v !== 'raw');
+  const claimed = { jpeg: source, width: task.width, height: task.height, maxPixels: task.maxPixels };
+  const rejected = await verifyFrameHeader(claimed);
+  if (rejected) {
+    result.rejected = rejected;
+  } else {
+    if (task.variants.includes('raw'))
+      emit({ variant: 'raw', width: task.width, height: task.height, data: source });
+    const resized = task.variants.filter((v) => v !== 'raw');
+    for (const img of await makeVariants(claimed, resized)) emit(img);
   }
-  for (const img of await makeVariants(source, width, height, variants)) emit(img);
   result.ms = performance.now() - started;
   return result;
 }

@@ -1,12 +1,13 @@
 import { benchDependency } from './deps.js';
 import type { SparseHistogram } from './histogram.js';
-import type { LoadResult, LoadRun } from './load-result.js';
+import type { LoadResult, LoadRun, LoadSummary } from './load-result.js';
 import type { TimelinePoint } from './monitor.js';
 
 /**
  * SVG charts for bench/RESULTS.md, drawn by vega-lite and rendered headless by vega's
- * `view.toSVG()` (no browser, no canvas). Each function returns a vega-lite spec; render()
- * turns any of them into SVG text.
+ * `view.toSVG()` (no browser, no canvas). chartData() reduces a run's raw samples to the
+ * points the charts draw, once, when the summary is written; each *Spec function builds a
+ * vega-lite spec from a summary alone, and render() turns any of them into SVG text.
  */
 interface VegaLite {
   compile(spec: unknown): { spec: unknown };
@@ -66,14 +67,10 @@ const CDF_HISTOGRAMS: Record<string, [key: string, what: string][]> = {
   ],
 };
 
-export function latencyCdfSpec(result: LoadResult): unknown | undefined {
-  const kinds = CDF_HISTOGRAMS[result.scenario];
-  if (!kinds) return undefined;
-  const many = result.runs.some((r) => r.repeat > 0);
-  const values = result.runs.flatMap((r) =>
-    kinds.flatMap(([key, what]) =>
-      cdfPoints(r.histograms[key] ?? []).map((pt) => ({ ...pt, run: label(r, many), what })),
-    ),
+export function latencyCdfSpec(result: LoadSummary): unknown | undefined {
+  if (!CDF_HISTOGRAMS[result.scenario]) return undefined;
+  const values = result.charts.cdf.flatMap(({ run, what, points }) =>
+    points.map(([ms, p]) => ({ ms, p, run, what })),
   );
   if (!values.length) return undefined;
   return {
@@ -96,7 +93,8 @@ export function latencyCdfSpec(result: LoadResult): unknown | undefined {
 }
 
 /** Which timeline series a scenario plots over time. */
-const TIMELINE_SERIES: Record<string, [field: keyof TimelinePoint, title: string][]> = {
+type SeriesField = Exclude<keyof TimelinePoint, 't' | 'phase'>;
+const TIMELINE_SERIES: Record<string, [field: SeriesField, title: string][]> = {
   fanout: [
     ['mbPerSec', 'delivered MB/s'],
     ['serverRssMiB', 'server RSS MiB'],
@@ -122,13 +120,13 @@ const TIMELINE_SERIES: Record<string, [field: keyof TimelinePoint, title: string
   ],
 };
 
-export function timelineSpec(result: LoadResult): unknown | undefined {
+export function timelineSpec(result: LoadSummary): unknown | undefined {
   const series = TIMELINE_SERIES[result.scenario];
   if (!series) return undefined;
-  const many = result.runs.some((r) => r.repeat > 0);
-  const values = result.runs.flatMap((r) =>
-    r.timeline.flatMap((pt) =>
-      series.map(([field, title]) => ({ t: pt.t, value: pt[field], series: title, run: label(r, many) })),
+  // Point by point, then series by series: the order the data had when the charts were first drawn.
+  const values = result.charts.timeline.flatMap(({ run, t, series: columns }) =>
+    t.flatMap((at, i) =>
+      series.map(([field, title]) => ({ t: at, value: columns[field]?.[i], series: title, run })),
     ),
   );
   if (!values.length) return undefined;
@@ -152,7 +150,7 @@ export function timelineSpec(result: LoadResult): unknown | undefined {
 }
 
 /** http: requests per server CPU-second per endpoint and target, the figure the ratios use. */
-export function httpEfficiencySpec(result: LoadResult): unknown | undefined {
+export function httpEfficiencySpec(result: LoadSummary): unknown | undefined {
   if (result.scenario !== 'http') return undefined;
   const values = Object.entries(result.summary).flatMap(([target, f]) =>
     Object.entries(f)
@@ -174,4 +172,38 @@ export function httpEfficiencySpec(result: LoadResult): unknown | undefined {
       color: { field: 'target', type: 'nominal' },
     },
   };
+}
+
+/** The points a load summary keeps for its charts: a few KB per run instead of every sample. */
+export interface LoadCharts {
+  /** One latency CDF line per run and histogram: `[ms, fraction ≤ ms]`, thinned to MAX_POINTS. */
+  cdf: { run: string; what: string; points: [number, number][] }[];
+  /** Each run's once-a-second samples of the series its scenario plots, one column per field. */
+  timeline: { run: string; t: number[]; series: Partial<Record<SeriesField, (number | null)[]>> }[];
+}
+
+/** Reduces a load result's runs to the chart points; the specs above draw from these only. */
+export function chartData(result: LoadResult): LoadCharts {
+  const many = result.runs.some((r) => r.repeat > 0);
+  const kinds = CDF_HISTOGRAMS[result.scenario] ?? [];
+  const fields = TIMELINE_SERIES[result.scenario] ?? [];
+  const cdf = result.runs.flatMap((r) =>
+    kinds
+      .map(([key, what]) => ({
+        run: label(r, many),
+        what,
+        points: cdfPoints(r.histograms[key] ?? []).map((pt): [number, number] => [pt.ms, pt.p]),
+      }))
+      .filter((line) => line.points.length > 0),
+  );
+  const timeline = fields.length
+    ? result.runs
+        .filter((r) => r.timeline.length > 0)
+        .map((r) => ({
+          run: label(r, many),
+          t: r.timeline.map((pt) => pt.t),
+          series: Object.fromEntries(fields.map(([field]) => [field, r.timeline.map((pt) => pt[field])])),
+        }))
+    : [];
+  return { cdf, timeline };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { benchDir } from './results.js';
 
 /**
- * Loads a bench-only dependency from bench/node_modules. The harness runs from dist/bench,
+ * Loads a bench-only dependency from bench/node_modules. The harness runs from dist-bench/bench,
  * where Node's resolution would look in the daemon's node_modules instead; resolving from
  * bench/package.json keeps these packages out of the daemon's tree (as undici does with
  * benchmarks/) and out of its type-check, which sees only the small interfaces declared here.

@@ -1,14 +1,15 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chartData, type LoadCharts } from './charts.js';
 import type { SparseHistogram } from './histogram.js';
 import type { TimelinePoint } from './monitor.js';
 import {
   type BenchResult,
+  benchSummary,
   gitCommit,
   machineLine,
   median,
   type ResultTable,
   type TargetCheck,
+  writeResultFiles,
 } from './results.js';
 import type { TargetName } from './target.js';
 
@@ -31,9 +32,9 @@ export interface LoadRun {
 }
 
 /**
- * The JSON of one `npm run bench -- <scenario>` run (bench/results/load-<scenario>.json).
- * It is a BenchResult, so bench/report.ts renders its tables like any other bench, plus the
- * raw runs the charts are drawn from.
+ * Everything one `npm run bench -- <scenario>` run measured, written whole to
+ * bench/results/raw/load-<scenario>.json (not committed). It is a BenchResult, so
+ * bench/report.ts renders its tables like any other bench.
  */
 export interface LoadResult extends BenchResult {
   kind: 'load';
@@ -44,6 +45,29 @@ export interface LoadResult extends BenchResult {
   /** Median figures per `target` (or `target:phase`) over repeats. */
   summary: Record<string, Figures>;
   clientBound: boolean;
+}
+
+/**
+ * The committed bench/results/load-<scenario>.json: the result without its runs (every
+ * histogram, timeline and per-run detail), plus the chart points drawn from them.
+ */
+export interface LoadSummary extends Omit<LoadResult, 'runs'> {
+  charts: LoadCharts;
+}
+
+export const isLoadResult = (r: object): r is LoadResult | LoadSummary =>
+  (r as Partial<LoadResult>).kind === 'load';
+
+/** The summary of a load result; a summary is returned as it is. */
+export function loadSummary(result: LoadResult | LoadSummary): LoadSummary {
+  if (!('runs' in result)) return result;
+  const { runs: _runs, ...rest } = result;
+  return { ...rest, charts: chartData(result) };
+}
+
+/** What bench/results/<bench>.json holds for any bench's result, raw or already summarised. */
+export function summaryOf(result: BenchResult): BenchResult {
+  return isLoadResult(result) ? loadSummary(result) : benchSummary(result);
 }
 
 export const runKey = (r: Pick<LoadRun, 'target' | 'phase'>) =>
@@ -91,9 +115,9 @@ export function newResult(
   };
 }
 
+/** Writes the summary to `file` and the whole result, runs and all, next to it under raw/. */
 export function writeLoadResult(file: string, result: LoadResult): void {
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify(result, null, 1)}\n`);
+  writeResultFiles(file, result, loadSummary(result));
 }
 
 /** A table of selected figures, one row per summary key. */

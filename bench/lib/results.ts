@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** One table of a bench result, rendered as-is into bench/RESULTS.md. */
@@ -19,7 +19,11 @@ export interface TargetCheck {
   met: boolean;
 }
 
-/** The JSON every bench writes to bench/results/<bench>.json; bench/report.ts renders them all. */
+/**
+ * What a bench measured. The whole of it, raw samples included, goes to
+ * bench/results/raw/<bench>.json (not committed); its summary (`toSummary` in summary.ts),
+ * which is all bench/report.ts needs, goes to bench/results/<bench>.json and is committed.
+ */
 export interface BenchResult {
   bench: string;
   title: string;
@@ -30,15 +34,60 @@ export interface BenchResult {
   tables: ResultTable[];
   targets: TargetCheck[];
   notes?: string[];
+  /** Per-run samples; kept in the raw file only. */
   raw?: unknown;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** bench/ in the source tree, whether running from dist/bench/lib or bench/lib. */
-export const benchDir = here.includes(`${join('dist', 'bench')}`)
-  ? resolve(here, '../../../bench')
-  : resolve(here, '..');
+/**
+ * bench/ in the source tree: this module runs from bench/lib under vitest and from
+ * dist-bench/bench/lib once bench/tsconfig.json has compiled it.
+ */
+export const benchDir =
+  basename(resolve(here, '../..')) === 'dist-bench' ? resolve(here, '../../../bench') : resolve(here, '..');
 export const resultsDir = join(benchDir, 'results');
+
+/** Where the raw companion of a committed result file lives: `<dir>/raw/<name>`. */
+export const rawFileFor = (file: string) => join(dirname(file), 'raw', basename(file));
+
+/**
+ * JSON as `JSON.stringify(value, null, 2)`, except that an array of scalars, or of number
+ * tuples, stays on one line: a table row or a chart line's points is one line in a diff, not
+ * one line per value.
+ */
+export function formatJson(value: unknown, indent = ''): string {
+  const scalar = (v: unknown) => v === null || typeof v !== 'object';
+  const numbers = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'number' || x === null);
+  if (Array.isArray(value)) {
+    if (value.every(scalar) || value.every(numbers)) return JSON.stringify(value);
+    const inner = `${indent}  `;
+    return `[\n${value.map((v) => inner + formatJson(v ?? null, inner)).join(',\n')}\n${indent}]`;
+  }
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    if (!entries.length) return '{}';
+    const inner = `${indent}  `;
+    const lines = entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${formatJson(v, inner)}`);
+    return `{\n${lines.join(',\n')}\n${indent}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/**
+ * Writes a result twice: the summary to `file` (committed) and the whole result to
+ * `rawFileFor(file)` (ignored by git), so the summary can be derived again later
+ * (`npm run bench:summarize`) without rerunning the bench.
+ */
+export function writeResultFiles(file: string, full: object, summary: object): void {
+  const raw = rawFileFor(file);
+  mkdirSync(dirname(raw), { recursive: true });
+  writeFileSync(raw, `${JSON.stringify(full, null, 1)}\n`);
+  writeSummary(file, summary);
+}
+
+export function writeSummary(file: string, summary: object): void {
+  writeFileSync(file, `${formatJson(summary)}\n`);
+}
 
 /** The `System:` line printed first by every bench and stored with its result. */
 export function machineLine(): string {
@@ -68,10 +117,15 @@ export function writeResult(
     startedAt: result.startedAt ?? new Date().toISOString(),
     ...result,
   };
-  mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, `${result.bench}.json`);
-  writeFileSync(file, `${JSON.stringify(full, null, 2)}\n`);
+  writeResultFiles(file, full, benchSummary(full));
   return file;
+}
+
+/** A result without its raw samples: what the report reads and git keeps. */
+export function benchSummary(result: BenchResult): BenchResult {
+  const { raw: _raw, ...summary } = result;
+  return summary;
 }
 
 /** Median of a non-empty list; benches report medians of alternating fresh-process runs. */

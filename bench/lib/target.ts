@@ -36,6 +36,8 @@ export interface RunningTarget {
 
 const repoRoot = join(benchDir, '..');
 const entries: Record<(typeof TARGETS)[number], string> = {
+  // The product build (`npm run build`), the daemon as it ships; dist-bench/ holds only the
+  // few modules the harness itself imports.
   framehub: join(repoRoot, 'dist', 'src', 'main.js'),
   'uws-bare': fileURLToPath(new URL('../baselines/uws-bare.js', import.meta.url)),
   'ws-http': fileURLToPath(new URL('../baselines/ws-http.js', import.meta.url)),

@@ -7,7 +7,7 @@ import type { CaseResult, CaseSpec, Transport } from './shared.js';
 
 // Ring vs postMessage for worker→main records. Every case runs in a fresh process
 // (case.ts), the transport order alternates between runs, and medians are reported.
-// Usage: node dist/bench/ring/run.js [--quick] [--runs N] [--ring-bytes B]
+// Usage: node dist-bench/bench/ring/run.js [--quick] [--runs N] [--ring-bytes B]
 
 const { values: args } = parseArgs({
   options: {

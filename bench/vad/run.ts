@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nativeKernels } from '../../native/index.js';
+import { ADDON_PATH, nativeKernels } from '../../native/index.js';
 import {
   benchDir,
   machineLine,
@@ -90,7 +90,8 @@ try {
     );
   }
   const kernels = nativeKernels();
-  if (kernels.length === 0) notes.push('Native addon not built: only the JS backend was measured.');
+  if (kernels.length === 0)
+    notes.push(`Native addon not loaded from ${ADDON_PATH}: only the JS backend was measured.`);
   const node = (backend: string, kernel: string, format: string, mode: string) => (): [string, string[]] => [
     process.execPath,
     [join(here, 'variant.js'), backend, kernel, format, mode, files[format as 'i16' | 'f32'], String(budget)],

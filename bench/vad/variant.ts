@@ -1,5 +1,5 @@
 // One bench:vad variant in a fresh process (run.ts starts one per variant and round).
-//   node dist/bench/vad/variant.js <js|native> <kernel|-> <i16|f32> <energy|detector|call> <file> <seconds>
+//   node dist-bench/bench/vad/variant.js <js|native> <kernel|-> <i16|f32> <energy|detector|call> <file> <seconds>
 // `call` passes empty chunks, to time the fixed cost of a call.
 // Prints one JSON line: {"samples":N,"calls":N,"wallNs":N,"cpuNs":N,"backend":"..."}
 import { readFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 import type { Metrics } from '../metrics/metrics.js';
 import { encode } from '../pool/records.js';
 import { EventHistory, type HistoryEntry } from './history.js';
-import { parseTopic, type Topic } from './topics.js';
+import { describeInput, parseTopic, type Topic } from './topics.js';
 
 /** A published frame: the encoded WS record plus the fields other transports re-frame. */
 export interface Frame {
@@ -44,6 +44,27 @@ export function encodingOf(frame: Frame, key: string, make: (f: Frame) => Uint8A
 }
 
 /**
+ * The WS record of a frame sent from the cache (to a new subscriber, or a viewer back from
+ * slow) rather than live: the same record plus `cached: true`, so a client does not count the
+ * seq gap to the next live frame as drops. Encoded once per frame, on first use.
+ */
+export function cachedRecord(frame: Frame): Uint8Array {
+  return encodingOf(frame, 'ws-cached', (f) =>
+    encode({
+      type: 'frame',
+      topic: f.topic,
+      seq: f.seq,
+      ts: f.ts,
+      mime: f.mime,
+      width: f.width,
+      height: f.height,
+      data: f.data,
+      cached: true,
+    }),
+  );
+}
+
+/**
  * Topics, their latest frame, event history, and fan-out to the transports. Records are
  * encoded once per topic and the same bytes go to every sink; nothing here runs per viewer.
  */
@@ -81,7 +102,7 @@ export class Hub {
       return {
         ok: false,
         code: 'BAD_TOPIC',
-        message: `"${String(name).slice(0, 100)}" is not a valid topic`,
+        message: `${describeInput(name)} is not a valid topic`,
       };
     if ('camera' in topic && !this.cameras.has(topic.camera)) {
       return { ok: false, code: 'UNKNOWN_TOPIC', message: `no camera "${topic.camera}"` };

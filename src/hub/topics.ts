@@ -29,3 +29,14 @@ export function parseTopic(name: string): Topic | undefined {
     return { kind: 'frame', camera, variant: leaf as FrameVariant };
   return undefined;
 }
+
+/**
+ * A client value as safe text for an error message: a string quoted and cut to `max`
+ * characters, anything else by its type. Never calls the value's own toString (a decoded map
+ * can carry a `toString` key, and String() on it throws).
+ */
+export function describeInput(value: unknown, max = 100): string {
+  return typeof value === 'string'
+    ? JSON.stringify(value.slice(0, max))
+    : `a ${value === null ? 'null' : typeof value}`;
+}

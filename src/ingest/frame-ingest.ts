@@ -1,24 +1,73 @@
 import type { CameraConfig } from '../config/schema.js';
+import { type ImageHeader, readJpegHeader } from '../image/image-header.js';
 import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
+
+export interface FrameIngestOptions {
+  /** images.maxPixels: the largest width × height a frame header may claim. */
+  maxPixels: number;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Why a frame was not taken, for the publisher's error record. */
+export interface FrameRefusal {
+  ok: false;
+  code: 'IMAGE_TOO_LARGE' | 'BAD_MESSAGE' | 'CORRUPT_IMAGE';
+  message: string;
+}
+/** Whether a frame was taken for processing (it may still be dropped later, as any live frame). */
+export type FrameVerdict = { ok: true } | FrameRefusal;
+
+const ACCEPTED: FrameVerdict = { ok: true };
 
 /**
  * Where camera frames enter the pipeline, from an ffmpeg supervisor or a WS publisher.
  * Numbers frames per camera (the seq every variant topic carries) and asks the pool only for
  * the variants someone is watching, plus every variant about once a second so snapshots and
  * new subscribers always find a recent frame.
+ *
+ * Every frame's JPEG header is read here, on the main thread and before any decode: a frame
+ * over images.maxPixels, a progressive one, or one without a readable frame header never
+ * reaches a worker (counted as `framehub_frames_dropped_total{reason="refused"}`). Frames from
+ * our own ffmpeg are baseline at their configured size, so they always pass; they are checked
+ * anyway because the check costs a few dozen byte reads and one path leaves nothing to trust.
  */
 export class FrameIngest {
   private readonly seqs = new Map<string, number>();
+  private readonly refused;
+  /** ffmpeg cameras warned about: a refused frame of theirs means a broken encoder, said once. */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly pool: WorkerPool,
     private readonly hasDemand: (topic: string) => boolean,
-  ) {}
+    private readonly opts: FrameIngestOptions,
+  ) {
+    this.refused = opts.metrics.framesDropped.labels('refused');
+  }
 
-  submit(cam: CameraConfig, jpeg: Uint8Array, ts: number): boolean {
+  /**
+   * @example
+   *   ingest.submit(cam, jpeg, Date.now()) // { ok: false, code: 'IMAGE_TOO_LARGE', message: '…' }
+   */
+  submit(cam: CameraConfig, jpeg: Uint8Array, ts: number): FrameVerdict {
     const seq = (this.seqs.get(cam.id) ?? 0) + 1;
     this.seqs.set(cam.id, seq);
+    const admission = admit(jpeg, this.opts.maxPixels);
+    if (!admission.ok) {
+      this.refused.inc();
+      if (cam.source !== 'push' && !this.warned.has(cam.id)) {
+        this.warned.add(cam.id);
+        this.opts.log.warn(
+          { camera: cam.id, code: admission.code, reason: admission.message },
+          'camera frame refused',
+        );
+      }
+      return admission;
+    }
     const refresh = seq % cam.fps === 1 || cam.fps === 1;
     const variants = FRAME_VARIANTS.filter(
       (v: FrameVariant) => v === 'raw' || refresh || this.hasDemand(`cam/${cam.id}/${v}`),
@@ -26,8 +75,41 @@ export class FrameIngest {
     // A private ArrayBuffer the worker can take by transfer (the pipe's Buffer is pooled).
     const owned = new ArrayBuffer(jpeg.byteLength);
     new Uint8Array(owned).set(jpeg);
-    // Push cameras send frames of any size: width 0 makes the worker read it from the JPEG.
-    const [width, height] = cam.source === 'push' ? [0, 0] : [cam.width, cam.height];
-    return this.pool.submitFrame({ camera: cam.id, seq, ts, width, height, jpeg: owned, variants });
+    const { width, height } = admission.header;
+    this.pool.submitFrame({
+      camera: cam.id,
+      seq,
+      ts,
+      width,
+      height,
+      maxPixels: this.opts.maxPixels,
+      jpeg: owned,
+      variants,
+    });
+    return ACCEPTED;
   }
+}
+
+/** The frame's header when a worker may decode the frame, or why it may not. */
+function admit(jpeg: Uint8Array, maxPixels: number): { ok: true; header: ImageHeader } | FrameRefusal {
+  const header = readJpegHeader(jpeg);
+  if (!header) {
+    return { ok: false, code: 'CORRUPT_IMAGE', message: 'no JPEG frame header (SOFn) before the first scan' };
+  }
+  const { width, height } = header;
+  if (width * height > maxPixels) {
+    return {
+      ok: false,
+      code: 'IMAGE_TOO_LARGE',
+      message: `frame is ${width}x${height}; at most ${maxPixels} pixels (images.maxPixels)`,
+    };
+  }
+  if (header.buffersWholeImage) {
+    return {
+      ok: false,
+      code: 'BAD_MESSAGE',
+      message: 'progressive or multi-scan JPEG: send baseline frames with one interleaved scan',
+    };
+  }
+  return { ok: true, header };
 }

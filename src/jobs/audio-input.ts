@@ -1,5 +1,8 @@
-import { spawn } from 'node:child_process';
 import { FramehubError } from '../errors.js';
+import { AUDIO_DEMUXERS, type AudioContainer } from '../media/audio-containers.js';
+import { spawnFfmpeg } from '../media/ffmpeg-child.js';
+
+export { AUDIO_CONTAINER_NAMES, type AudioContainer, sniffContainer } from '../media/audio-containers.js';
 
 /** Raw PCM parameters from `?format=&rate=`. */
 export interface PcmFormat {
@@ -7,25 +10,22 @@ export interface PcmFormat {
   rate: number;
 }
 
-/** Bad audio input, with the HTTP status it maps to. */
+/** Bad audio input, or a job stopped by a limit, with the HTTP status it maps to. */
 export class AudioInputError extends FramehubError {}
 
-/** Containers and codecs recognised by their first bytes; anything else is refused as 415 before ffmpeg runs. */
-const MAGIC: [string, (b: Buffer) => boolean][] = [
-  ['wav', (b) => b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WAVE'],
-  ['aiff', (b) => b.toString('latin1', 0, 4) === 'FORM' && /^AIF[FC]$/.test(b.toString('latin1', 8, 12))],
-  ['ogg', (b) => b.toString('latin1', 0, 4) === 'OggS'],
-  ['flac', (b) => b.toString('latin1', 0, 4) === 'fLaC'],
-  ['mp3', (b) => b.toString('latin1', 0, 3) === 'ID3' || (b[0] === 0xff && ((b[1] ?? 0) & 0xe0) === 0xe0)],
-  ['mp4', (b) => b.toString('latin1', 4, 8) === 'ftyp'],
-  ['webm', (b) => b.readUInt32BE(0) === 0x1a45dfa3],
-  ['caf', (b) => b.toString('latin1', 0, 4) === 'caff'],
-  ['au', (b) => b.toString('latin1', 0, 4) === '.snd'],
-];
-
-export function sniffContainer(body: Buffer): string | undefined {
-  if (body.length < 12) return undefined;
-  return MAGIC.find(([, test]) => test(body))?.[0];
+/**
+ * ffmpeg failed. The client gets the code and a fixed message; `detail` (exit status and the
+ * stderr tail) goes to the log only, since stderr tells a refused port from a missing file.
+ */
+export class DecoderError extends AudioInputError {
+  constructor(
+    code: 'DECODE_FAILED' | 'INTERNAL',
+    message: string,
+    status: number,
+    readonly detail: string,
+  ) {
+    super(code, message, status);
+  }
 }
 
 /** Validates raw PCM bytes and views them as samples (copying into an aligned buffer). */
@@ -47,103 +47,125 @@ export function pcmSamples(body: Buffer, pcm: PcmFormat): Int16Array | Float32Ar
   return samples;
 }
 
-export interface DecodeHandle {
-  /** Resolves once ffmpeg produced its first audio, or rejects with DECODE_FAILED when it could not. */
-  started: Promise<void>;
-  /** Resolves when decoding finished (all samples delivered). */
-  done: Promise<void>;
-  kill(): void;
+/**
+ * ffmpeg's arguments for one upload. The demuxer is forced from the sniffed container, no
+ * demuxer but the audio containers may open at any depth (`-format_whitelist`), and only the
+ * pipe protocol may be opened. Without them a body that merely starts like mp3 is probed as
+ * DASH and ffmpeg fetches the URLs or local files it names: DASH ignores the protocol
+ * whitelist in ffmpeg 4.1, so the format whitelist is what stops it there. `-t` stops ffmpeg
+ * one second past the duration limit, so running over it is seen, not silently cut.
+ */
+export function audioDecodeArgs(demuxer: string, rate: number, maxSeconds: number): string[] {
+  if (!AUDIO_DEMUXERS.includes(demuxer)) throw new Error(`demuxer ${demuxer} is not an accepted container`);
+  // biome-ignore format: one option and its value per line
+  return [
+    '-hide_banner', '-nostdin',
+    '-loglevel', 'error',
+    '-protocol_whitelist', 'pipe',
+    '-format_whitelist', AUDIO_DEMUXERS.join(','),
+    '-f', demuxer,
+    '-i', 'pipe:0',
+    '-vn', '-sn', '-dn',
+    '-ac', '1',
+    '-ar', String(rate),
+    '-t', String(maxSeconds + 1),
+    '-f', 's16le',
+    'pipe:1',
+  ];
 }
 
-/**
- * Decodes any file ffmpeg understands to mono s16le at `rate`, streaming samples to `onSamples`
- * as they come. `onProgress` gets the fraction of input bytes ffmpeg has consumed.
- */
-export function decodeAudio(
-  ffmpegPath: string,
-  body: Buffer,
-  rate: number,
-  onSamples: (s: Int16Array) => void,
-  onProgress: (fraction: number) => void,
-): DecodeHandle {
-  const child = spawn(
-    ffmpegPath,
-    [
-      '-hide_banner',
-      '-nostdin',
-      '-loglevel',
-      'error',
-      '-i',
-      'pipe:0',
-      '-vn',
-      '-ac',
-      '1',
-      '-ar',
-      String(rate),
-      '-f',
-      's16le',
-      'pipe:1',
-    ],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  let stderr = '';
+export interface DecodeOptions {
+  ffmpegPath: string;
+  body: Buffer;
+  container: AudioContainer;
+  /** Output rate; samples are mono s16le. */
+  rate: number;
+  /** Decoded audio longer than this stops ffmpeg and fails with AUDIO_TOO_LONG. */
+  maxSeconds: number;
+  onSamples: (s: Int16Array) => void;
+  /** The fraction of input bytes handed to ffmpeg so far. */
+  onProgress: (fraction: number) => void;
+}
+
+export interface DecodeHandle {
+  /** Resolves once ffmpeg produced its first audio; rejects like `done` when it never does. */
+  started: Promise<void>;
+  /** Resolves when all samples were delivered; rejects with an AudioInputError. */
+  done: Promise<void>;
+  /** Kills ffmpeg's process group; `started` (if still pending) and `done` reject with `reason`. */
+  stop(reason: Error): void;
+}
+
+/** Decodes an upload to mono s16le at `rate`, streaming samples to `onSamples` as they come. */
+export function decodeAudio(o: DecodeOptions): DecodeHandle {
+  const ff = spawnFfmpeg(o.ffmpegPath, audioDecodeArgs(o.container.demuxer, o.rate, o.maxSeconds));
+  const maxSamples = o.maxSeconds * o.rate;
+  let produced = 0;
+  let stopped: Error | undefined;
   let carry: Buffer | undefined;
-  let produced = false;
   let resolveStarted!: () => void;
   let rejectStarted!: (e: Error) => void;
   const started = new Promise<void>((res, rej) => {
     resolveStarted = res;
     rejectStarted = rej;
   });
-  child.stderr.setEncoding('utf8').on('data', (t: string) => {
-    stderr = (stderr + t).slice(-2000);
-  });
-  child.stdout.on('data', (chunk: Buffer) => {
+  const stop = (reason: Error) => {
+    if (stopped) return;
+    stopped = reason;
+    ff.process.stdin.destroy();
+    ff.kill();
+  };
+
+  ff.process.stdout.on('data', (chunk: Buffer) => {
+    if (stopped) return;
     const bytes = carry ? Buffer.concat([carry, chunk]) : chunk;
     const even = bytes.length - (bytes.length % 2);
     carry = even < bytes.length ? bytes.subarray(even) : undefined;
     if (even === 0) return;
+    produced += even / 2;
+    if (produced > maxSamples) {
+      const limit = `decoded audio runs past ${o.maxSeconds} s (jobs.maxAudioSeconds)`;
+      return stop(new AudioInputError('AUDIO_TOO_LONG', limit, 422));
+    }
     const samples = new Int16Array(even / 2);
     new Uint8Array(samples.buffer).set(bytes.subarray(0, even));
-    if (!produced) {
-      produced = true;
-      resolveStarted();
-    }
-    onSamples(samples);
+    resolveStarted();
+    o.onSamples(samples);
   });
+
   // Feed the body in slices so progress can be reported as ffmpeg consumes it.
   const slice = 256 * 1024;
   let offset = 0;
   const feed = () => {
-    while (offset < body.length) {
-      const end = Math.min(body.length, offset + slice);
-      const more = child.stdin.write(body.subarray(offset, end));
+    while (offset < o.body.length && !stopped) {
+      const end = Math.min(o.body.length, offset + slice);
+      const more = ff.process.stdin.write(o.body.subarray(offset, end));
       offset = end;
-      onProgress(offset / body.length);
-      if (!more) return void child.stdin.once('drain', feed);
+      o.onProgress(offset / o.body.length);
+      if (!more) return void ff.process.stdin.once('drain', feed);
     }
-    child.stdin.end();
+    ff.process.stdin.end();
   };
-  child.stdin.on('error', () => {}); // EPIPE when ffmpeg gives up early; the exit code tells why.
   feed();
-  const done = new Promise<void>((resolve, reject) => {
-    child.on('close', (code, signal) => {
-      const failure = new AudioInputError(
-        'DECODE_FAILED',
-        `ffmpeg could not decode the input (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
-        422,
-      );
-      if (code === 0 && produced) resolve();
-      else if (code === 0) {
-        const empty = new AudioInputError('NO_AUDIO', 'the input holds no audio samples', 422);
-        rejectStarted(empty);
-        reject(empty);
-      } else {
-        rejectStarted(failure);
-        reject(failure);
-      }
-    });
+
+  const name = o.container.name;
+  const done = ff.closed.then((exit) => {
+    if (stopped) throw stopped;
+    if (exit.code === 0 && produced > 0) return;
+    if (exit.code === 0) throw new AudioInputError('NO_AUDIO', 'the input holds no audio samples', 422);
+    const detail = `${exit.error?.message ?? exit.signal ?? `exit ${exit.code}`}: ${ff.stderrTail()}`;
+    if (exit.error) {
+      throw new DecoderError('INTERNAL', 'the audio decoder could not be started', 500, detail);
+    }
+    throw new DecoderError(
+      'DECODE_FAILED',
+      `the body starts like ${name} but does not decode as ${name}`,
+      422,
+      detail,
+    );
   });
-  done.catch(() => {});
-  return { started, done, kill: () => child.kill('SIGKILL') };
+  done.catch(rejectStarted);
+  // Whoever holds the handle may stop listening (a cancelled upload); a rejection is never unobserved.
+  started.catch(() => {});
+  return { started, done, stop };
 }

@@ -1,4 +1,5 @@
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
+import { scanMsgpack } from './msgpack-scan.js';
 
 /**
  * The one msgpack codec for everything that crosses the worker ring or the wire.
@@ -25,4 +26,20 @@ export function encode(value: unknown): Uint8Array {
 
 export function decode(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
+}
+
+/**
+ * Decoder for client bytes. Only plain msgpack passes the scan (no extensions, nesting at most
+ * `CLIENT_MAX_DEPTH`), and 64-bit integers decode as (possibly inexact) numbers, never BigInt,
+ * so nothing decoded can fail to re-encode.
+ */
+const untrusted = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/** Deepest nesting any client record needs: `hello.resume` is a map in a map. */
+export const CLIENT_MAX_DEPTH = 4;
+
+/** Decodes a client message; throws MsgpackRefusedError (or msgpackr's Error) when it is refused. */
+export function decodeUntrusted(bytes: Uint8Array): unknown {
+  scanMsgpack(bytes, { maxDepth: CLIENT_MAX_DEPTH });
+  return untrusted.unpack(bytes);
 }

@@ -12,7 +12,10 @@ export interface WorkerPoolOptions {
   /** 0 means one worker per core. */
   threads: number;
   ringBytes: number;
-  /** Frames allowed to wait for a worker; beyond that new frames are dropped (counted as pool_busy). */
+  /**
+   * Frames the pool holds beyond one per worker (running or waiting); beyond that new frames
+   * are dropped (counted as pool_busy).
+   */
   maxQueuedFrames: number;
   /** How long a worker blocks on a full ring before it drops the record. */
   ringWaitMs?: number;
@@ -21,6 +24,8 @@ export interface WorkerPoolOptions {
   /** Receives every record a worker wrote to its ring, already copied out of shared memory. */
   onRecord: (record: Uint8Array) => void;
 }
+
+const REJECTION_LOG_INTERVAL_MS = 10_000;
 
 /**
  * The piscina pool plus one SharedArrayBuffer result ring per worker. Task inputs go in by
@@ -32,7 +37,16 @@ export class WorkerPool {
   private readonly image: Piscina;
   private readonly readers: RingReader[];
   private readonly drainers: { stop(): void }[];
+  /** Frames held by the pool: in a worker or waiting for their camera's turn. */
   private inFlightFrames = 0;
+  /** Cameras with a frame in a worker (or in piscina's queue for one). */
+  private readonly busyCameras = new Set<string>();
+  /** The newest frame of each busy camera, run when that camera's current one finishes. */
+  private readonly waitingFrames = new Map<string, ImageTask>();
+  /** Last time a worker's rejection of a camera's frame was logged, to keep a bad publisher off the logs. */
+  private readonly rejectionLoggedAt = new Map<string, number>();
+  private closing = false;
+  private readonly drops;
   /** Tasks submitted and not finished, by priority (live camera work vs. jobs). */
   private readonly pending = { live: 0, job: 0 };
   private readonly vadFile = workerPath('vad');
@@ -63,20 +77,46 @@ export class WorkerPool {
     );
     this.image.on('error', (err: unknown) => opts.log.error({ err }, 'image worker error'));
     this.maxInFlightFrames = this.threads + opts.maxQueuedFrames;
+    this.drops = {
+      poolBusy: opts.metrics.framesDropped.labels('pool_busy'),
+      superseded: opts.metrics.framesDropped.labels('superseded'),
+    };
     this.registerCollectors();
   }
 
   /**
-   * Queues one frame for resizing. Returns false, without queueing, when the pool is already
-   * holding maxQueuedFrames waiting frames: for live video a newer frame is always coming.
+   * Queues one frame for resizing, fairly: each camera has at most one frame in a worker and
+   * one waiting, and a newer frame replaces the waiting one (counted as superseded). A
+   * publisher flooding one camera so only ever occupies that camera's turn, never the queue
+   * other cameras need, and a camera's frames finish in order. The cost: one camera's frames
+   * never run on two workers at once, so a camera whose frames take longer than its frame
+   * interval to resize loses frames here rather than using a second core.
+   * Returns false, without queueing, when the pool already holds threads + maxQueuedFrames
+   * frames: for live video a newer frame is always coming.
    */
   submitFrame(task: ImageTask): boolean {
-    const { metrics } = this.opts;
+    if (this.busyCameras.has(task.camera)) {
+      const older = this.waitingFrames.get(task.camera);
+      if (older) {
+        this.drops.superseded.inc(older.variants.length);
+        this.waitingFrames.set(task.camera, task);
+        return true;
+      }
+    }
     if (this.inFlightFrames >= this.maxInFlightFrames) {
-      metrics.framesDropped.labels('pool_busy').inc(task.variants.length);
+      this.drops.poolBusy.inc(task.variants.length);
       return false;
     }
     this.inFlightFrames++;
+    if (this.busyCameras.has(task.camera)) this.waitingFrames.set(task.camera, task);
+    else this.runFrame(task);
+    return true;
+  }
+
+  /** Runs one frame (counted in inFlightFrames already) and, when it settles, that camera's next. */
+  private runFrame(task: ImageTask): void {
+    const { metrics } = this.opts;
+    this.busyCameras.add(task.camera);
     metrics.imageBytesIn.inc(task.jpeg.byteLength);
     this.image
       .run(task, { transferList: [task.jpeg] })
@@ -85,13 +125,34 @@ export class WorkerPool {
         metrics.imageBytesOut.inc(result.bytesOut);
         if (result.dropped) metrics.framesDropped.labels('ring_full').inc(result.dropped);
         if (result.tooLarge) metrics.framesDropped.labels('too_large').inc(result.tooLarge);
+        if (result.rejected) this.frameRejected(task, result.rejected);
       })
       .catch((err: unknown) => {
         metrics.framesDropped.labels('worker_error').inc(task.variants.length);
         this.opts.log.warn({ err: (err as Error).message, camera: task.camera }, 'image task failed');
       })
-      .finally(() => this.inFlightFrames--);
-    return true;
+      .finally(() => {
+        this.inFlightFrames--;
+        this.busyCameras.delete(task.camera);
+        const next = this.waitingFrames.get(task.camera);
+        if (!next) return;
+        this.waitingFrames.delete(task.camera);
+        // Moves from waiting to running: it stays counted in inFlightFrames.
+        if (this.closing) this.inFlightFrames--;
+        else this.runFrame(next);
+      });
+  }
+
+  /** A frame the worker would not relay (header disagreed or unreadable): counted once, logged at most every 10 s per camera. */
+  private frameRejected(task: ImageTask, rejected: NonNullable<ImageTaskResult['rejected']>): void {
+    this.opts.metrics.framesDropped.labels(rejected.reason).inc();
+    const now = Date.now();
+    if (now - (this.rejectionLoggedAt.get(task.camera) ?? 0) < REJECTION_LOG_INTERVAL_MS) return;
+    this.rejectionLoggedAt.set(task.camera, now);
+    this.opts.log.warn(
+      { camera: task.camera, reason: rejected.reason, detail: rejected.message },
+      'frame dropped by the image worker (logged at most every 10 s per camera)',
+    );
   }
 
   /** Runs one VAD chunk; its transitions and segments arrive through the ring as a vad_result record. */
@@ -116,11 +177,13 @@ export class WorkerPool {
       queued: this.image.queueSize,
       pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
       inFlightFrames: this.inFlightFrames,
+      waitingFrames: this.waitingFrames.size,
       rings: this.readers.map((r) => r.stats()),
     };
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.image.destroy();
     for (const d of this.drainers) d.stop();
   }

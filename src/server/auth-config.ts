@@ -7,6 +7,11 @@ export type AuthAlgorithm = (typeof AUTH_ALGORITHMS)[number];
 
 const KEY_SOURCES = ['hs256Secret', 'publicKeyFile', 'jwksFile'] as const;
 
+/** A day: well above the hour most identity providers issue, short enough to bound a leak. */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 86_400;
+/** The setting's own ceiling (366 days): a cap that can be switched off is no cap. */
+export const MAX_TOKEN_LIFETIME_CAP_SECONDS = 366 * 86_400;
+
 /** RFC 7518 §3.2: an HS256 key must be at least as long as the hash output. */
 export const MIN_HS256_SECRET_BYTES = 32;
 
@@ -36,6 +41,18 @@ export const authConfigSchema = z
     issuer: z.string().min(1).optional(),
     audience: z.string().min(1).optional(),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+    /**
+     * Longest token accepted: `exp` at most this far ahead of now (plus the clock tolerance),
+     * and `exp - iat` at most this when `iat` is present. A stolen token otherwise works for
+     * as long as its issuer (or a forger with a leaked key) chose, e.g. `exp: 1e20`. Raise it
+     * for publishers that hold long-lived device tokens.
+     */
+    maxTokenLifetimeSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(MAX_TOKEN_LIFETIME_CAP_SECONDS)
+      .default(DEFAULT_MAX_TOKEN_LIFETIME_SECONDS),
   })
   .superRefine((cfg, ctx) => {
     const sources = KEY_SOURCES.filter((k) => cfg[k] !== undefined);

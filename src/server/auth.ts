@@ -1,7 +1,7 @@
-import { errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
+import { decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
 import { CAMERA_ID } from '../config/camera-id.js';
-import { FramehubError } from '../errors.js';
-import { type AuthConfig, resolveAuthConfig } from './auth-config.js';
+import { type AuthConfig, type ResolvedAuthConfig, resolveAuthConfig } from './auth-config.js';
+import { AuthError, type AuthFailure } from './auth-error.js';
 import { loadVerifyKey, type VerifyKey } from './auth-keys.js';
 
 export {
@@ -10,9 +10,20 @@ export {
   type AuthConfig,
   assertAuthAllowedForHost,
   authConfigSchema,
+  DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
   isLoopbackHost,
   type ResolvedAuthConfig,
 } from './auth-config.js';
+export {
+  AUTH_CLIENT_MESSAGES,
+  AuthError,
+  type AuthErrorCode,
+  type AuthFailure,
+  type AuthFailureLog,
+  authReason,
+  logAuthFailure,
+  recordAuthFailure,
+} from './auth-error.js';
 export { BEARER_PROTOCOL_PREFIX, type ExtractedToken, extractToken, type TokenSource } from './auth-token.js';
 
 export const ROLES = ['viewer', 'publisher', 'admin'] as const;
@@ -26,50 +37,15 @@ export interface Principal {
   readonly exp: number;
 }
 
-export type AuthErrorCode = 'UNAUTHORIZED' | 'FORBIDDEN';
-/** Finer than the code, for logs and metrics; clients get the code. */
-export type AuthFailure =
-  | 'missing'
-  | 'malformed'
-  | 'expired'
-  | 'signature'
-  | 'algorithm'
-  | 'key'
-  | 'claims'
-  | 'forbidden';
-
-/**
- * UNAUTHORIZED (401): no usable token. FORBIDDEN (403): a valid token that does not cover
- * the camera or endpoint.
- *
- * @example
- *   if (!canView(principal, camera)) throw new AuthError('FORBIDDEN', `camera "${camera}" is not in this token`);
- */
-export class AuthError extends FramehubError {
-  declare readonly code: AuthErrorCode;
-
-  constructor(
-    code: AuthErrorCode,
-    message: string,
-    readonly reason: AuthFailure = code === 'FORBIDDEN' ? 'forbidden' : 'malformed',
-  ) {
-    super(code, message, code === 'FORBIDDEN' ? 403 : 401);
-  }
-}
-
-/** The failing check of a refused token, for the auth-failure metric and logs (never the client). */
-export function authReason(err: unknown): AuthFailure | 'internal' {
-  return err instanceof AuthError ? err.reason : 'internal';
-}
-
 export interface Authenticator {
   readonly enabled: boolean;
   /** One line for the start-up log naming the key source. */
   readonly description: string;
   /**
-   * Resolves the token's Principal or rejects with AuthError UNAUTHORIZED. When auth is off,
-   * resolves an all-access anonymous admin whatever the token. Call once per connection or
-   * request, never per frame.
+   * Resolves the token's Principal or rejects with AuthError UNAUTHORIZED, and with nothing
+   * else: its `message` is safe to send to the client, its `reason` and `detail` are not (see
+   * recordAuthFailure). When auth is off, resolves an all-access anonymous admin whatever the
+   * token. Call once per connection or request, never per frame.
    */
   verify(token: string | undefined): Promise<Principal>;
 }
@@ -106,23 +82,37 @@ export async function createAuthenticator(cfg: AuthConfig | undefined): Promise<
     clockTolerance: resolved.clockToleranceSeconds,
     requiredClaims: ['sub', 'exp', 'cams'],
   };
+  const check = async (token: string | undefined): Promise<Principal> => {
+    if (!token) throw new AuthError('UNAUTHORIZED', 'missing', 'no token in header, subprotocol or query');
+    if (token.length > MAX_TOKEN_LENGTH) {
+      throw new AuthError(
+        'UNAUTHORIZED',
+        'malformed',
+        `token of ${token.length} characters, over ${MAX_TOKEN_LENGTH}`,
+      );
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await verifyWithAnyKey(token, key, options));
+    } catch (err) {
+      throw fromJose(err, token, algorithms);
+    }
+    checkLifetime(payload, resolved);
+    return principalFrom(payload);
+  };
   return {
     enabled: true,
     description,
-    async verify(token) {
-      if (!token) throw new AuthError('UNAUTHORIZED', 'missing token', 'missing');
-      if (token.length > MAX_TOKEN_LENGTH) {
-        throw new AuthError('UNAUTHORIZED', `token longer than ${MAX_TOKEN_LENGTH} characters`, 'malformed');
-      }
-      let payload: JWTPayload;
-      try {
-        ({ payload } = await verifyWithAnyKey(token, key, options));
-      } catch (err) {
-        throw fromJose(err, algorithms);
-      }
-      return principalFrom(payload);
-    },
+    verify: (token) => check(token).catch(toAuthError),
   };
+}
+
+/** Keeps verify's promise: every refusal is an AuthError, so no internal message reaches a client. */
+function toAuthError(err: unknown): never {
+  if (err instanceof AuthError) throw err;
+  throw new AuthError('UNAUTHORIZED', 'internal', err instanceof Error ? err.message : String(err), {
+    cause: err,
+  });
 }
 
 /**
@@ -145,27 +135,64 @@ async function verifyWithAnyKey(token: string, key: VerifyKey['key'], options: J
   }
 }
 
-/** Maps jose's refusals to UNAUTHORIZED; anything else is a bug and is rethrown untouched. */
-function fromJose(err: unknown, algorithms: readonly string[]): unknown {
+/** Maps jose's refusals to UNAUTHORIZED with the failing check; anything else passes through. */
+function fromJose(err: unknown, token: string, algorithms: readonly string[]): unknown {
   if (!(err instanceof errors.JOSEError)) return err;
+  const refuse = (reason: AuthFailure, detail: string) =>
+    new AuthError('UNAUTHORIZED', reason, detail, { cause: err });
   switch (err.code) {
     case errors.JWTExpired.code:
-      return new AuthError('UNAUTHORIZED', 'token expired', 'expired');
+      return refuse('expired', err.message);
     case errors.JWSSignatureVerificationFailed.code:
-      return new AuthError('UNAUTHORIZED', 'token signature does not verify', 'signature');
+      return refuse('signature', err.message);
     case errors.JOSEAlgNotAllowed.code:
-    case errors.JOSENotSupported.code:
-      return new AuthError(
-        'UNAUTHORIZED',
-        `token alg not allowed (allowed: ${algorithms.join(', ')})`,
-        'algorithm',
-      );
+      return refuse('algorithm', `alg ${headerField(token, 'alg')} is not one of ${algorithms.join(', ')}`);
     case errors.JWKSNoMatchingKey.code:
-      return new AuthError('UNAUTHORIZED', 'no configured key matches the token kid/alg', 'key');
-    case errors.JWTClaimValidationFailed.code:
-      return new AuthError('UNAUTHORIZED', `token claims: ${err.message}`, 'claims');
+      return refuse(
+        'key',
+        `no key for kid ${headerField(token, 'kid')} and alg ${headerField(token, 'alg')}`,
+      );
+    case errors.JWTClaimValidationFailed.code: {
+      const { claim } = err as errors.JWTClaimValidationFailed;
+      return refuse(claim === 'nbf' ? 'not_yet_valid' : 'claims', err.message);
+    }
     default:
-      return new AuthError('UNAUTHORIZED', `malformed token: ${err.message}`, 'malformed');
+      // JWSInvalid, JWTInvalid (bad base64 or JSON, wrong segment count), JOSENotSupported (an
+      // unknown `crit` extension).
+      return refuse('malformed', `${err.code}: ${err.message}`);
+  }
+}
+
+/** A header value for a log line: the client chose it, so it is quoted and cut short. */
+function headerField(token: string, name: 'alg' | 'kid'): string {
+  try {
+    return JSON.stringify(decodeProtectedHeader(token)[name] ?? null).slice(0, 64);
+  } catch {
+    return '(undecodable header)'; // jose already refused the token; this only feeds the log line
+  }
+}
+
+/**
+ * jose checks `exp` and `nbf` but checks `iat` only under `maxTokenAge`, which would make
+ * `iat` required, and never bounds how far ahead `exp` lies. Both come from a token whose
+ * signature has been verified, so these refuse a too-generous issuer or a leaked key, not a
+ * forgery. The clock tolerance covers skew between the issuer's clock and ours; `exp - iat`
+ * is one clock's arithmetic and gets none.
+ */
+function checkLifetime(payload: JWTPayload, cfg: ResolvedAuthConfig): void {
+  const { exp, iat } = payload;
+  const now = Math.floor(Date.now() / 1000);
+  const tolerance = cfg.clockToleranceSeconds;
+  const max = cfg.maxTokenLifetimeSeconds;
+  if (typeof exp !== 'number') throw badClaims('exp must be a number'); // jose checked; narrows the type
+  if (typeof iat === 'number' && iat > now + tolerance) {
+    throw new AuthError('UNAUTHORIZED', 'issued_in_future', `iat is ${iat - now} s ahead of this clock`);
+  }
+  if (exp - now > max + tolerance) {
+    throw new AuthError('UNAUTHORIZED', 'lifetime', `exp is ${exp - now} s ahead; at most ${max} s`);
+  }
+  if (typeof iat === 'number' && exp - iat > max) {
+    throw new AuthError('UNAUTHORIZED', 'lifetime', `exp - iat is ${exp - iat} s; at most ${max} s`);
   }
 }
 
@@ -188,7 +215,7 @@ function principalFrom(payload: JWTPayload): Principal {
   return { sub, exp, cams: wildcard ? '*' : new Set(cams as string[]), role: role as Role };
 }
 
-const badClaims = (message: string) => new AuthError('UNAUTHORIZED', `token claims: ${message}`, 'claims');
+const badClaims = (detail: string) => new AuthError('UNAUTHORIZED', 'claims', detail);
 
 export const canView = (p: Principal, camera: string): boolean => p.cams === '*' || p.cams.has(camera);
 

@@ -1,21 +1,25 @@
 import type { AutoVariantOptions } from '../hub/auto-variant.js';
 import type { Hub } from '../hub/hub.js';
 import type { SlowOptions } from '../hub/viewer-state.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { type Authenticator, canView, type Principal } from './auth.js';
-import type { ConnectionLimits } from './limits.js';
+import type { ConnectionBudget, ConnectionLimits } from './limits.js';
 import type { ErrorCode } from './protocol.js';
 
 /** What every viewer endpoint needs; built once in daemon.ts. */
 export interface ServerContext {
   hub: Hub;
   metrics: Metrics;
+  log: Logger;
   auth: Authenticator;
   limits: ConnectionLimits;
   slow: SlowOptions;
   adaptive: AutoVariantOptions;
   maxTopicsPerConnection: number;
   sseHeartbeatMs: number;
+  /** Sockets still waiting for their `hello` token: their own budget, apart from the viewer limits. */
+  unauthenticated: ConnectionBudget;
 }
 
 export type TopicAccess = { ok: true } | { ok: false; code: ErrorCode; message: string };

@@ -14,6 +14,7 @@ const STATUS_TEXT: Record<number, string> = {
   403: '403 Forbidden',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
   416: '416 Range Not Satisfiable',
@@ -21,6 +22,7 @@ const STATUS_TEXT: Record<number, string> = {
   429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
+  504: '504 Gateway Timeout',
 };
 
 export function statusLine(status: number): string {
@@ -105,6 +107,31 @@ export class BodyAbortedError extends FramehubError {
   }
 }
 
+/** The body arrived slower than the endpoint's minimum rate; answered as 408 `UPLOAD_TOO_SLOW`. */
+export class UploadTooSlowError extends FramehubError {
+  constructor(minBytesPerSecond: number, graceSeconds: number) {
+    super(
+      'UPLOAD_TOO_SLOW',
+      `upload slower than ${minBytesPerSecond} bytes/s on average after ${graceSeconds} s; send it faster`,
+      408,
+    );
+  }
+}
+
+/**
+ * The slowest body a reader accepts: the average rate since `read()` must reach
+ * `minBytesPerSecond` once `graceSeconds` have passed. An average (not a per-chunk gap) lets a
+ * burst pay for a later stall, so an upload of N bytes is held at most
+ * max(grace, N / minBytesPerSecond) seconds. 0 disables it.
+ */
+export interface MinUploadRate {
+  minBytesPerSecond: number;
+  graceSeconds: number;
+}
+
+/** How often a reader with a minimum rate checks it: one timer per upload, not one per chunk. */
+const RATE_CHECK_MS = 1000;
+
 /**
  * True when the request declares a `Content-Length` over `maxBytes`: refuse it with 413 before
  * reading a byte. A chunked body has no length and is held to the limit as it streams.
@@ -127,7 +154,9 @@ const LINGER_BYTES = 64 * 1024;
  * synchronously in the handler (uWS delivers chunks only to a reader attached before the
  * handler returns). It pauses the socket at once, so while auth and limits are checked only
  * what came with the headers is held (one socket read, about 100 KB), and a refused upload is
- * never read. A reply sent before the body is complete goes through `refuseBody`, which drops
+ * never read. With a `MinUploadRate`, a body that trickles in is cut off with
+ * UploadTooSlowError, so a slow client cannot hold what the upload holds (a job slot) for long.
+ * A reply sent before the body is complete goes through `refuseBody`, which drops
  * the body and closes the connection when much of it is still to come, or uWS would go on
  * delivering it (and a socket left paused would never finish). Rejections happen only inside
  * `read()`, so no promise is ever left unobserved.
@@ -149,11 +178,14 @@ export class BodyReader {
   private waiter: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   /** From Content-Length; undefined for a chunked body. */
   private readonly declared: number | undefined;
+  private rateCheck: NodeJS.Timeout | undefined;
+  private readonly aborted = new AbortController();
 
   constructor(
     private readonly res: HttpResponse,
     req: HttpRequest,
     readonly maxBytes: number,
+    private readonly minRate?: MinUploadRate,
   ) {
     const length = req.getHeader('content-length');
     this.declared = length === '' ? undefined : Number(length);
@@ -161,10 +193,19 @@ export class BodyReader {
     res.pause();
   }
 
-  /** The whole body; rejects BodyTooLargeError past `maxBytes`, BodyAbortedError on abort. */
+  /** Aborted when the client goes away, also after the body was read: work done for it can stop. */
+  get signal(): AbortSignal {
+    return this.aborted.signal;
+  }
+
+  /**
+   * The whole body; rejects BodyTooLargeError past `maxBytes`, UploadTooSlowError below the
+   * minimum rate, BodyAbortedError on abort.
+   */
   read(): Promise<Buffer> {
     if (this.waiter || this.dropped) throw new Error('BodyReader.read() called twice or after release()');
     this.resume();
+    this.watchRate();
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
       this.settle();
@@ -178,6 +219,7 @@ export class BodyReader {
   release(): boolean {
     this.dropped = true;
     this.chunks = [];
+    this.stopRateCheck();
     const unread = this.declared === undefined ? Number.POSITIVE_INFINITY : this.declared - this.size;
     if (this.failure || !(unread <= LINGER_BYTES)) return true;
     // Resume, or the rest of the body (and any keep-alive request after it) is never read.
@@ -189,6 +231,27 @@ export class BodyReader {
   abort(): void {
     this.paused = false;
     this.fail(new BodyAbortedError());
+    this.aborted.abort();
+  }
+
+  /** Counts from the first read, when the body is first asked for: waiting on auth is not the client's fault. */
+  private watchRate(): void {
+    const rate = this.minRate;
+    if (!rate || rate.minBytesPerSecond <= 0 || this.complete || this.failure) return;
+    const since = performance.now();
+    const sizeBefore = this.size;
+    this.rateCheck = setInterval(() => {
+      const seconds = (performance.now() - since) / 1000;
+      if (seconds < rate.graceSeconds) return;
+      if ((this.size - sizeBefore) / seconds >= rate.minBytesPerSecond) return;
+      this.fail(new UploadTooSlowError(rate.minBytesPerSecond, rate.graceSeconds));
+    }, RATE_CHECK_MS);
+    this.rateCheck.unref();
+  }
+
+  private stopRateCheck(): void {
+    clearInterval(this.rateCheck);
+    this.rateCheck = undefined;
   }
 
   private onChunk(chunk: ArrayBuffer, isLast: boolean): void {
@@ -202,6 +265,7 @@ export class BodyReader {
     this.chunks.push(Buffer.from(new Uint8Array(chunk)));
     if (isLast) {
       this.complete = true;
+      this.stopRateCheck();
       this.settle();
     }
   }
@@ -216,6 +280,7 @@ export class BodyReader {
     if (this.complete || this.failure) return;
     this.failure = err;
     this.chunks = [];
+    this.stopRateCheck();
     this.settle();
   }
 

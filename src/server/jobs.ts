@@ -1,24 +1,28 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { FramehubError } from '../errors.js';
 import { AudioInputError, type PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { JobStore } from '../jobs/job-store.js';
 import { extractToken, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
-import {
-  BodyReader,
-  BodyTooLargeError,
-  declaresTooLarge,
-  handleAsync,
-  refuseBody,
-  sendError,
-  sendJson,
-} from './http-util.js';
+import { BodyReader, declaresTooLarge, handleAsync, refuseBody, sendError, sendJson } from './http-util.js';
 import type { ErrorCode } from './protocol.js';
 
 export interface JobRouteOptions {
   maxUploadBytes: number;
   maxActive: number;
+  /** 0 disables the minimum upload rate. */
+  minUploadBytesPerSecond: number;
+  uploadGraceSeconds: number;
 }
+
+/** Refusals by a `jobs.*` limit, by the `limit` label of framehub_limit_rejections_total. */
+const LIMIT_OF_CODE: Record<string, string> = {
+  UPLOAD_TOO_SLOW: 'upload_rate',
+  SAMPLE_RATE_TOO_LOW: 'upsample_ratio',
+  AUDIO_TOO_LONG: 'audio_seconds',
+  JOB_TIMEOUT: 'job_timeout',
+};
 
 const mayRunJobs = (p: Principal) => p.role === 'publisher' || p.role === 'admin';
 
@@ -61,7 +65,10 @@ export function registerJobs(
     }
     const token = tokenOf(req);
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const body = new BodyReader(res, req, opts.maxUploadBytes);
+    const body = new BodyReader(res, req, opts.maxUploadBytes, {
+      minBytesPerSecond: opts.minUploadBytesPerSecond,
+      graceSeconds: opts.uploadGraceSeconds,
+    });
     handleAsync(
       res,
       async (isAborted) => {
@@ -96,15 +103,17 @@ export function registerJobs(
           });
         }
         try {
-          const job = await audio.start(await body.read(), pcm);
+          // body.signal also fires while the decoder is starting: a client that gives up
+          // before the 202 takes its ffmpeg (and its slot) with it.
+          const job = await audio.start(await body.read(), pcm, body.signal);
           if (isAborted()) return;
           sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
         } catch (err) {
-          if (isAborted()) return;
-          if (err instanceof BodyTooLargeError || err instanceof AudioInputError) {
-            return fail(err.status, err.code, err.message);
-          }
-          throw err;
+          if (!(err instanceof FramehubError)) throw err;
+          const limit = LIMIT_OF_CODE[err.code];
+          if (limit) ctx.metrics.limitRejections.labels(limit).inc();
+          // Every FramehubError here carries a fixed message: never ffmpeg's stderr.
+          return fail(err.status, err.code, err.message);
         } finally {
           // A created job now counts as active until it finishes; any failure frees the slot.
           slot.release();

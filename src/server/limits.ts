@@ -112,3 +112,38 @@ export class ConnectionLimits {
     state.refilledAt = now;
   }
 }
+
+/**
+ * A plain count of open sockets, in total and per IP, with no rate: for sockets that are not
+ * viewers yet (waiting for their token). Entries of IPs with nothing open are deleted at once,
+ * so the map never holds more than `total` IPs.
+ */
+export class ConnectionBudget {
+  private open = 0;
+  private readonly perIp = new Map<string, number>();
+
+  constructor(
+    private readonly total: number,
+    private readonly perIpMax: number,
+  ) {}
+
+  take(ip: string): boolean {
+    const mine = this.perIp.get(ip) ?? 0;
+    if (this.open >= this.total || mine >= this.perIpMax) return false;
+    this.perIp.set(ip, mine + 1);
+    this.open++;
+    return true;
+  }
+
+  give(ip: string): void {
+    const mine = this.perIp.get(ip);
+    if (!mine) return;
+    if (mine === 1) this.perIp.delete(ip);
+    else this.perIp.set(ip, mine - 1);
+    this.open--;
+  }
+
+  get size(): number {
+    return this.open;
+  }
+}

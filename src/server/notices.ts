@@ -1,5 +1,5 @@
 import type { TemplatedApp } from 'uWebSockets.js';
-import { extractToken, isAdmin } from './auth.js';
+import { extractToken, isAdmin, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import {
   BodyReader,
@@ -39,6 +39,7 @@ export function registerNotices(app: TemplatedApp, ctx: ServerContext): void {
         try {
           admin = isAdmin(await ctx.auth.verify(token));
         } catch (err) {
+          recordAuthFailure(ctx, 'notices', err);
           if (!isAborted()) refuseBody(res, body, 401, 'UNAUTHORIZED', (err as Error).message);
           return;
         }

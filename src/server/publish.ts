@@ -1,10 +1,12 @@
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { CameraConfig } from '../config/schema.js';
+import { describeInput } from '../hub/topics.js';
 import type { FrameIngest } from '../ingest/frame-ingest.js';
-import { decode, encode } from '../pool/records.js';
+import { decodeUntrusted, encode } from '../pool/records.js';
 import { canPublish, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
-import { CloseCode, type ErrorCode } from './protocol.js';
+import { guard } from './guard.js';
+import { BAD_PING_ID, CloseCode, type ErrorCode, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface PublishOptions {
@@ -21,6 +23,7 @@ export type PublishHandler = (
 interface Publisher {
   principal: Principal | undefined;
   reject: string | undefined;
+  closed: boolean;
 }
 
 /**
@@ -42,11 +45,23 @@ export function registerPublisher(
     ws.send(encode({ type: 'error', code, message }), true);
   };
 
+  /** A uWS callback whose exception is counted, logged and answered with 1011, never fatal. */
+  const guarded = <A extends unknown[]>(
+    handler: string,
+    fn: (ws: WebSocket<Publisher>, ...rest: A) => void,
+  ) =>
+    guard(ctx, handler, fn, (_err: unknown, ws: WebSocket<Publisher>, ..._rest: A) => {
+      if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
+    });
+
   const onRecord = (ws: WebSocket<Publisher>, rec: Record<string, unknown>) => {
-    if (rec.type === 'ping')
+    if (typeof rec.type !== 'string') return sendError(ws, 'BAD_MESSAGE', 'a record needs a string "type"');
+    if (rec.type === 'ping') {
+      if (!validPingId(rec.id)) return sendError(ws, 'BAD_MESSAGE', BAD_PING_ID);
       return void ws.send(encode({ type: 'pong', id: rec.id ?? null, ts: Date.now() }), true);
+    }
     const cam = typeof rec.camera === 'string' ? cameras.get(rec.camera) : undefined;
-    if (!cam) return sendError(ws, 'UNKNOWN_TOPIC', `no camera "${String(rec.camera).slice(0, 64)}"`);
+    if (!cam) return sendError(ws, 'UNKNOWN_TOPIC', `no camera ${describeInput(rec.camera, 64)}`);
     if (!canPublish(ws.getUserData().principal!, cam.id)) {
       return sendError(ws, 'FORBIDDEN', `token may not publish to "${cam.id}"`);
     }
@@ -62,9 +77,8 @@ export function registerPublisher(
       return;
     }
     // A Map, not an object: a type such as "hasOwnProperty" must not find Object.prototype.
-    const handler = typeof rec.type === 'string' ? handlers.get(rec.type) : undefined;
-    if (!handler)
-      return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${String(rec.type).slice(0, 50)}"`);
+    const handler = handlers.get(rec.type);
+    if (!handler) return sendError(ws, 'UNKNOWN_TYPE', `unknown record type ${describeInput(rec.type, 50)}`);
     const result = handler(cam, rec);
     if (!result.ok) sendError(ws, result.code, result.message);
   };
@@ -74,35 +88,42 @@ export function registerPublisher(
     idleTimeout: opts.idleTimeoutSeconds,
     sendPingsAutomatically: true,
     maxBackpressure: 1024 * 1024,
-    upgrade: (res, req, context) =>
-      upgradeWithAuth(
-        ctx,
-        res,
-        req,
-        context,
-        { transport: 'publish', limited: false, tokenRequired: true },
-        (o) => ({
-          principal: o.principal,
-          reject: o.reject?.reason,
-          closed: false,
-        }),
-      ),
-    open: (ws) => {
+    upgrade: guard(
+      ctx,
+      'publish.upgrade',
+      (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) =>
+        upgradeWithAuth(
+          ctx,
+          res,
+          req,
+          context,
+          { transport: 'publish', limited: false, tokenRequired: true },
+          (o) => ({
+            principal: o.principal,
+            reject: o.reject?.reason,
+            closed: false,
+          }),
+        ),
+    ),
+    open: guarded('publish.open', (ws) => {
       const { reject } = ws.getUserData();
       if (reject) ws.end(CloseCode.UNAUTHORIZED, reject);
+    }),
+    close: (ws) => {
+      ws.getUserData().closed = true;
     },
-    message: (ws, message, isBinary) => {
+    message: guarded('publish.message', (ws, message: ArrayBuffer, isBinary: boolean) => {
       let rec: unknown;
       try {
         if (!isBinary) throw new Error('send binary msgpack records, not text');
-        rec = decode(new Uint8Array(message));
+        rec = decodeUntrusted(new Uint8Array(message));
       } catch (err) {
-        return sendError(ws, 'BAD_MESSAGE', (err as Error).message);
+        return sendError(ws, 'BAD_MESSAGE', (err as Error).message.slice(0, 120));
       }
       if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
         return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
       }
       onRecord(ws, rec as Record<string, unknown>);
-    },
+    }),
   });
 }

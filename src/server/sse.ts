@@ -5,6 +5,7 @@ import { parseTopic } from '../hub/topics.js';
 import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
 import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
 import { sendError } from './http-util.js';
+import { parseLastEventId } from './last-event-id.js';
 import { openViewerRequest } from './stream-open.js';
 
 const text = (s: string) => Buffer.from(s);
@@ -42,13 +43,6 @@ const sseFraming: StreamFraming = {
   keepAlive: () => text(`: heartbeat ${Date.now()}\n\n`),
 };
 
-/** Parses `<topic>:<seq>` (topics contain no colon). */
-function parseEventId(id: string): { topic: string; seq: number } | undefined {
-  const at = id.lastIndexOf(':');
-  const seq = Number(id.slice(at + 1));
-  return at > 0 && Number.isInteger(seq) && seq >= 0 ? { topic: id.slice(0, at), seq } : undefined;
-}
-
 /**
  * `GET /sse?topics=a,b[&frames=ref][&lastEventId=…]`. Frames resume at the latest frame;
  * events missed since `Last-Event-ID` are replayed from history, across every requested
@@ -81,7 +75,7 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
         }
       }
       const unique = [...new Set(topics)];
-      const last = parseEventId(r.headers.lastEventId || (r.query.get('lastEventId') ?? ''));
+      const last = parseLastEventId(r.headers.lastEventId || (r.query.get('lastEventId') ?? ''));
       const afterOrder = last ? ctx.hub.history.orderOf(last.topic, last.seq) : undefined;
       const replay = afterOrder === undefined ? [] : ctx.hub.history.since(unique, afterOrder);
 

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { authReason, extractToken, type Principal } from './auth.js';
+import { extractToken, type Principal, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import type { StreamTransport } from './http-stream.js';
 import { remoteIp, sendError } from './http-util.js';
@@ -61,9 +61,10 @@ export function openViewerRequest(
       }
       start(principal, request);
     },
-    (err: Error & { code?: string }) => {
+    (err: Error) => {
       if (streaming) ctx.limits.release(ip);
-      ctx.metrics.authFailures.labels(transport, authReason(err)).inc();
+      recordAuthFailure(ctx, transport, err);
+      // verify() rejects only with AuthError, whose message is the generic client text.
       if (!aborted) sendError(res, 401, 'UNAUTHORIZED', err.message);
     },
   );

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
-import { authReason, extractToken, type Principal } from './auth.js';
+import { extractToken, type Principal, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import { remoteIp } from './http-util.js';
 import { CloseCode } from './protocol.js';
@@ -11,6 +11,8 @@ export interface UpgradeOutcome {
   query: string;
   /** Counted against the connection limits; release on close. */
   admitted: boolean;
+  /** Came without a token (auth on): counted against `ctx.unauthenticated` until its hello; give back on close. */
+  unauthenticated: boolean;
   /** Undefined when no token came and auth is on: the endpoint may still accept a `hello`. */
   principal: Principal | undefined;
   /** Set when the socket must be closed right after opening, with this code and reason. */
@@ -52,6 +54,7 @@ export function upgradeWithAuth<T>(
     ip: remoteIp(res),
     query,
     admitted: false,
+    unauthenticated: false,
     principal: undefined,
     reject: undefined,
   };
@@ -63,11 +66,26 @@ export function upgradeWithAuth<T>(
   const finish = () => {
     if (aborted) {
       if (outcome.admitted) ctx.limits.release(outcome.ip);
+      if (outcome.unauthenticated) ctx.unauthenticated.give(outcome.ip);
       return;
     }
     res.cork(() => res.upgrade(makeData(outcome), key, protocol ?? '', extensions, context));
   };
 
+  // A socket without a token (auth on) may still send one in `hello`. Until then it is not a
+  // viewer: it takes a slot of the smaller unauthenticated budget, never a viewer's slot.
+  const deferred = !token && ctx.auth.enabled && !opts.tokenRequired;
+  if (opts.limited && deferred) {
+    if (!ctx.unauthenticated.take(outcome.ip)) {
+      ctx.metrics.limitRejections.labels('unauthenticated').inc();
+      outcome.reject = {
+        code: CloseCode.TRY_AGAIN_LATER,
+        reason: 'TOO_MANY_CONNECTIONS: too many sockets without a token; retry in 5s',
+      };
+    } else outcome.unauthenticated = true;
+    finish();
+    return;
+  }
   if (opts.limited) {
     const admission = ctx.limits.admit(outcome.ip);
     if (!admission.ok) {
@@ -81,19 +99,26 @@ export function upgradeWithAuth<T>(
     }
     outcome.admitted = true;
   }
-  if (!token && ctx.auth.enabled && !opts.tokenRequired) {
+  if (deferred) {
     finish();
     return;
   }
-  ctx.auth.verify(token).then(
-    (principal) => {
-      outcome.principal = principal;
-      finish();
-    },
-    (err: Error) => {
-      ctx.metrics.authFailures.labels(opts.transport, authReason(err)).inc();
-      outcome.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
-      finish();
-    },
-  );
+  ctx.auth
+    .verify(token)
+    .then(
+      (principal) => {
+        outcome.principal = principal;
+        finish();
+      },
+      (err: Error) => {
+        recordAuthFailure(ctx, opts.transport, err);
+        outcome.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
+        finish();
+      },
+    )
+    .catch((err: unknown) => {
+      // The upgrade itself threw (a socket uWS had already closed): nothing is left to answer.
+      ctx.metrics.handlerErrors.labels(`${opts.transport}.upgrade`).inc();
+      ctx.log.error({ err }, 'upgrade failed after auth');
+    });
 }

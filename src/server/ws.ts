@@ -1,13 +1,14 @@
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { HistoryEntry } from '../hub/history.js';
-import type { Frame, RecordSink } from '../hub/hub.js';
-import { parseTopic } from '../hub/topics.js';
+import { cachedRecord, type Frame, type RecordSink } from '../hub/hub.js';
+import { describeInput, parseTopic } from '../hub/topics.js';
 import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
-import { decode, encode } from '../pool/records.js';
-import { authReason, type Principal } from './auth.js';
+import { decodeUntrusted, encode } from '../pool/records.js';
+import { type Principal, recordAuthFailure } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
+import { guard } from './guard.js';
 import { countVariant } from './http-util.js';
-import { CloseCode, type ErrorCode, type ErrorRecord } from './protocol.js';
+import { BAD_PING_ID, CloseCode, type ErrorCode, type ErrorRecord, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface WsOptions {
@@ -17,11 +18,19 @@ export interface WsOptions {
   authTimeoutMs: number;
   /** How often every viewer's buffered bytes are sampled for slow-viewer handling. */
   sweepIntervalMs: number;
+  /** Topics a connection may add or remove per second (token bucket), and the bucket size. */
+  subscribeRatePerSecond: number;
+  subscribeBurst: number;
 }
 
 interface WsViewer {
   ip: string;
   admitted: boolean;
+  /** Holds a slot of the unauthenticated budget until its hello brings a valid token. */
+  unauthenticated: boolean;
+  /** Subscription-change tokens left, and when they were last refilled (performance.now()). */
+  subTokens: number;
+  subRefilledAt: number;
   reject: { code: number; reason: string } | undefined;
   principal: Principal | undefined;
   /** Topics from `/ws?topics=`, subscribed once the viewer is authenticated. */
@@ -75,6 +84,11 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   const slowViewers = metrics.slowViewers.labels(TRANSPORT);
 
   const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
+  /** A uWS callback whose exception is counted, logged and answered with 1011, never fatal. */
+  const guarded = <A extends unknown[]>(handler: string, fn: (ws: Ws, ...rest: A) => void) =>
+    guard(ctx, handler, fn, (_err: unknown, ws: Ws, ..._rest: A) => {
+      if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
+    });
   const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
     metrics.wsErrors.labels(code).inc();
     const record: ErrorRecord = topic
@@ -96,7 +110,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       }
       ws.subscribe(topic);
       const latest = hub.latest(topic);
-      if (latest) ws.send(latest.record, true);
+      if (latest) ws.send(cachedRecord(latest), true);
       return;
     }
     ws.subscribe(topic);
@@ -107,6 +121,32 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   const detach = (ws: Ws, topic: string) => {
     if (isFrameTopic(topic) && ws.getUserData().slow.slow) addSlow(topic, -1);
     else ws.unsubscribe(topic);
+  };
+
+  /**
+   * Every topic added or removed costs one token of the connection's bucket. Each `sub` of a
+   * frame topic sends the cached frame at once, so without this a loop of small sub/unsub
+   * requests pulls whole frames as fast as the server can send them.
+   */
+  const subscribeAllowed = (ws: Ws, cost: number): boolean => {
+    const v = ws.getUserData();
+    const now = performance.now();
+    v.subTokens = Math.min(
+      opts.subscribeBurst,
+      v.subTokens + (Math.max(0, now - v.subRefilledAt) / 1000) * opts.subscribeRatePerSecond,
+    );
+    v.subRefilledAt = now;
+    if (v.subTokens < cost) {
+      metrics.limitRejections.labels('subscribe_rate').inc();
+      sendError(
+        ws,
+        'RATE_LIMITED',
+        `subscription changes are limited to ${opts.subscribeRatePerSecond} topics/s (burst ${opts.subscribeBurst})`,
+      );
+      return false;
+    }
+    v.subTokens -= cost;
+    return true;
   };
 
   const subscribe = (ws: Ws, names: unknown[]) => {
@@ -177,11 +217,38 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
   };
 
+  const sweepGuarded = guarded('ws.sweep', sweepOne);
   const sweep = setInterval(() => {
     const now = Date.now();
-    for (const ws of sockets) ws.cork(() => sweepOne(ws, now));
+    for (const ws of sockets) ws.cork(() => sweepGuarded(ws, now));
   }, opts.sweepIntervalMs);
   sweep.unref();
+
+  /** Logs and counts a failure outside uWS's own callbacks (a promise continuation), then closes. */
+  const failed = (err: unknown, ws: Ws, handler: string) => {
+    metrics.handlerErrors.labels(handler).inc();
+    ctx.log.error({ err, handler }, 'handler failed; closing the connection');
+    if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
+  };
+
+  /**
+   * A socket authenticated by `hello` leaves the unauthenticated budget and joins the viewer
+   * limits; if those are full it is closed with 1013, as at the upgrade.
+   */
+  const becomeViewer = (ws: Ws): boolean => {
+    const v = ws.getUserData();
+    if (!v.unauthenticated) return true;
+    v.unauthenticated = false;
+    ctx.unauthenticated.give(v.ip);
+    const admission = ctx.limits.admit(v.ip);
+    if (!admission.ok) {
+      metrics.limitRejections.labels(admission.limit).inc();
+      ws.end(CloseCode.TRY_AGAIN_LATER, `${admission.code}: retry in ${admission.retryAfterSeconds}s`);
+      return false;
+    }
+    v.admitted = true;
+    return true;
+  };
 
   const onHello = (ws: Ws, record: { token?: unknown; resume?: unknown }) => {
     const v = ws.getUserData();
@@ -211,19 +278,23 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       if (v.principal) return welcome();
       return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
     }
-    ctx.auth.verify(record.token).then(
-      (principal) => {
-        if (v.closed) return;
-        v.principal = principal;
-        clearTimeout(v.authTimer);
-        ws.cork(welcome);
-      },
-      (err: { code?: string; message: string }) => {
-        if (v.closed) return;
-        metrics.authFailures.labels(TRANSPORT, authReason(err)).inc();
-        ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
-      },
-    );
+    ctx.auth
+      .verify(record.token)
+      .then(
+        (principal) => {
+          if (v.closed) return;
+          clearTimeout(v.authTimer);
+          if (!becomeViewer(ws)) return;
+          v.principal = principal;
+          ws.cork(welcome);
+        },
+        (err: { code?: string; message: string }) => {
+          if (v.closed) return;
+          recordAuthFailure(ctx, TRANSPORT, err);
+          ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
+        },
+      )
+      .catch((err: unknown) => failed(err, ws, 'ws.hello'));
   };
 
   const onMessage = (ws: Ws, message: ArrayBuffer, isBinary: boolean) => {
@@ -234,9 +305,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     if (!isBinary) return sendError(ws, 'BAD_MESSAGE', 'send binary msgpack records, not text');
     let msg: unknown;
     try {
-      msg = decode(new Uint8Array(message));
+      msg = decodeUntrusted(new Uint8Array(message));
     } catch (err) {
-      return sendError(ws, 'BAD_MESSAGE', `malformed msgpack: ${(err as Error).message}`);
+      return sendError(ws, 'BAD_MESSAGE', `malformed msgpack: ${(err as Error).message.slice(0, 120)}`);
     }
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') {
       return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
@@ -257,12 +328,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
             `at most ${ctx.maxTopicsPerConnection} topics per connection`,
           );
         }
+        if (!subscribeAllowed(ws, Math.max(1, record.topics.length))) return;
         return record.type === 'sub' ? subscribe(ws, record.topics) : unsubscribe(ws, record.topics);
       case 'ping':
+        if (!validPingId(record.id)) return sendError(ws, 'BAD_MESSAGE', BAD_PING_ID);
         send(ws, { type: 'pong', id: record.id ?? null, ts: Date.now() });
         return;
       default:
-        return sendError(ws, 'UNKNOWN_TYPE', `unknown record type "${record.type.slice(0, 50)}"`);
+        return sendError(ws, 'UNKNOWN_TYPE', `unknown record type ${describeInput(record.type, 50)}`);
     }
   };
 
@@ -277,7 +350,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     closeOnBackpressureLimit: 1,
     idleTimeout: opts.idleTimeoutSeconds,
     sendPingsAutomatically: true,
-    upgrade: (res, req, context) =>
+    upgrade: guard(ctx, 'ws.upgrade', (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) =>
       upgradeWithAuth(
         ctx,
         res,
@@ -287,6 +360,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         (o) => ({
           ip: o.ip,
           admitted: o.admitted,
+          unauthenticated: o.unauthenticated,
+          subTokens: opts.subscribeBurst,
+          subRefilledAt: performance.now(),
           reject: o.reject,
           principal: o.principal,
           pending: (new URLSearchParams(o.query).get('topics')?.split(',').filter(Boolean) ?? []).slice(
@@ -300,7 +376,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
           authTimer: undefined,
         }),
       ),
-    open: (ws) => {
+    ),
+    open: guarded('ws.open', (ws) => {
       const v = ws.getUserData();
       if (v.reject) return ws.end(v.reject.code, v.reject.reason);
       sockets.add(ws);
@@ -315,21 +392,22 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
           ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
         }, opts.authTimeoutMs);
       }
-    },
-    message: onMessage,
-    drain: (ws) => sweepOne(ws, Date.now()),
-    close: (ws) => {
+    }),
+    message: guarded('ws.message', onMessage),
+    drain: guarded('ws.drain', (ws) => sweepOne(ws, Date.now())),
+    close: guard(ctx, 'ws.close', (ws: Ws) => {
       const v = ws.getUserData();
       v.closed = true;
       clearTimeout(v.authTimer);
       if (v.admitted) ctx.limits.release(v.ip);
+      if (v.unauthenticated) ctx.unauthenticated.give(v.ip);
       if (!sockets.delete(ws)) return;
       connections.dec();
       if (v.slow.slow) {
         slowViewers.dec();
         for (const t of v.topics.frameTopics()) addSlow(t, -1);
       }
-    },
+    }),
   });
 
   const sink: RecordSink = {

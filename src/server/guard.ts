@@ -1,0 +1,38 @@
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+export interface GuardDeps {
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Wraps a uWS callback so that an exception in it is caught, counted under
+ * `framehub_handler_errors_total{handler}`, logged, and answered by `onError`, instead of
+ * escaping into uWS, where it would end the process. `onError` must not throw either; if it
+ * does, that is swallowed after being logged (the connection is usually gone by then).
+ *
+ * @example
+ *   message: guard(deps, 'ws.message', onMessage, (_err, ws) => ws.end(1011, 'internal error')),
+ */
+export function guard<A extends unknown[]>(
+  deps: GuardDeps,
+  handler: string,
+  fn: (...args: A) => void,
+  onError?: (err: unknown, ...args: A) => void,
+): (...args: A) => void {
+  const counter = deps.metrics.handlerErrors.labels(handler);
+  return (...args: A) => {
+    try {
+      fn(...args);
+    } catch (err) {
+      counter.inc();
+      deps.log.error({ err, handler }, 'handler failed; answered with an error');
+      try {
+        onError?.(err, ...args);
+      } catch (answerErr) {
+        deps.log.warn({ err: answerErr, handler }, 'could not answer a failed handler');
+      }
+    }
+  };
+}

@@ -1,0 +1,50 @@
+// @ts-check
+/**
+ * The contract between a tile and a transport module.
+ *
+ * A transport module exports one `open(host)` function. It connects at once, reports what
+ * it receives through `host`, and returns a `Connection` the tile closes when the user picks
+ * another transport or variant, or when it retries. The tile owns everything else: backoff,
+ * stall and dead-connection timers, statistics, drawing and the DOM. So a transport knows
+ * only how to connect, how to decode its wire format, and how to close.
+ *
+ * `host` belongs to one connection attempt: once the tile has moved on (closed it, or
+ * retried), every call on it is ignored, so a late callback from an old socket can never
+ * touch the new one's state.
+ *
+ * To add a transport (the video issue adds `mse`): add its name to `TRANSPORTS` in
+ * lists.js, write `<name>-transport.js` exporting `open`, and register it in transports.js;
+ * the type check fails until all three agree.
+ *
+ * @typedef {object} TransportHost
+ * @property {string} camera
+ * @property {import('./lists.js').Variant} variant  as requested: may be `auto`
+ * @property {string} frameTopic  `cam/<id>/<variant>`, as requested
+ * @property {string} vadTopic    `cam/<id>/vad`
+ * @property {number | undefined} vadSeq  seq of the last VAD event seen, to resume after a reconnect
+ * @property {(path: string, query?: Record<string, string>) => URL} url
+ *   A same-origin URL relative to the page, so a proxy's path prefix is kept. Empty query
+ *   values are left out.
+ * @property {string} token
+ *   The page's token, or ''. Each transport sends it the way it can: a WS subprotocol entry,
+ *   `?token=` for EventSource, an Authorization header for fetch.
+ * @property {() => void} alive  anything arrived, keep-alives included
+ * @property {(frame: import('./records.js').FrameIn) => void} frame
+ * @property {(rec: import('./records.js').VadRecord) => void} vad
+ * @property {(rec: import('./records.js').VariantRecord) => void} variant
+ * @property {(rec: import('./records.js').ErrorRecord) => void} serverError  an `error` record; the connection stays up
+ * @property {(kind: string, detail: string) => void} malformed
+ *   Something arrived that is not a record the page understands. `kind` groups them
+ *   (`undecodable`, `frame`, `vad`, `unknown type`, …) for the count and the console.
+ * @property {(reason: string, explainUrl?: string) => void} fail
+ *   The connection is gone or was refused. The tile closes it and retries with backoff; with
+ *   `explainUrl` it also asks that URL once for the server's JSON error, for transports
+ *   (EventSource) that cannot see the HTTP status themselves.
+ *
+ * @typedef {object} Connection
+ * @property {() => void} close  stops everything the transport started; calls nothing on host afterwards
+ * @property {() => void} [ping]  asks the server for a sign of life on a quiet connection (WS only)
+ *
+ * @typedef {(host: TransportHost) => Connection} OpenTransport
+ */
+export {};
