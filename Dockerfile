@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # framehub: multi-stage image. The build stage compiles the native VAD addon (node-gyp) and the
-# TypeScript; the runtime stage holds only production node_modules and the build output, and runs
-# as the unprivileged `node` user.
+# daemon's TypeScript; the runtime stage holds only production node_modules and that build output
+# (no bench/, no test/: the load-test harness is its own project, bench/tsconfig.json), and runs
+# as the unprivileged `node` user under tini.
 #
 #   docker build -t framehub .
 #   docker run --rm -p 8080:8080 -e FRAMEHUB_AUTH_HS256_SECRET="$(openssl rand -base64 48)" framehub
@@ -25,13 +26,12 @@ WORKDIR /app
 
 # `npm ci` runs this package's own lifecycle scripts, so everything they read must be here first:
 #   install -> scripts/build-native.mjs -> node-gyp in native/ -> native/build/Release/framehub_vad.node
-#   prepare -> tsc -p tsconfig.build.json (src, workers, native, bench) -> dist/
+#   prepare -> tsc -p tsconfig.build.json (src, workers, native) -> dist/
 COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY scripts/ scripts/
 COPY native/ native/
 COPY src/ src/
 COPY workers/ workers/
-COPY bench/ bench/
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 
 # The install script only warns when the addon fails to build (the JS VAD still works); an image
@@ -51,9 +51,11 @@ RUN keep="uws_$(node -p 'process.platform+"_"+process.arch+"_"+process.versions.
 # -------------------------------------------------------------------------------------- runtime
 FROM ${NODE_IMAGE} AS runtime
 # The test-pattern camera draws its clock with DejaVu (see src/media/ffmpeg-path.ts). ffmpeg itself
-# comes from @ffmpeg-installer in node_modules.
+# comes from @ffmpeg-installer in node_modules. tini is PID 1: it forwards SIGTERM to node (whose
+# handler shuts down within shutdown.deadlineMs) and reaps any orphaned ffmpeg, which node as
+# PID 1 would leave as zombies.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends fonts-dejavu-core tini \
  && rm -rf /var/lib/apt/lists/*
 
 ENV NODE_ENV=production \
@@ -74,4 +76,5 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.FRAMEHUB_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/src/main.js"]

@@ -37,4 +37,6 @@ const names = jsonIn(rawDir);
 for (const name of names) {
   writeSummary(join(dir, name), summaryOf(read(join(rawDir, name))));
 }
-console.log(`${names.length} summar${names.length === 1 ? 'y' : 'ies'} written in ${relative(process.cwd(), dir)}`);
+console.log(
+  `${names.length} summar${names.length === 1 ? 'y' : 'ies'} written in ${relative(process.cwd(), dir)}`,
+);

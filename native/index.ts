@@ -1,9 +1,9 @@
 // The single place that decides which VAD energy backend runs: the native addon
 // (SIMD, built by scripts/build-native.mjs) or the pure-JS loop in src/vad/energy.ts.
 import { createRequire } from 'node:module';
-import { dirname, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ConfigError, FramehubError } from '../src/errors.js';
+import { packageRoot } from '../src/paths.js';
 import { jsBackend, type RmsBackend, type VadBackendName } from '../src/vad/energy.js';
 
 export type { RmsBackend, VadBackendName } from '../src/vad/energy.js';
@@ -22,9 +22,7 @@ interface NativeKernel {
   frameEnergyF32(samples: Float32Array, frameLen: number, out: Float64Array): number;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
 // native/index.ts runs from native/ under vitest and from dist/native/ once built.
-const packageRoot = here.endsWith(`${sep}dist${sep}native`) ? resolve(here, '../..') : resolve(here, '..');
 export const ADDON_PATH = join(packageRoot, 'native', 'build', 'Release', 'framehub_vad.node');
 
 let addon: { kernels: NativeKernel[] } | Error | undefined;

@@ -5,6 +5,7 @@ import {
   get,
   mainJs,
   metricValue,
+  noiseJpeg,
   pack,
   type RunningDaemon,
   startDaemon,
@@ -175,7 +176,7 @@ describe('WebSocket with auth on', () => {
   });
 
   it('lets only publishers publish, and only to their cameras', async () => {
-    const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xd9]);
+    const jpeg = await noiseJpeg(16, 16);
     const viewer = new Viewer(`${daemon.url.replace('http', 'ws')}/publish?token=${tokens.all}`);
     await viewer.opened;
     viewer.ws.send(pack({ type: 'frame', camera: 'feed', data: jpeg }));

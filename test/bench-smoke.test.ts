@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Histogram } from '../bench/lib/histogram.js';
-import type { Figures, LoadResult } from '../bench/lib/load-result.js';
+import type { Figures, LoadResult, LoadSummary } from '../bench/lib/load-result.js';
 import { peekRecord } from '../bench/lib/msgpack-peek.js';
 import { root, startDaemon } from './helpers.js';
 
@@ -18,11 +18,21 @@ import { root, startDaemon } from './helpers.js';
  * here: CI machines are noisy, and the targets are checked by the full runs in RESULTS.md.
  */
 const exec = promisify(execFile);
-const cli = join(root, 'dist', 'bench', 'cli.js');
+const benchBuild = join(root, 'dist-bench', 'bench');
+const cli = join(benchBuild, 'cli.js');
 let dir: string;
 
 beforeAll(() => {
-  if (!existsSync(cli)) throw new Error('dist/bench/cli.js is missing: run `npm run build` first');
+  if (!existsSync(join(root, 'dist', 'src', 'main.js'))) {
+    throw new Error('dist/src/main.js is missing: run `npm run build` first');
+  }
+  // The harness is its own project (bench/tsconfig.json → dist-bench/), which `npm test` does
+  // not build; build it here so the suite never runs a stale copy (`npm run bench:build`).
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'bench'], {
+    cwd: root,
+    stdio: 'inherit',
+    timeout: 120_000,
+  });
   if (!existsSync(join(root, 'bench', 'node_modules', 'autocannon'))) {
     // CI should run `npm --prefix bench ci` before the tests; this covers a fresh checkout.
     execFileSync('npm', ['--prefix', join(root, 'bench'), 'ci', '--no-audit', '--no-fund'], {
@@ -37,12 +47,37 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as T;
+
+/** Runs a scenario; returns its raw result after checking the summary written next to it. */
 async function bench(scenario: string, ...args: string[]): Promise<LoadResult> {
   await exec(process.execPath, [cli, scenario, ...args, '--results-dir', dir, '--quiet'], {
     cwd: root,
     timeout: 60_000,
   });
-  return JSON.parse(readFileSync(join(dir, `load-${scenario}.json`), 'utf8')) as LoadResult;
+  const raw = readJson<LoadResult>(join(dir, 'raw', `load-${scenario}.json`));
+  expectSummaryOf(readJson<LoadSummary>(join(dir, `load-${scenario}.json`)), raw);
+  return raw;
+}
+
+/** The committed summary is the raw result without its runs, plus the chart points drawn from them. */
+function expectSummaryOf(s: LoadSummary, raw: LoadResult): void {
+  const { runs, ...rest } = raw;
+  expect(s).not.toHaveProperty('runs');
+  expect(s).toMatchObject(rest);
+  expect(s.charts.timeline.map((line) => line.t.length)).toEqual(runs.map((r) => r.timeline.length));
+  for (const line of s.charts.timeline) {
+    for (const column of Object.values(line.series)) expect(column).toHaveLength(line.t.length);
+  }
+  const histograms = runs.flatMap((r) => Object.values(r.histograms).filter((h) => h.length > 0));
+  expect(s.charts.cdf.length).toBeLessThanOrEqual(histograms.length);
+  // Every scenario but http draws latency CDFs.
+  if (raw.scenario !== 'http') expect(s.charts.cdf.length).toBeGreaterThan(0);
+  for (const { points } of s.charts.cdf) {
+    expect(points.length).toBeGreaterThan(0);
+    expect(points.length).toBeLessThanOrEqual(401);
+    expect(points.at(-1)![1]).toBe(1);
+  }
 }
 
 function expectCommon(r: LoadResult, scenario: string): void {
@@ -172,6 +207,7 @@ describe('load-test harness (npm run bench)', () => {
       await run.catch((err: { stderr: string }) => expect(err.stderr).toContain('needs push cameras bench0'));
       expect(Date.now() - started).toBeLessThan(5000);
       expect(existsSync(join(out, 'load-churn.json'))).toBe(false);
+      expect(existsSync(join(out, 'raw', 'load-churn.json'))).toBe(false);
     } finally {
       await daemon.stop();
     }
@@ -201,10 +237,12 @@ describe('load-test harness (npm run bench)', () => {
     expect(f['jpg.errors']).toBe(0);
   }, 60_000);
 
-  it('bench:report renders the results into markdown tables and SVG charts', async () => {
+  it('bench:report renders the summaries alone into markdown tables and SVG charts', async () => {
+    // What a fresh clone has: the committed summaries, no raw samples.
+    rmSync(join(dir, 'raw'), { recursive: true });
     const out = join(dir, 'RESULTS.md');
     await exec(process.execPath, [
-      join(root, 'dist', 'bench', 'report.js'),
+      join(benchBuild, 'report.js'),
       '--results-dir',
       dir,
       '--out',

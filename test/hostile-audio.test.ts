@@ -112,23 +112,30 @@ describe('through a real ffmpeg (jobs.maxActive 1)', () => {
 
   it('never lets a playlist or manifest reach a URL or a local file, and never shows ffmpeg stderr', async () => {
     const url = `http://127.0.0.1:${port}/a.wav`;
-    const targets = [url, `file://${localMp4}`, `file://${localWav}`];
+    const [mp4, wavFile] = [`file://${localMp4}`, `file://${localWav}`];
+    const playlists = [
+      dash(url),
+      dash(mp4),
+      dash(wavFile),
+      hls(url),
+      hls(mp4),
+      ffconcat(mp4),
+      ffconcat(wavFile),
+      sdp(port),
+    ];
     // Behind an ID3 tag each passes the mp3 sniff: ffmpeg's probe skips ID3 and would see a DASH
-    // manifest (which fetched the URL and decoded the file before the fix), HLS, ffconcat or SDP.
-    const disguised = [...targets.flatMap((t) => [dash(t), hls(t), ffconcat(t)]), sdp(port)].map((text) =>
-      Buffer.concat([ID3, Buffer.from(text)]),
-    );
+    // manifest (which fetched the URL and decoded the mp4 before the fix), HLS, ffconcat or SDP.
+    const disguised = playlists.map((text) => Buffer.concat([ID3, Buffer.from(text)]));
     for (const body of disguised) {
       const res = await postAudio(daemon.url, body);
       const text = await res.text();
-      const { error } = JSON.parse(text) as ErrorBody;
-      expect({ status: res.status, code: error.code }).toEqual({ status: 422, code: 'DECODE_FAILED' });
-      expect(error.message).toBe('the body starts like mp3 but does not decode as mp3');
+      const { error } = JSON.parse(text) as Partial<ErrorBody>;
+      expect({ status: res.status, code: error?.code }).toEqual({ status: 422, code: 'DECODE_FAILED' });
+      expect(error?.message).toBe('the body starts like mp3 but does not decode as mp3');
       expect(text).not.toMatch(STDERR_WORDS);
     }
     // Bare, they look like no audio container at all: refused before ffmpeg runs.
-    const bare = [...targets.flatMap((t) => [dash(t), hls(t), ffconcat(t)]), sdp(port)];
-    for (const text of bare) {
+    for (const text of playlists) {
       const res = await postAudio(daemon.url, Buffer.from(text));
       expect(res.status).toBe(415);
       expect(((await res.json()) as ErrorBody).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
@@ -187,8 +194,8 @@ describe('through a real ffmpeg (jobs.maxActive 1)', () => {
     for (const body of [lowWav, au, toneWav(1, 1999)]) {
       const started = Date.now();
       const res = await postAudio(daemon.url, body);
-      const { error } = (await res.json()) as ErrorBody;
-      expect({ status: res.status, code: error.code }).toEqual({ status: 422, code: 'SAMPLE_RATE_TOO_LOW' });
+      const { error } = (await res.json()) as Partial<ErrorBody>;
+      expect({ status: res.status, code: error?.code }).toEqual({ status: 422, code: 'SAMPLE_RATE_TOO_LOW' });
       expect(Date.now() - started).toBeLessThan(3000);
     }
     // 16 kHz / 8 = 2 kHz is the lowest rate accepted by default.
@@ -250,26 +257,36 @@ describe('through a real ffmpeg (jobs.maxActive 1)', () => {
 
 /**
  * A stand-in for ffmpeg that stalls: it starts a child that never ends, records both pids and
- * waits, writing nothing. Asked for `-f mp3` it first writes 2 s of silence, so the job is
- * accepted (202) and then stalls.
+ * waits, writing nothing. Given a body that starts with an ID3 tag it first writes 2 s of
+ * silence, so the job is accepted (202) and then stalls. It looks at the body, not at its
+ * arguments, so it behaves the same whatever arguments the daemon passes.
  */
-function fakeFfmpeg(name: string): { path: string; pids: () => number[][] } {
+function fakeFfmpeg(name: string): { path: string; pids: () => [number, number][] } {
   const pidFile = join(dir, `${name}.pids`);
   const path = join(dir, `${name}.sh`);
   writeFileSync(
     path,
-    `#!/bin/sh\ncase " $* " in *" -f mp3 "*) head -c 64000 /dev/zero ;; esac\nsleep 1000 &\necho "$$ $!" >> "${pidFile}"\nwait\n`,
+    `#!/bin/sh\nsleep 1000 &\necho "$$ $!" >> "${pidFile}"\n[ "$(head -c 3)" = ID3 ] && head -c 64000 /dev/zero\nwait\n`,
   );
   chmodSync(path, 0o755);
-  const pids = () =>
+  const pids = (): [number, number][] =>
     existsSync(pidFile)
       ? readFileSync(pidFile, 'utf8')
           .trim()
           .split('\n')
-          .map((line) => line.split(' ').map(Number))
+          .map((line) => line.split(' ').map(Number) as [number, number])
       : [];
   return { path, pids };
 }
+
+/** The [ffmpeg, sleep] pids the next fake recorded, after the `before` already there. */
+async function nextPids(fake: ReturnType<typeof fakeFfmpeg>, before: number): Promise<[number, number]> {
+  expect(await until(() => fake.pids().length > before)).toBe(true);
+  return fake.pids()[before]!;
+}
+
+const gone = ([ffmpegPid, sleepPid]: [number, number], timeoutMs?: number) =>
+  until(() => !alive(ffmpegPid) && !alive(sleepPid), timeoutMs);
 
 const mp3ish = Buffer.concat([ID3, Buffer.alloc(1000, 0x41)]);
 
@@ -292,23 +309,23 @@ describe('stalled decodes (fake ffmpeg, jobs.timeoutSeconds 2, maxActive 1)', ()
   });
 
   it('times out a decode that never starts: 504 JOB_TIMEOUT, process group killed, slot free', async () => {
+    const before = fake.pids().length;
     const started = Date.now();
     const res = await postAudio(daemon.url, toneWav(1, 16_000));
-    const { error } = (await res.json()) as ErrorBody;
-    expect({ status: res.status, code: error.code }).toEqual({ status: 504, code: 'JOB_TIMEOUT' });
+    const { error } = (await res.json()) as Partial<ErrorBody>;
+    expect({ status: res.status, code: error?.code }).toEqual({ status: 504, code: 'JOB_TIMEOUT' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
-    const [ffmpegPid, sleepPid] = fake.pids()[0]!;
-    expect(await until(() => !alive(ffmpegPid!) && !alive(sleepPid!))).toBe(true);
+    expect(await gone(await nextPids(fake, before))).toBe(true);
   });
 
   it('fails a job that stalls after its 202 with JOB_TIMEOUT and kills its process group', async () => {
+    const before = fake.pids().length;
     const res = await postAudio(daemon.url, mp3ish);
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
     const job = await waitForJob(daemon.url, id);
     expect(job).toMatchObject({ state: 'failed', error: { code: 'JOB_TIMEOUT' } });
-    const [ffmpegPid, sleepPid] = fake.pids()[1]!;
-    expect(await until(() => !alive(ffmpegPid!) && !alive(sleepPid!))).toBe(true);
+    expect(await gone(await nextPids(fake, before))).toBe(true);
   });
 });
 
@@ -324,31 +341,45 @@ describe('stalled decodes (fake ffmpeg, no deadline in reach, maxActive 1)', () 
   });
 
   it('kills the decode and frees the slot when the client leaves before the 202', async () => {
+    const before = fake.pids().length;
     const leave = new AbortController();
     const pending = postAudio(daemon.url, toneWav(1, 16_000), '', leave.signal).catch((e: Error) => e);
-    expect(await until(() => fake.pids().length === 1)).toBe(true);
+    const pids = await nextPids(fake, before);
     leave.abort();
     expect(await pending).toBeInstanceOf(Error);
-    const [ffmpegPid, sleepPid] = fake.pids()[0]!;
-    expect(await until(() => !alive(ffmpegPid!) && !alive(sleepPid!))).toBe(true);
+    expect(await gone(pids)).toBe(true);
+    // The slot is free: a stalling upload would be refused with 429 were it still held.
+    const next = new AbortController();
+    const accepted = postAudio(daemon.url, toneWav(1, 16_000), '', next.signal).catch((e: Error) => e);
+    const nextOnes = await nextPids(fake, before + 1);
+    next.abort();
+    await accepted;
+    expect(await gone(nextOnes)).toBe(true);
   });
 
   it('kills the process group on DELETE, and the slot is free again', async () => {
+    const before = fake.pids().length;
     const res = await postAudio(daemon.url, mp3ish);
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
+    const pids = await nextPids(fake, before);
     const del = await fetch(`${daemon.url}/api/v1/jobs/${id}`, { method: 'DELETE' });
     expect(((await del.json()) as { state: string }).state).toBe('cancelled');
-    const [ffmpegPid, sleepPid] = fake.pids()[1]!;
-    expect(await until(() => !alive(ffmpegPid!) && !alive(sleepPid!))).toBe(true);
+    expect(await gone(pids)).toBe(true);
+    const again = await postAudio(daemon.url, mp3ish);
+    expect(again.status).toBe(202);
+    await fetch(`${daemon.url}/api/v1/jobs/${((await again.json()) as { id: string }).id}`, {
+      method: 'DELETE',
+    });
   });
 
   it('leaves no child behind on SIGTERM while a job hangs', async () => {
+    const before = fake.pids().length;
     const res = await postAudio(daemon.url, mp3ish);
     expect(res.status).toBe(202);
-    const [ffmpegPid, sleepPid] = fake.pids()[2]!;
-    expect(alive(ffmpegPid!) && alive(sleepPid!)).toBe(true);
+    const pids = await nextPids(fake, before);
+    expect(pids.every(alive)).toBe(true);
     await daemon.stop();
-    expect(await until(() => !alive(ffmpegPid!) && !alive(sleepPid!), 5000)).toBe(true);
+    expect(await gone(pids, 5000)).toBe(true);
   });
 });

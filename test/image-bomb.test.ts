@@ -169,12 +169,17 @@ describe('FrameIngest.submit', () => {
       ok: false,
       code: 'BAD_MESSAGE',
     });
+    // Baseline, but its first scan holds one component of three: libjpeg buffers the whole image.
+    expect(verdict(craftJpeg({ width: 640, height: 360, scanComponents: 1 }))).toMatchObject({
+      ok: false,
+      code: 'BAD_MESSAGE',
+    });
     expect(verdict(Buffer.from([0xff, 0xd8, 0xff, 0xd9]))).toMatchObject({
       ok: false,
       code: 'CORRUPT_IMAGE',
     });
     expect(verdict(sentinel)).toEqual({ ok: true });
     const text = await metrics.registry.metrics();
-    expect(metricValue(text, 'framehub_frames_dropped_total{reason="refused"}')).toBe(3);
+    expect(metricValue(text, 'framehub_frames_dropped_total{reason="refused"}')).toBe(4);
   });
 });

@@ -1,5 +1,11 @@
+import pino from 'pino';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import type { FrameVariant } from '../src/image/variants.js';
+import { createMetrics } from '../src/metrics/metrics.js';
+import { decode, type FrameRecord } from '../src/pool/records.js';
+import { WorkerPool } from '../src/pool/worker-pool.js';
 import {
   get,
   metricValue,
@@ -26,31 +32,6 @@ let floodWatcher: Viewer;
 const scrape = async () => (await get(`${daemon.url}/metrics`)).text;
 const framesIn = async () =>
   metricValue(await scrape(), 'framehub_camera_frames_in_total{camera="yard"}') ?? 0;
-
-beforeAll(async () => {
-  daemon = await startDaemon({
-    cameras: [
-      { id: 'yard', source: 'test', fps: 15, width: 320, height: 180, audio: false },
-      { id: 'edge', source: 'push', fps: 15 },
-    ],
-    pool: { threads: 2 },
-  });
-  healthy = new Viewer(`${daemon.wsUrl}?topics=cam/yard/low`);
-  // Someone watching the flooded camera's `low` makes every flood frame cost a resize.
-  floodWatcher = new Viewer(`${daemon.wsUrl}?topics=cam/edge/low`);
-  await Promise.all([healthy.opened, floodWatcher.opened]);
-  await healthy.until((rs) => rs.some((r) => r.type === 'frame'), 20_000);
-});
-
-afterAll(async () => {
-  healthy?.close();
-  floodWatcher?.close();
-  if (!daemon) return;
-  // Finding 12: after bombs the old daemon could ignore SIGTERM; never let that hang the suite.
-  const killer = setTimeout(() => daemon.proc.kill('SIGKILL'), 15_000);
-  await daemon.stop();
-  clearTimeout(killer);
-});
 
 /**
  * Sends `frame` records for `ms`, as fast as the socket drains (kept under 4 MiB buffered so
@@ -85,6 +66,31 @@ async function flood(ms: number, jpeg: Buffer, bombs: Buffer[]): Promise<number>
 }
 
 describe('a publisher flooding one push camera', () => {
+  beforeAll(async () => {
+    daemon = await startDaemon({
+      cameras: [
+        { id: 'yard', source: 'test', fps: 15, width: 320, height: 180, audio: false },
+        { id: 'edge', source: 'push', fps: 15 },
+      ],
+      pool: { threads: 2 },
+    });
+    healthy = new Viewer(`${daemon.wsUrl}?topics=cam/yard/low`);
+    // Someone watching the flooded camera's `low` makes every flood frame cost a resize.
+    floodWatcher = new Viewer(`${daemon.wsUrl}?topics=cam/edge/low`);
+    await Promise.all([healthy.opened, floodWatcher.opened]);
+    await healthy.until((rs) => rs.some((r) => r.type === 'frame'), 20_000);
+  });
+
+  afterAll(async () => {
+    healthy?.close();
+    floodWatcher?.close();
+    if (!daemon) return;
+    // Finding 12: after bombs the old daemon could ignore SIGTERM; never let that hang the suite.
+    const killer = setTimeout(() => daemon.proc.kill('SIGKILL'), 15_000);
+    await daemon.stop();
+    clearTimeout(killer);
+  });
+
   it('leaves another camera at least 90% of its frames, while six image bombs are refused', async () => {
     const jpeg = await noiseJpeg(640, 360);
     const bombs = Array.from({ length: 6 }, (_, i) =>
@@ -132,8 +138,6 @@ describe('a publisher flooding one push camera', () => {
       rssGrowthMb: (rssPeak - rssStart) / MB,
     };
 
-    console.log("FAIRMEASURE", JSON.stringify(summary), (await scrape()).split("\n").filter((l) => l.startsWith("framehub_frames_dropped")).join(" | "));
-    { const got = new Set(healthy.of("frame").map((r) => r.seq)); const miss = []; for (let q = firstSeq; q <= lastSeq; q++) if (!got.has(q)) miss.push(q); console.log("MISSING", firstSeq, lastSeq, miss.join(","), JSON.stringify(healthy.of("frame").filter(r=>miss.includes((r.seq as number)-1)).map(r=>r.seq))); }
     // The flood was real: many frames sent, and the flooded camera itself still got through.
     expect(sent, JSON.stringify(summary)).toBeGreaterThan(100);
     expect(produced, JSON.stringify(summary)).toBeGreaterThan(20);
@@ -142,4 +146,56 @@ describe('a publisher flooding one push camera', () => {
     expect.soft(floodFrames, JSON.stringify(summary)).toBeGreaterThan(0);
     expect.soft(summary.rssGrowthMb, JSON.stringify(summary)).toBeLessThan(512);
   }, 90_000);
+});
+
+describe('WorkerPool.submitFrame', () => {
+  // The real pool and image worker (from dist/): the queueing rule on its own, deterministic.
+  it('runs one frame per camera, keeps only the newest waiting one, in order, with the variants it replaced', async () => {
+    const metrics = createMetrics();
+    const records: FrameRecord[] = [];
+    const pool = new WorkerPool({
+      threads: 2,
+      ringBytes: 1 << 20,
+      maxQueuedFrames: 8,
+      log: pino({ level: 'silent' }),
+      metrics,
+      onRecord: (bytes) => records.push(decode(bytes) as FrameRecord),
+    });
+    try {
+      const jpeg = await sharp({ create: { width: 640, height: 360, channels: 3, background: '#824' } })
+        .jpeg()
+        .toBuffer();
+      const frame = (camera: string, seq: number, variants: FrameVariant[]) => {
+        const owned = new ArrayBuffer(jpeg.byteLength);
+        new Uint8Array(owned).set(jpeg);
+        return { camera, seq, ts: seq, width: 640, height: 360, maxPixels: 40e6, jpeg: owned, variants };
+      };
+      // a#1 runs; a#2 waits and is replaced by a#3, a#3 by a#4; b#1 runs beside a#1 at once.
+      expect(pool.submitFrame(frame('a', 1, ['raw']))).toBe(true);
+      expect(pool.submitFrame(frame('a', 2, ['raw', 'low']))).toBe(true);
+      expect(pool.submitFrame(frame('a', 3, ['raw']))).toBe(true);
+      expect(pool.submitFrame(frame('a', 4, ['raw']))).toBe(true);
+      expect(pool.submitFrame(frame('b', 1, ['raw']))).toBe(true);
+      expect(pool.stats()).toMatchObject({ inFlightFrames: 3, waitingFrames: 1 });
+      await expect
+        .poll(() => records.filter((r) => r.topic.startsWith('cam/a/')).length, { timeout: 15_000 })
+        .toBe(3);
+      await expect
+        .poll(() => records.filter((r) => r.topic.startsWith('cam/b/')).length, { timeout: 15_000 })
+        .toBe(1);
+
+      const a = records.filter((r) => r.topic.startsWith('cam/a/')).map((r) => `${r.topic}#${r.seq}`);
+      // a#4 carries a#2's `low` (the once-a-second refresh), and nothing of a#2 or a#3 went out.
+      expect(a).toEqual(['cam/a/raw#1', 'cam/a/raw#4', 'cam/a/low#4']);
+      const text = await metrics.registry.metrics();
+      // a#2 (raw, low) and a#3 (raw, and the low it took over) were superseded: four records.
+      expect(metricValue(text, 'framehub_frames_dropped_total{reason="superseded"}')).toBe(4);
+      expect(metricValue(text, 'framehub_frames_dropped_total{reason="pool_busy"}') ?? 0).toBe(0);
+      // Records arrive through the ring before the task's promise settles.
+      await expect.poll(() => pool.stats().inFlightFrames, { timeout: 15_000 }).toBe(0);
+      expect(pool.stats().waitingFrames).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
 });

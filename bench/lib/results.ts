@@ -21,8 +21,9 @@ export interface TargetCheck {
 
 /**
  * What a bench measured. The whole of it, raw samples included, goes to
- * bench/results/raw/<bench>.json (not committed); its summary (`toSummary` in summary.ts),
- * which is all bench/report.ts needs, goes to bench/results/<bench>.json and is committed.
+ * bench/results/raw/<bench>.json (not committed); its summary (`summaryOf` in
+ * load-result.ts), which is all bench/report.ts needs, goes to bench/results/<bench>.json
+ * and is committed.
  */
 export interface BenchResult {
   bench: string;

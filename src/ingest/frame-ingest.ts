@@ -33,7 +33,8 @@ const ACCEPTED: FrameVerdict = { ok: true };
  * over images.maxPixels, a progressive one, or one without a readable frame header never
  * reaches a worker (counted as `framehub_frames_dropped_total{reason="refused"}`). Frames from
  * our own ffmpeg are baseline at their configured size, so they always pass; they are checked
- * anyway because the check costs a few dozen byte reads and one path leaves nothing to trust.
+ * anyway: the check costs a few dozen byte reads, and with one path the worker never needs to
+ * know where a frame came from. A refused frame still takes its seq, so viewers see the gap.
  */
 export class FrameIngest {
   private readonly seqs = new Map<string, number>();

@@ -68,7 +68,7 @@ export function createMetrics() {
     }),
     framesDropped: new Counter({
       name: 'framehub_frames_dropped_total',
-      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow, worker_error, too_large)',
+      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow, worker_error, too_large, refused, corrupt, superseded)',
       labelNames: ['reason'],
       registers: r,
     }),

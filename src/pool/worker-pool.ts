@@ -99,6 +99,11 @@ export class WorkerPool {
       const older = this.waitingFrames.get(task.camera);
       if (older) {
         this.drops.superseded.inc(older.variants.length);
+        // The newer frame takes over any variant the older one was refreshing (about once a
+        // second every variant is made, watched or not): under a flood it would never happen.
+        if (older.variants.some((v) => !task.variants.includes(v))) {
+          task.variants = [...new Set([...task.variants, ...older.variants])];
+        }
         this.waitingFrames.set(task.camera, task);
         return true;
       }

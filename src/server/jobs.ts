@@ -3,7 +3,7 @@ import { FramehubError } from '../errors.js';
 import { AudioInputError, type PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { JobStore } from '../jobs/job-store.js';
-import { extractToken, type Principal } from './auth.js';
+import { extractToken, type Principal, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import { BodyReader, declaresTooLarge, handleAsync, refuseBody, sendError, sendJson } from './http-util.js';
 import type { ErrorCode } from './protocol.js';
@@ -85,6 +85,7 @@ export function registerJobs(
         try {
           principal = await ctx.auth.verify(token);
         } catch (err) {
+          recordAuthFailure(ctx, 'jobs', err);
           return fail(401, 'UNAUTHORIZED', (err as Error).message);
         }
         if (!mayRunJobs(principal)) return fail(403, 'FORBIDDEN', 'jobs need role publisher or admin');
@@ -137,6 +138,7 @@ export function registerJobs(
         try {
           await ctx.auth.verify(token);
         } catch (err) {
+          recordAuthFailure(ctx, 'jobs', err);
           if (!isAborted()) sendError(res, 401, 'UNAUTHORIZED', (err as Error).message);
           return;
         }

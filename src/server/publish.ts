@@ -73,7 +73,8 @@ export function registerPublisher(
         return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
       }
       const ts = typeof rec.ts === 'number' && Number.isFinite(rec.ts) ? rec.ts : Date.now();
-      ingest.submit(cam, data, ts);
+      const verdict = ingest.submit(cam, data, ts);
+      if (!verdict.ok) sendError(ws, verdict.code, verdict.message);
       return;
     }
     // A Map, not an object: a type such as "hasOwnProperty" must not find Object.prototype.

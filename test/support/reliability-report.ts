@@ -61,7 +61,11 @@ function asSuite(data: unknown, name: string, mtime: Date): ReliabilityFile {
 function commitOf(): string {
   try {
     const git = (...args: string[]) =>
-      execFileSync('git', args, { cwd: resolve(import.meta.dirname, '..', '..'), encoding: 'utf8' }).trim();
+      execFileSync('git', args, {
+        cwd: resolve(import.meta.dirname, '..', '..'),
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
     const sha = git('rev-parse', '--short', 'HEAD');
     return git('status', '--porcelain').length > 0 ? `${sha} with uncommitted changes` : sha;
   } catch {

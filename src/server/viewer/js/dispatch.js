@@ -29,7 +29,7 @@ export function dispatchRecord(host, value, frameBytes) {
     }
     case 'variant': {
       const rec = readVariant(value);
-      return typeof rec === 'string' ? host.malformed('variant', rec) : host.variant(rec);
+      return typeof rec === 'string' ? host.malformed('variant', rec) : host.variantChanged(rec);
     }
     case 'error': {
       const rec = readError(value);

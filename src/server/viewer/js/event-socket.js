@@ -71,10 +71,13 @@ export class EventSocket {
       if (this.ws !== ws) return;
       this.ws = undefined;
       if (this.handlers.size === 0) return;
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.ensure();
-      }, backoffDelay(this.attempt++));
+      this.timer = setTimeout(
+        () => {
+          this.timer = undefined;
+          this.ensure();
+        },
+        backoffDelay(this.attempt++),
+      );
     };
   }
 

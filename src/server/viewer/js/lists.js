@@ -34,3 +34,6 @@ export const TRANSPORTS = /** @type {const} */ (['ws', 'sse', 'mjpeg']);
 export function pick(value, allowed, fallback) {
   return allowed.find((a) => a === value) ?? fallback;
 }
+
+/** What the selects show for a transport. @param {string} name */
+export const transportLabel = (name) => name.toUpperCase();

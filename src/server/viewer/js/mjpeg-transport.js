@@ -10,9 +10,10 @@
  * that separately). MJPEG carries no events: the tile gets its voice dot from the page's
  * shared event socket.
  */
-import { readFrameFields } from './records.js';
+
 import { boundaryOf, MultipartError, MultipartReader } from './multipart.js';
 import { describeHttpError } from './net.js';
+import { readFrameFields } from './records.js';
 
 /** @type {import('./transport.js').OpenTransport} */
 export function open(host) {

@@ -88,7 +88,8 @@ export class MultipartReader {
       this.ended = true;
       return;
     }
-    if (first !== this.delimiter) throw new MultipartError(`expected ${this.delimiter}, got ${first?.slice(0, 40)}`);
+    if (first !== this.delimiter)
+      throw new MultipartError(`expected ${this.delimiter}, got ${first?.slice(0, 40)}`);
     /** @type {Map<string, string>} */
     const headers = new Map();
     for (const line of lines) {

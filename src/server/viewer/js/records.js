@@ -17,27 +17,16 @@ import { FRAME_VARIANTS } from './lists.js';
 /** @typedef {import('./lists.js').FrameVariant} FrameVariant */
 
 /**
- * A WS frame. `cached: true` marks a frame sent from the server's cache (to a new subscriber,
- * or to a viewer back from slow) rather than live: it can be up to about 1 s old.
- * @typedef {ServerFrameRecord & {cached?: boolean}} WsFrameRecord
- */
-
-/**
- * An SSE frame: the same fields as JSON, the JPEG base64-encoded in `data`.
- * @typedef {Omit<ServerFrameRecord, 'data'> & {data: string, cached?: boolean}} SseFrameRecord
- */
-
-/**
- * A frame as every transport hands it to its tile.
- * @typedef {object} FrameIn
- * @property {string} topic    concrete topic, `cam/<id>/<low|medium|high|raw>`
- * @property {number} seq      the camera's frame number (the same across variants)
- * @property {number} ts       capture time, ms since the epoch
- * @property {number} width
- * @property {number} height
- * @property {string} mime
- * @property {boolean} cached  not live: the seq gap to the next frame is no loss
- * @property {Uint8Array} bytes
+ * A frame as every transport hands it to its tile: the server's frame record (README "Wire
+ * protocol": WS sends it as msgpack with `data` binary, SSE as JSON with `data` base64,
+ * MJPEG as part headers) with the JPEG decoded into `bytes`. `cached` is true for a frame
+ * the server sent from its cache rather than live (the wire's `cached: true`, or for
+ * MJPEG the first part of a topic): it can be up to about 1 s old, so the seq gap after it
+ * is no loss. `seq` is the camera's frame number, the same across variants; `ts` the
+ * capture time in ms since the epoch; `topic` the concrete `cam/<id>/<variant>`.
+ *
+ * @typedef {Pick<ServerFrameRecord, 'topic' | 'seq' | 'ts' | 'width' | 'height'>
+ *   & { mime: string, cached: boolean, bytes: Uint8Array }} FrameIn
  */
 
 /**

@@ -5,10 +5,7 @@
  * on the tile element (see viewer.js).
  */
 import { changes, fillSelect, find } from './dom.js';
-import { TRANSPORTS, VARIANTS } from './lists.js';
-
-/** @param {string} t */
-const transportLabel = (t) => t.toUpperCase();
+import { TRANSPORTS, transportLabel, VARIANTS } from './lists.js';
 
 /**
  * What the tile shows, recomputed on every tick.
@@ -68,30 +65,40 @@ export class TileView {
     /** @type {Map<string, (value: string) => void>} */
     this.dataCells = new Map();
     const text = /** @param {HTMLElement} el */ (el) =>
-      changes(/** @param {string} v */ (v) => {
-        el.textContent = v;
-      });
+      changes(
+        /** @param {string} v */ (v) => {
+          el.textContent = v;
+        },
+      );
     this.cells = {
-      state: changes(/** @param {string} v */ (v) => {
-        root.dataset.state = v;
-      }),
+      state: changes(
+        /** @param {string} v */ (v) => {
+          root.dataset.state = v;
+        },
+      ),
       overlay: text(ui.overlay),
       fps: text(ui.fps),
       latency: text(ui.latency),
       drops: text(ui.drops),
       size: text(ui.size),
       malformed: text(ui.malformed),
-      malformedDetail: changes(/** @param {string} v */ (v) => {
-        ui.malformed.title = v;
-      }),
-      error: changes(/** @param {string} v */ (v) => {
-        ui.err.textContent = v;
-        ui.err.title = v;
-      }),
-      up: changes(/** @param {boolean} up */ (up) => {
-        ui.up.dataset.up = String(up);
-        ui.up.textContent = up ? 'up' : 'down';
-      }),
+      malformedDetail: changes(
+        /** @param {string} v */ (v) => {
+          ui.malformed.title = v;
+        },
+      ),
+      error: changes(
+        /** @param {string} v */ (v) => {
+          ui.err.textContent = v;
+          ui.err.title = v;
+        },
+      ),
+      up: changes(
+        /** @param {boolean} up */ (up) => {
+          ui.up.dataset.up = String(up);
+          ui.up.textContent = up ? 'up' : 'down';
+        },
+      ),
     };
     /** Decoding one frame; the newest frame that arrived meanwhile waits here. */
     this.decoding = false;
@@ -136,9 +143,11 @@ export class TileView {
     for (const [key, value] of Object.entries(s.data)) {
       let cell = this.dataCells.get(key);
       if (!cell) {
-        cell = changes(/** @param {string} v */ (v) => {
-          this.el.dataset[key] = v;
-        });
+        cell = changes(
+          /** @param {string} v */ (v) => {
+            this.el.dataset[key] = v;
+          },
+        );
         this.dataCells.set(key, cell);
       }
       cell(value);

@@ -10,6 +10,7 @@ import { pick, TRANSPORTS, VARIANTS } from './lists.js';
 import { backoffDelay, explainFailure } from './net.js';
 import { TileView } from './tile-view.js';
 import { OPEN_TRANSPORT } from './transports.js';
+import { warnOnce } from './warn-once.js';
 
 /** A connection that delivered something and then stayed up this long resets the backoff. */
 const STABLE_MS = 5_000;
@@ -25,9 +26,6 @@ const PING_AFTER_MS = 8_000;
 const DEAD_MS = { ws: 20_000, sse: 40_000, mjpeg: 20_000 };
 /** Sliding window for fps and latency. */
 const WINDOW_MS = 2_000;
-
-/** Kinds of malformed input already reported on the console, page-wide: one warning each. */
-const warnedKinds = new Set();
 
 /**
  * @typedef {object} TileContext  what every tile of a wall shares
@@ -67,6 +65,8 @@ export class Tile {
     /** seq of the last cam/<id>/vad event seen, to resume events missed while reconnecting. @type {number | undefined} */
     this.vadSeq = undefined;
     this.vadEvents = 0;
+    /** Frames drawn on the canvas since the page loaded (data-painted): the picture is moving. */
+    this.painted = 0;
     /** @type {(rec: import('./records.js').VadRecord) => void} */
     this.vadHandler = (rec) => this.onVad(rec);
     /** Off-screen tiles (big walls) and hidden pages keep their stats but skip decoding. */
@@ -75,9 +75,15 @@ export class Tile {
     this.malformed = new Map();
     this.malformedTotal = 0;
     this.lastMalformed = '';
-    this.resetStats();
+    this.stats = new FrameStats(WINDOW_MS);
+    this.width = 0;
+    this.height = 0;
+    this.activeVariant = '';
+    this.connectedAt = 0;
+    this.lastMessageAt = 0;
   }
 
+  /** A new transport or variant: numbers from the old one would mislead. */
   resetStats() {
     this.stats = new FrameStats(WINDOW_MS);
     this.width = 0;
@@ -145,8 +151,7 @@ export class Tile {
    * @returns {import('./transport.js').TransportHost}
    */
   hostFor(gen) {
-    const tile = this;
-    const current = () => gen === tile.gen;
+    const current = () => gen === this.gen;
     return {
       camera: this.camera,
       variant: this.variant,
@@ -156,27 +161,27 @@ export class Tile {
       token: this.ctx.token,
       url: this.ctx.url,
       alive: () => {
-        if (current()) tile.alive();
+        if (current()) this.alive();
       },
       frame: (frame) => {
-        if (current()) tile.onFrame(frame, gen);
+        if (current()) this.onFrame(frame, gen);
       },
       vad: (rec) => {
-        if (current()) tile.onVad(rec);
+        if (current()) this.onVad(rec);
       },
-      variant: (rec) => {
+      variantChanged: (rec) => {
         if (!current()) return;
-        tile.activeVariant = rec.variant;
-        tile.stats.resetSeq();
+        this.activeVariant = rec.variant;
+        this.stats.resetSeq();
       },
       serverError: (rec) => {
-        if (current()) tile.error = `${rec.code}: ${rec.message}`;
+        if (current()) this.error = `${rec.code}: ${rec.message}`;
       },
       malformed: (kind, detail) => {
-        if (current()) tile.onMalformed(kind, detail);
+        if (current()) this.onMalformed(kind, detail);
       },
       fail: (reason, explainUrl) => {
-        if (current()) tile.retry(reason, explainUrl);
+        if (current()) this.retry(reason, explainUrl);
       },
     };
   }
@@ -238,6 +243,7 @@ export class Tile {
       frame.mime,
       (width, height) => {
         if (gen !== this.gen) return;
+        this.painted++;
         this.width = width;
         this.height = height;
       },
@@ -255,7 +261,7 @@ export class Tile {
 
   /**
    * Counts input the page could not use, and says so once per kind on the console; the
-   * count is on the tile (data-malformed) and in its stats line.
+   * count is on the tile (data-malformed, data-malformed-kinds) and in its stats line.
    * @param {string} kind
    * @param {string} detail
    */
@@ -263,12 +269,7 @@ export class Tile {
     this.malformed.set(kind, (this.malformed.get(kind) ?? 0) + 1);
     this.malformedTotal++;
     this.lastMalformed = `${kind}: ${detail}`;
-    if (warnedKinds.has(kind)) return;
-    warnedKinds.add(kind);
-    console.warn(
-      `framehub wall: malformed ${kind} on tile ${this.camera} (${this.transport}): ${detail}. ` +
-        'Later ones of this kind are only counted (data-malformed on the tile).',
-    );
+    warnOnce(kind, `malformed ${kind} on tile ${this.camera} (${this.transport}): ${detail}`);
   }
 
   // --- periodic upkeep ------------------------------------------------------------------------
@@ -320,6 +321,7 @@ export class Tile {
         drops: String(s.drops),
         retries: String(this.retries),
         vadEvents: String(this.vadEvents),
+        painted: String(this.painted),
         width: String(this.width),
         height: String(this.height),
         activeVariant: this.activeVariant,

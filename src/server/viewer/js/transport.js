@@ -31,7 +31,7 @@
  * @property {() => void} alive  anything arrived, keep-alives included
  * @property {(frame: import('./records.js').FrameIn) => void} frame
  * @property {(rec: import('./records.js').VadRecord) => void} vad
- * @property {(rec: import('./records.js').VariantRecord) => void} variant
+ * @property {(rec: import('./records.js').VariantRecord) => void} variantChanged  `auto` switched variant
  * @property {(rec: import('./records.js').ErrorRecord) => void} serverError  an `error` record; the connection stays up
  * @property {(kind: string, detail: string) => void} malformed
  *   Something arrived that is not a record the page understands. `kind` groups them

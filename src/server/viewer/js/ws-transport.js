@@ -22,7 +22,8 @@ export function open(host) {
   };
   ws.onmessage = (ev) => {
     host.alive();
-    if (!(ev.data instanceof ArrayBuffer)) return host.malformed('text message', 'the server sends binary only');
+    if (!(ev.data instanceof ArrayBuffer))
+      return host.malformed('text message', 'the server sends binary only');
     let record;
     try {
       record = unpack(new Uint8Array(ev.data));
