@@ -5,7 +5,12 @@ import { defineConfig } from 'vitest/config';
  * after everything else, one file at a time, so that another suite's daemons,
  * ffmpeg and Chromium on the same 2 cores cannot skew one side of a ratio.
  */
-const timed = ['test/slow-viewers.test.ts', 'test/adaptive.test.ts', 'test/bench-smoke.test.ts'];
+const timed = [
+  'test/slow-viewers.test.ts',
+  'test/adaptive.test.ts',
+  'test/bench-smoke.test.ts',
+  'test/publish-fairness.test.ts',
+];
 
 const shared = {
   // Suites spawn real daemons, ffmpeg and browsers: separate processes, generous timeouts.

@@ -19,6 +19,7 @@ import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
+import { guardFraming } from './server/http-guard.js';
 import { HttpStreams } from './server/http-stream.js';
 import { registerJobs } from './server/jobs.js';
 import { ConnectionBudget, ConnectionLimits } from './server/limits.js';
@@ -29,6 +30,7 @@ import { publishAudio } from './server/publish-audio.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
+import { STOP_MARGIN_MS, WorkersBusyError } from './shutdown.js';
 
 export interface Daemon {
   url: string;
@@ -48,6 +50,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const auth = await createAuthenticator(config.auth);
   const startedAt = Date.now();
   const metrics = createMetrics();
+  // Node ends the process on an unhandled rejection. Every promise a client can start is
+  // handled where it is made; this is the net under that rule, counted so a miss shows up.
+  const onUnhandled = (err: unknown) => {
+    metrics.handlerErrors.labels('unhandled_rejection').inc();
+    log.error({ err }, 'unhandled promise rejection (a bug: please report it)');
+  };
+  process.on('unhandledRejection', onUnhandled);
   const cameras = new Map(config.cameras.map((c) => [c.id, c]));
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
   let ready = false;
@@ -99,7 +108,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
   limitSweep.unref();
 
-  const app = uWS.App();
+  const app = guardFraming(uWS.App(), { metrics, log });
   const ws = createWsEndpoint(app, ctx, { ...config.ws, sweepIntervalMs: 100 });
   const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
@@ -182,6 +191,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     url,
     port,
     async stop() {
+      // Bounded by shutdown.deadlineMs: workers are terminated at once, and one still inside a
+      // native call near the deadline is reported (WorkersBusyError), not waited for.
+      const deadline = Date.now() + config.shutdown.deadlineMs - STOP_MARGIN_MS;
       ready = false;
       uWS.us_listen_socket_close(listenSocket);
       clearInterval(limitSweep);
@@ -189,8 +201,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       streams.closeAll();
       audioJobs.stopAll();
       await Promise.all(supervisors.map((c) => c.stop()));
-      await pool.close();
+      const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
       app.close();
+      process.off('unhandledRejection', onUnhandled);
+      if (!workersExited) throw new WorkersBusyError();
     },
   };
 }

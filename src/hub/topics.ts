@@ -17,6 +17,8 @@ const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
  *   parseTopic('cam/demo/low') // { kind: 'frame', camera: 'demo', variant: 'low' }
  */
 export function parseTopic(name: string): Topic | undefined {
+  // Typed as a string, but reached by decoded client values too: anything else is not a topic.
+  if (typeof name !== 'string') return undefined;
   if (name === 'system') return { kind: 'system' };
   const parts = name.split('/');
   if (parts[0] === 'job' && parts.length === 2 && JOB_ID.test(parts[1]!))

@@ -1,9 +1,20 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import type { CameraConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { buildCameraArgs, cameraHasAudio } from '../media/camera-args.js';
+import {
+  buildCameraCommand,
+  type CameraCommand,
+  cameraHasAudio,
+  movieTakesFormatOptions,
+  SCRIPT_FD,
+} from '../media/camera-args.js';
+import { killGroup, trackChild } from '../media/children.js';
+import { hasCredentials, sourceRedactor } from '../media/source-credentials.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { JpegSplitter, MAX_FRAME_BYTES } from './jpeg-splitter.js';
+import { PcmReader } from './pcm-reader.js';
+import { StderrTail } from './stderr-tail.js';
 
 export interface SupervisorOptions {
   ffmpegPath: string;
@@ -34,7 +45,8 @@ export interface CameraStatus {
   stderrTail: string[];
 }
 
-const STDERR_LINES = 20;
+/** After SIGKILL, how long stop() still waits for the process to be reaped before it gives up. */
+const REAP_WAIT_MS = 1000;
 /** A process that lived this long is considered healthy: the next failure restarts at minBackoffMs. */
 const STABLE_AFTER_MS = 10_000;
 const OVERSIZE = `frame over ${MAX_FRAME_BYTES / (1024 * 1024)} MiB discarded`;
@@ -57,7 +69,11 @@ export class CameraSupervisor {
   private lastError: string | undefined;
   /** Why we killed the process ourselves, so the exit does not overwrite the real cause. */
   private killReason: string | undefined;
-  private readonly stderrTail: string[] = [];
+  private readonly stderrTail: StderrTail;
+  /** Applied to everything said about this camera's source: its credentials become `***`. */
+  private readonly redact: (text: string) => string;
+  /** The source as log lines show it. */
+  private readonly source: string;
   /** Frames the splitter discarded as oversized in this ffmpeg run: they explain a "stall". */
   private oversizeThisRun = 0;
   private readonly framesInCounter;
@@ -73,50 +89,85 @@ export class CameraSupervisor {
     this.tooLargeCounter = opts.metrics.framesDropped.labels('too_large');
     this.upGauge.set(0);
     opts.metrics.cameraRestarts.labels(camera.id).inc(0);
+    this.redact = sourceRedactor(camera.source);
+    this.source = this.redact(camera.source);
+    this.stderrTail = new StderrTail(this.redact);
   }
 
   start(): void {
     if (this.stopped || this.child) return;
-    const args = buildCameraArgs(this.camera, { clockFont: this.opts.clockFont });
+    const command = this.command();
     const audio = cameraHasAudio(this.camera);
-    const child = spawn(this.opts.ffmpegPath, args, {
-      stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore'],
+    // Its own process group (detached), so stopping it also stops anything it started, and the
+    // registry lets a shutdown past its deadline kill it (killAllChildren).
+    const child = spawn(this.opts.ffmpegPath, command.args, {
+      stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore', command.script ? 'pipe' : 'ignore'],
+      detached: true,
     });
+    trackChild(child);
     this.child = child;
     this.startedAt = Date.now();
     this.oversizeThisRun = 0;
     this.opts.metrics.ffmpegProcesses.inc();
-    this.opts.log.info({ camera: this.camera.id, ffmpegPid: child.pid }, 'camera ffmpeg started');
+    this.opts.log.info(
+      { camera: this.camera.id, ffmpegPid: child.pid, source: this.source },
+      'camera ffmpeg started',
+    );
+    if (command.script) {
+      const script = child.stdio[SCRIPT_FD] as Writable | null;
+      // An ffmpeg that dies before reading it breaks the pipe (EPIPE): its exit is what gets
+      // reported and restarted, so the write error itself only goes to the debug log.
+      script?.on('error', (err) =>
+        this.opts.log.debug({ camera: this.camera.id, err: err.message }, 'source script pipe'),
+      );
+      script?.end(command.script);
+    }
 
     const splitter = new JpegSplitter((jpeg) => this.frame(jpeg), {
       onOversize: (bytes) => this.oversize(bytes),
     });
     child.stdout?.on('data', (chunk: Buffer) => splitter.push(chunk));
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.keepStderr(text));
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.stderrTail.push(text));
     if (audio) {
       const pcm = new PcmReader((samples) => this.opts.onAudio?.(samples));
       (child.stdio[3] as NodeJS.ReadableStream | null)?.on('data', (chunk: Buffer) => pcm.push(chunk));
     }
     child.on('error', (err) => {
-      this.lastError = err.message;
-      this.opts.log.error({ camera: this.camera.id, err: err.message }, 'camera ffmpeg failed to spawn');
+      this.lastError = this.redact(err.message);
+      this.opts.log.error({ camera: this.camera.id, err: this.lastError }, 'camera ffmpeg failed to spawn');
     });
     child.on('close', (code, signal) => this.exited(child, code, signal));
     this.armStallTimer();
   }
 
-  /** Stops the process for good: SIGTERM, then SIGKILL if it has not exited after graceMs. */
+  /**
+   * Stops the process group for good: SIGTERM, then SIGKILL if it has not exited after graceMs.
+   * Bounded: resolves at the latest REAP_WAIT_MS after the SIGKILL even if the exit was never
+   * seen, so a shutdown never waits on a camera.
+   */
   async stop(graceMs = 1500): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
     clearTimeout(this.stallTimer);
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    let killTimer: NodeJS.Timeout | undefined;
+    let giveUpTimer: NodeJS.Timeout | undefined;
+    const closed = new Promise<void>((resolve) => {
+      child.once('close', () => resolve());
+      killTimer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+      giveUpTimer = setTimeout(() => {
+        this.opts.log.warn(
+          { camera: this.camera.id, ffmpegPid: child.pid },
+          'camera ffmpeg not reaped after SIGKILL',
+        );
+        resolve();
+      }, graceMs + REAP_WAIT_MS);
+    });
+    killGroup(child, 'SIGTERM');
     await closed;
-    clearTimeout(timer);
+    clearTimeout(killTimer);
+    clearTimeout(giveUpTimer);
   }
 
   status(): CameraStatus {
@@ -129,8 +180,9 @@ export class CameraSupervisor {
       restarts: this.restarts,
       framesIn: this.framesIn,
       fps: recent.length / 5,
-      lastError: this.lastError,
-      stderrTail: [...this.stderrTail],
+      // Redacted again, cheaply, so no future writer of lastError can leak a source's credentials.
+      lastError: this.lastError === undefined ? undefined : this.redact(this.lastError),
+      stderrTail: this.stderrTail.lines(),
     };
   }
 
@@ -173,23 +225,35 @@ export class CameraSupervisor {
     this.stallTimer = setTimeout(() => {
       this.killReason = `stalled: no frame for ${ms} ms`;
       this.opts.log.warn({ camera: this.camera.id }, 'camera stalled, killing ffmpeg');
-      this.child?.kill('SIGKILL');
+      if (this.child) killGroup(this.child, 'SIGKILL');
     }, ms);
     this.stallTimer.unref();
   }
 
-  private keepStderr(text: string): void {
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      this.stderrTail.push(line);
-      if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
+  /**
+   * The ffmpeg command for this camera. Where only argv can carry the source's credentials
+   * (RTSP with an ffmpeg older than 5.1), says so once per start: they show in /proc to local users.
+   */
+  private command(): CameraCommand {
+    const needsProbe = /^rtsps?:\/\//i.test(this.camera.source) && hasCredentials(this.camera.source);
+    const command = buildCameraCommand(this.camera, {
+      clockFont: this.opts.clockFont,
+      movieFormatOptions: needsProbe && movieTakesFormatOptions(this.opts.ffmpegPath),
+    });
+    if (command.credentialsInArgs && this.restarts === 0) {
+      this.opts.log.warn(
+        { camera: this.camera.id, source: this.source },
+        'this ffmpeg can only take RTSP credentials on its command line (5.1 and later take them from a pipe): local users can read them in /proc/<pid>/cmdline',
+      );
     }
+    return command;
   }
 
   private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.child !== child) return;
     this.child = undefined;
     clearTimeout(this.stallTimer);
+    this.stderrTail.end();
     this.opts.metrics.ffmpegProcesses.dec();
     const wasUp = this.up;
     this.up = false;
@@ -204,7 +268,14 @@ export class CameraSupervisor {
     this.killReason = undefined;
     if (wasUp) this.opts.onUpChange?.(false, this.lastError);
     this.opts.log.warn(
-      { camera: this.camera.id, code, signal, restartInMs: delay, stderr: this.stderrTail.slice(-5) },
+      {
+        camera: this.camera.id,
+        source: this.source,
+        code,
+        signal,
+        restartInMs: delay,
+        stderr: this.stderrTail.lines(5),
+      },
       'camera ffmpeg exited',
     );
     this.restartTimer = setTimeout(() => {
@@ -212,29 +283,5 @@ export class CameraSupervisor {
       this.opts.metrics.cameraRestarts.labels(this.camera.id).inc();
       this.start();
     }, delay);
-  }
-}
-
-/** Turns a byte stream of s16le into Int16Arrays, carrying an odd byte across reads. */
-class PcmReader {
-  private carry: number | undefined;
-
-  constructor(private readonly onSamples: (samples: Int16Array) => void) {}
-
-  push(chunk: Buffer): void {
-    let bytes = chunk;
-    if (this.carry !== undefined) {
-      bytes = Buffer.concat([Buffer.from([this.carry]), chunk]);
-      this.carry = undefined;
-    }
-    if (bytes.length % 2) {
-      this.carry = bytes[bytes.length - 1];
-      bytes = bytes.subarray(0, bytes.length - 1);
-    }
-    if (bytes.length === 0) return;
-    // A fresh, aligned copy: the pipe's Buffer may start at an odd offset of a shared pool.
-    const samples = new Int16Array(bytes.length / 2);
-    new Uint8Array(samples.buffer).set(bytes);
-    this.onSamples(samples);
   }
 }

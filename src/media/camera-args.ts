@@ -1,21 +1,59 @@
+import { spawnSync } from 'node:child_process';
 import type { CameraConfig } from '../config/schema.js';
+import { hasCredentials } from './source-credentials.js';
 
 export interface CameraArgsOptions {
   /** TTF file for the test pattern's clock; omitted means no clock. */
   clockFont?: string | undefined;
+  /** The ffmpeg's `movie` filter takes `format_opts` (ffmpeg 5.1 and later; not the bundled 4.1). */
+  movieFormatOptions?: boolean;
 }
+
+export interface CameraCommand {
+  args: string[];
+  /**
+   * A filtergraph to write to the child's fd 4 (`-filter_complex_script pipe:4`): how a URL
+   * with credentials reaches ffmpeg without appearing in its argv (`/proc/<pid>/cmdline`).
+   */
+  script: string | undefined;
+  /** The source's credentials are in `args`: this ffmpeg offers no other way for this source. */
+  credentialsInArgs: boolean;
+}
+
+/** The fd the supervisor opens as a pipe and writes `script` to. */
+export const SCRIPT_FD = 4;
 
 /**
  * ffmpeg arguments that turn a camera source into an MJPEG stream on stdout (pipe:1),
  * scaled to the configured size and rate. Checked against ffmpeg 4.1 (the @ffmpeg-installer build).
  *
+ * A URL with user info is opened by the `movie` filter of a graph read from a pipe instead of
+ * `-i`, so the password is not in argv. RTSP needs `format_opts` for `-rtsp_transport tcp`,
+ * which ffmpeg 4.1 lacks: without it the demuxer tries UDP first and falls back to TCP only
+ * after 10 s, past the supervisor's stall timeout. So with 4.1 an RTSP URL with credentials
+ * stays in argv (`credentialsInArgs`), and the supervisor says so in its log.
+ *
  * @example
- *   buildCameraArgs({ id: 'demo', source: 'test', fps: 15, width: 640, height: 360, quality: 5 })
+ *   buildCameraCommand({ id: 'demo', source: 'test', fps: 15, width: 640, height: 360, quality: 5 }).args
  */
-export function buildCameraArgs(cam: CameraConfig, opts: CameraArgsOptions = {}): string[] {
+export function buildCameraCommand(cam: CameraConfig, opts: CameraArgsOptions = {}): CameraCommand {
   const size = `${cam.width}x${cam.height}`;
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error'];
   const filters: string[] = [];
+  const audio = cameraHasAudio(cam);
+  const rtsp = /^rtsps?:\/\//i.test(cam.source);
+  const url = rtsp || /^(https?|rtmp):\/\//i.test(cam.source);
+  const credentials = url && hasCredentials(cam.source);
+
+  if (credentials && (!rtsp || opts.movieFormatOptions)) {
+    const input = [`filename=${filterValue(cam.source)}`, `s=${audio ? 'dv+da' : 'dv'}`];
+    if (rtsp) input.push('format_opts=rtsp_transport=tcp');
+    const script = `movie=${input.join(':')}[src_v]${audio ? '[src_a]' : ''};[src_v]fps=${cam.fps},scale=${cam.width}:${cam.height}[v]`;
+    args.push('-filter_complex_script', `pipe:${SCRIPT_FD}`, '-map', '[v]');
+    args.push(...mjpegOutput(cam));
+    if (audio) args.push('-map', '[src_a]', ...pcmOutput(cam));
+    return { args, script, credentialsInArgs: false };
+  }
 
   if (cam.source === 'test') {
     // -re paces lavfi to real time; without it the pattern is produced as fast as the CPU allows.
@@ -26,10 +64,10 @@ export function buildCameraArgs(cam: CameraConfig, opts: CameraArgsOptions = {})
         `drawtext=fontfile=${opts.clockFont}:text='%{localtime\\:%T} ${cam.id}':x=16:y=16:fontsize=${Math.max(12, Math.round(cam.height / 20))}:fontcolor=white:box=1:boxcolor=black@0.5`,
       );
     }
-  } else if (/^rtsps?:\/\//i.test(cam.source)) {
+  } else if (rtsp) {
     args.push('-rtsp_transport', 'tcp', '-i', cam.source);
     filters.push(`fps=${cam.fps}`, `scale=${cam.width}:${cam.height}`);
-  } else if (/^(https?|rtmp):\/\//i.test(cam.source)) {
+  } else if (url) {
     args.push('-i', cam.source);
     filters.push(`fps=${cam.fps}`, `scale=${cam.width}:${cam.height}`);
   } else {
@@ -38,7 +76,6 @@ export function buildCameraArgs(cam: CameraConfig, opts: CameraArgsOptions = {})
     filters.push(`fps=${cam.fps}`, `scale=${cam.width}:${cam.height}`);
   }
 
-  const audio = cameraHasAudio(cam);
   if (audio && cam.source === 'test') {
     // The demo's "voice": a 440 Hz tone on for 2 s, off for 2 s, over faint noise (a realistic floor).
     args.push('-re', '-f', 'lavfi', '-i', `aevalsrc=exprs=${TEST_TONE}:s=${cam.audioRate}:c=mono`);
@@ -46,14 +83,50 @@ export function buildCameraArgs(cam: CameraConfig, opts: CameraArgsOptions = {})
 
   args.push('-map', '0:v:0');
   if (filters.length) args.push('-vf', filters.join(','));
-  // yuvj420p is what browsers and sharp decode fastest; -q:v sets a fixed JPEG quality.
-  args.push('-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', String(cam.quality), '-f', 'mjpeg', 'pipe:1');
-  if (audio) {
-    // Second output: mono PCM for the VAD on fd 3 (the supervisor opens it as a pipe).
-    args.push('-map', cam.source === 'test' ? '1:a:0' : '0:a:0', '-ac', '1', '-ar', String(cam.audioRate));
-    args.push('-c:a', 'pcm_s16le', '-f', 's16le', 'pipe:3');
+  args.push(...mjpegOutput(cam));
+  if (audio) args.push('-map', cam.source === 'test' ? '1:a:0' : '0:a:0', ...pcmOutput(cam));
+  return { args, script: undefined, credentialsInArgs: credentials };
+}
+
+/** yuvj420p is what browsers and sharp decode fastest; -q:v sets a fixed JPEG quality. */
+const mjpegOutput = (cam: CameraConfig) => [
+  ...['-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', String(cam.quality)],
+  ...['-f', 'mjpeg', 'pipe:1'],
+];
+
+/** Second output: mono PCM for the VAD on fd 3 (the supervisor opens it as a pipe). */
+const pcmOutput = (cam: CameraConfig) => [
+  ...['-ac', '1', '-ar', String(cam.audioRate)],
+  ...['-c:a', 'pcm_s16le', '-f', 's16le', 'pipe:3'],
+];
+
+/**
+ * A filter option value as a filtergraph script must spell it: escaped once for the option
+ * list (`\`, `'`, `:`) and once more for the graph (`\`, `'`, `[`, `]`, `,`, `;`), whitespace
+ * included at both levels so none is trimmed.
+ */
+function filterValue(value: string): string {
+  const backslash = (text: string, special: RegExp) => text.replace(special, (c) => `\\${c}`);
+  return backslash(backslash(value, /[\\':\s]/g), /[\\'[\],;\s]/g);
+}
+
+const movieOptionCache = new Map<string, boolean>();
+
+/**
+ * Whether this ffmpeg's `movie` filter takes `format_opts` (5.1 and later), read once per
+ * binary from its own help: a short synchronous run at start-up, only for a camera that needs it.
+ */
+export function movieTakesFormatOptions(ffmpegPath: string): boolean {
+  let known = movieOptionCache.get(ffmpegPath);
+  if (known === undefined) {
+    const help = spawnSync(ffmpegPath, ['-hide_banner', '-h', 'filter=movie'], {
+      encoding: 'utf8',
+      timeout: 5000,
+    });
+    known = /\bformat_opts\b/.test(`${help.stdout ?? ''}`);
+    movieOptionCache.set(ffmpegPath, known);
   }
-  return args;
+  return known;
 }
 
 /** The test tone: 0.3 amplitude while mod(t, 4) < 2, plus noise at about -60 dBFS. Commas escaped for the filter graph. */

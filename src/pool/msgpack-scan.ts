@@ -35,8 +35,8 @@ export function scanMsgpack(bytes: Uint8Array, limits: ScanLimits): void {
   const open = (items: number) => {
     // Every item takes at least one byte: a count beyond what is left is a lie.
     if (items > end - at) refuse(`container claims ${items} items`, at);
-    if (items === 0) return;
     if (remaining.length > limits.maxDepth) refuse(`nesting deeper than ${limits.maxDepth}`, at);
+    if (items === 0) return;
     remaining.push(items);
   };
   const length = (bytesOfLength: 1 | 2 | 4) => {

@@ -187,10 +187,24 @@ export class WorkerPool {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Rejects queued tasks and terminates every worker at once. Resolves true when all of them
+   * have exited, or false after `graceMs` when one has not: a worker inside a native call
+   * (libvips decoding a huge frame) only exits when the call returns, maybe minutes later, and
+   * until then Node cannot exit normally either, since process.exit() joins every worker
+   * thread. The caller decides what to do about it (see src/shutdown.ts).
+   */
+  async close(graceMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     this.closing = true;
-    await this.image.destroy();
+    const exited = this.image.destroy().then(() => true);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const allExited = await Promise.race([exited, late]);
+    clearTimeout(timer);
     for (const d of this.drainers) d.stop();
+    return allExited;
   }
 
   private registerCollectors(): void {

@@ -10,7 +10,8 @@ export type StreamTransport = 'sse' | 'mjpeg';
 
 /** How one transport turns hub records into bytes; each result is cached per frame, not per viewer. */
 export interface StreamFraming {
-  frame(frame: Frame, viewer: StreamViewer): Uint8Array;
+  /** `cached`: sent from the hub's cache (a new subscriber, or back from slow), not live. */
+  frame(frame: Frame, viewer: StreamViewer, cached: boolean): Uint8Array;
   event(entry: HistoryEntry): Uint8Array | undefined;
   variant(requested: string, variant: string): Uint8Array | undefined;
   /** Bytes that keep an idle stream alive (SSE comment); undefined when the transport has none. */
@@ -140,7 +141,7 @@ export class HttpStreams implements RecordSink {
     if (v.blocked) v.missed.add(topic);
     else {
       const latest = this.ctx.hub.latest(topic);
-      if (latest) this.sendFrame(v, latest);
+      if (latest) this.sendFrame(v, latest, true);
     }
   }
 
@@ -153,8 +154,8 @@ export class HttpStreams implements RecordSink {
     if (subs.size === 0) this.byTopic.delete(topic);
   }
 
-  private sendFrame(v: StreamViewer, frame: Frame): void {
-    const bytes = v.framing.frame(frame, v);
+  private sendFrame(v: StreamViewer, frame: Frame, cached = false): void {
+    const bytes = v.framing.frame(frame, v, cached);
     const m = this.ctx.metrics;
     m.framesSent.labels(v.transport).inc();
     m.bytesSent.labels(v.transport).inc(bytes.byteLength);
@@ -194,7 +195,7 @@ export class HttpStreams implements RecordSink {
     for (const t of missed) {
       const latest = this.ctx.hub.latest(t);
       if (latest && !v.blocked) {
-        this.sendFrame(v, latest);
+        this.sendFrame(v, latest, true);
         wrote = true;
       }
     }

@@ -41,7 +41,10 @@ export function sendJson(
   closeConnection = false,
 ): void {
   res.cork(() => {
-    res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
+    res
+      .writeStatus(statusLine(status))
+      .writeHeader('Content-Type', 'application/json')
+      .writeHeader('X-Content-Type-Options', 'nosniff');
     for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
     res.end(JSON.stringify(body), closeConnection);
   });

@@ -1,10 +1,11 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, extname, join, sep } from 'node:path';
 import type { Metrics } from '../metrics/metrics.js';
 import { packageRoot } from '../paths.js';
 import { handleAsync, sendError, sendJson } from './http-util.js';
+import { pageSecurityHeaders } from './page-headers.js';
 
 export interface HttpDeps {
   metrics: Metrics;
@@ -14,21 +15,56 @@ export interface HttpDeps {
 
 const require = createRequire(import.meta.url);
 
-/** Files served as-is, read once at start-up. */
-function staticFiles(): Map<string, { body: Buffer; type: string }> {
+interface StaticFile {
+  body: Buffer;
+  /** Every response header but the length, Content-Type first. */
+  headers: [string, string][];
+}
+
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
+/** `nosniff` on every file: a script or page is only ever used as the type it was served with. */
+const COMMON_HEADERS: [string, string][] = [
+  ['Cache-Control', 'no-cache'],
+  ['X-Content-Type-Options', 'nosniff'],
+];
+
+/**
+ * The camera wall, read once at start-up: the page at `/`, and every `.js` and `.css` file of
+ * the viewer directory (its ES modules under `js/` included) at its path relative to the page.
+ * Routes are exact paths taken from the directory listing, so no request path ever reaches the
+ * file system.
+ */
+function staticFiles(): Map<string, StaticFile> {
   const viewer = join(packageRoot, 'src', 'server', 'viewer');
-  return new Map([
-    ['/', { body: readFileSync(join(viewer, 'index.html')), type: 'text/html; charset=utf-8' }],
-    ['/viewer.js', { body: readFileSync(join(viewer, 'viewer.js')), type: 'text/javascript; charset=utf-8' }],
+  const html = readFileSync(join(viewer, 'index.html'));
+  const files = new Map<string, StaticFile>([
     [
-      '/vendor/msgpackr.js',
+      '/',
       {
-        // msgpackr's browser build, so the page decodes the same records as every other client.
-        body: readFileSync(join(dirname(require.resolve('msgpackr')), 'index-no-eval.min.js')),
-        type: 'text/javascript; charset=utf-8',
+        body: html,
+        headers: [
+          ['Content-Type', 'text/html; charset=utf-8'],
+          ...COMMON_HEADERS,
+          ...Object.entries(pageSecurityHeaders(html.toString('utf8'))),
+        ],
       },
     ],
   ]);
+  const add = (route: string, file: string) => {
+    const type = TYPES[extname(file)];
+    if (type)
+      files.set(route, { body: readFileSync(file), headers: [['Content-Type', type], ...COMMON_HEADERS] });
+  };
+  for (const entry of readdirSync(viewer, { recursive: true, encoding: 'utf8' })) {
+    add(`/${entry.split(sep).join('/')}`, join(viewer, entry));
+  }
+  // msgpackr's browser build, so the page decodes the same records as every other client.
+  add('/vendor/msgpackr.js', join(dirname(require.resolve('msgpackr')), 'index-no-eval.min.js'));
+  return files;
 }
 
 export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
@@ -45,7 +81,10 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
       const body = await deps.metrics.registry.metrics();
       if (isAborted()) return;
       res.cork(() => {
-        res.writeHeader('Content-Type', deps.metrics.registry.contentType).end(body);
+        res
+          .writeHeader('Content-Type', deps.metrics.registry.contentType)
+          .writeHeader('X-Content-Type-Options', 'nosniff')
+          .end(body);
       });
     }),
   );
@@ -57,8 +96,9 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
   );
 }
 
-function serveFile(res: HttpResponse, file: { body: Buffer; type: string }): void {
+function serveFile(res: HttpResponse, file: StaticFile): void {
   res.cork(() => {
-    res.writeHeader('Content-Type', file.type).writeHeader('Cache-Control', 'no-cache').end(file.body);
+    for (const [name, value] of file.headers) res.writeHeader(name, value);
+    res.end(file.body);
   });
 }

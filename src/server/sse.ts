@@ -11,7 +11,7 @@ import { openViewerRequest } from './stream-open.js';
 const text = (s: string) => Buffer.from(s);
 
 /** A frame as an SSE message; JSON with the JPEG base64-encoded, or with a snapshot URL (`frames=ref`). */
-function frameMessage(frame: Frame, byRef: boolean): Uint8Array {
+function frameMessage(frame: Frame, byRef: boolean, cached: boolean): Uint8Array {
   const { topic, seq, ts, mime, width, height } = frame;
   const t = parseTopic(topic);
   const body =
@@ -27,16 +27,17 @@ function frameMessage(frame: Frame, byRef: boolean): Uint8Array {
           height,
           data: Buffer.from(frame.data).toString('base64'),
         };
+  if (cached) Object.assign(body, { cached: true });
   // No `id:` on frames: frames are never replayed, and an id here would become the browser's
   // Last-Event-ID, so a reconnect would name a frame and replay none of the missed events.
   return text(`event: frame\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
 const sseFraming: StreamFraming = {
-  frame: (frame, viewer) =>
+  frame: (frame, viewer, cached) =>
     viewer.framesByRef
-      ? encodingOf(frame, 'sse-ref', (f) => frameMessage(f, true))
-      : encodingOf(frame, 'sse', (f) => frameMessage(f, false)),
+      ? encodingOf(frame, cached ? 'sse-ref-cached' : 'sse-ref', (f) => frameMessage(f, true, cached))
+      : encodingOf(frame, cached ? 'sse-cached' : 'sse', (f) => frameMessage(f, false, cached)),
   event: (e: HistoryEntry) => text(`event: ${e.type}\nid: ${e.topic}:${e.seq}\ndata: ${e.json}\n\n`),
   variant: (requested, variant) =>
     text(`event: variant\ndata: ${JSON.stringify({ type: 'variant', topic: requested, variant })}\n\n`),

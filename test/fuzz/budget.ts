@@ -24,8 +24,9 @@ export interface FileBudget {
 }
 
 /**
- * The budget of a fuzz file with `targets` targets. Files run one at a time in the long run,
- * so a file's share is the total over the number of files, split evenly between its targets.
+ * The budget of a fuzz file with `targets` targets (its `fc.assert` calls). Files run one at a
+ * time in the long run, so a file's share is the total over the number of files, split evenly
+ * between its targets.
  *
  * @example
  *   const budget = fileBudget(3);
@@ -46,7 +47,8 @@ export function fileBudget(targets: number, defaultTimeoutMs = 30_000): FileBudg
       endOnFailure: !opts?.shrink,
       plugins: [fc.interruptAfterTimeLimit(perTargetMs)],
     }),
-    // A case in flight when the time is up still finishes, and the daemon checks follow.
-    timeoutMs: perTargetMs + 60_000,
+    // A test holds at most two targets; a case in flight when the time is up still finishes,
+    // and the daemon checks follow.
+    timeoutMs: 2 * perTargetMs + 60_000,
   };
 }

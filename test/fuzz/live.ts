@@ -1,12 +1,10 @@
 import fc from 'fast-check';
 import { SignJWT } from 'jose';
-import { Unpackr } from 'msgpackr';
 import { expect } from 'vitest';
-import WebSocket from 'ws';
-import { validPingId } from '../../src/server/protocol.js';
-import { get, pack, type RunningDaemon, rssBytes, startDaemon, Viewer } from '../helpers.js';
+import { get, type RunningDaemon, rssBytes, startDaemon, Viewer } from '../helpers.js';
 import type { Reliability } from '../support/reliability.js';
-import { hex, readAsRecord } from './hostile-msgpack.js';
+import { hex } from './hostile-msgpack.js';
+import { helloWithToken, judge, type Probe } from './probe.js';
 
 /**
  * A daemon for fuzzing over the wire, with the checks every batch of cases ends with: the
@@ -76,6 +74,7 @@ export class LiveDaemon {
     this.healthy.records.length = 0;
     this.startRss = rssBytes(this.daemon.proc.pid!);
     this.peakGrowthMiB = 0;
+    this.batchPeakMiB = 0;
     clearInterval(this.sampler);
     this.sampler = setInterval(() => this.sample(), 50);
     this.sampler.unref();
@@ -105,12 +104,16 @@ export class LiveDaemon {
 
   /** The largest RSS growth sampled (every 50 ms) since start: a decode that peaks between checks is still seen. */
   peakGrowthMiB = 0;
+  /** The same since the last check, so a check blames the inputs of its own batch. */
+  private batchPeakMiB = 0;
   private sampler: NodeJS.Timeout | undefined;
 
   private sample(): void {
     if (!this.alive()) return;
     try {
-      this.peakGrowthMiB = Math.max(this.peakGrowthMiB, this.rssGrowthMiB());
+      const growth = this.rssGrowthMiB();
+      this.peakGrowthMiB = Math.max(this.peakGrowthMiB, growth);
+      this.batchPeakMiB = Math.max(this.batchPeakMiB, growth);
     } catch {
       // The process exited between the check and the read; the next check reports it.
     }
@@ -126,19 +129,28 @@ export class LiveDaemon {
 
   /** The checks after a batch; records the daemon's state and RSS growth against `cls`. */
   async check(rel: Reliability, cls: string): Promise<void> {
-    if (!this.alive()) {
-      rel.daemon(cls, false);
+    const peak = this.note(rel, cls);
+    if (!this.alive())
       expect.fail(
         `daemon exited (${this.daemon.proc.exitCode ?? this.daemon.proc.signalCode}): ${this.lastWords()}`,
       );
-    }
-    this.sample();
-    rel.daemon(cls, true, this.peakGrowthMiB);
     expect((await get(`${this.url}/healthz`)).status).toBe(200);
-    expect(this.peakGrowthMiB, 'peak RSS growth in MiB').toBeLessThan(MAX_RSS_GROWTH_MIB);
+    expect(peak, 'peak RSS growth in MiB since the last check').toBeLessThan(MAX_RSS_GROWTH_MIB);
     await this.healthy.until((r) => this.demoFrames(r) > 0, 15_000);
     // Each check waits for a frame after the previous one; the records would only grow the test process.
     this.healthy.records.length = 0;
+  }
+
+  /**
+   * Records whether the daemon is up and the batch's RSS peak against `cls`, and starts a new
+   * batch; returns the peak. `check` asserts on it; a batch that already failed only notes it.
+   */
+  note(rel: Reliability, cls: string): number {
+    this.sample();
+    const peak = this.batchPeakMiB;
+    this.batchPeakMiB = 0;
+    rel.daemon(cls, this.alive(), peak);
+    return peak;
   }
 
   async stop(): Promise<void> {
@@ -146,161 +158,6 @@ export class LiveDaemon {
     this.healthy?.close();
     await this.daemon?.stop();
   }
-}
-
-/** Close codes the README documents for a client that sent something wrong. */
-export const DOCUMENTED_CLOSE = new Set([1009, 4001, 1008, 1013]);
-/** Server records that are pushes (a subscription's traffic), not answers to a message. */
-const PUSHES = new Set(['frame', 'variant', 'vad', 'segment', 'system', 'job']);
-
-interface Answer {
-  type: string;
-  code?: unknown;
-  message?: unknown;
-  id?: unknown;
-}
-
-export interface ProbeResult {
-  answers: Answer[];
-  closed: { code: number; reason: string } | undefined;
-  timedOut: boolean;
-}
-
-const serverRecords = new Unpackr({ mapsAsObjects: true });
-
-/**
- * One WebSocket that sends a case and then a ping sentinel, and collects what came back in
- * between: messages are handled in order, so everything before the sentinel's pong answers the
- * case. A close ends the probe instead (the caller opens a new one).
- */
-export class Probe {
-  private readonly ws: WebSocket;
-  private answers: Answer[] = [];
-  closed: { code: number; reason: string } | undefined;
-  private wake: (() => void) | undefined;
-  private next = 0;
-
-  private constructor(url: string, headers: Record<string, string>) {
-    this.ws = new WebSocket(url, { headers, maxPayload: 64 * 1024 * 1024 });
-    this.ws.on('error', () => {});
-    this.ws.on('message', (data: Buffer) => {
-      let r: Answer;
-      try {
-        r = serverRecords.unpack(data) as Answer;
-      } catch {
-        r = { type: '__undecodable' };
-      }
-      if (!PUSHES.has(r?.type)) this.answers.push(r);
-      this.wake?.();
-    });
-    this.ws.on('close', (code, reason) => {
-      this.closed = { code, reason: reason.toString() };
-      this.wake?.();
-    });
-  }
-
-  /** Opens and waits for the upgrade; a socket refused at open comes back already closed. */
-  static async open(url: string, token?: string): Promise<Probe> {
-    const p = new Probe(url, token ? { authorization: `Bearer ${token}` } : {});
-    await new Promise<void>((resolve) => {
-      p.ws.once('open', () => resolve());
-      p.ws.once('close', () => resolve());
-    });
-    return p;
-  }
-
-  /**
-   * Sends `bytes` and waits for its answers. `needsAnswer`: the sentinel alone does not mark
-   * the end (a `hello` with a token is answered once the token is verified, asynchronously).
-   */
-  async send(bytes: Uint8Array, needsAnswer: boolean, timeoutMs = 10_000): Promise<ProbeResult> {
-    const id = `sentinel-${this.next++}`;
-    // Answers that came since the last case (those sent at open included) count for this one.
-    if (!this.closed) {
-      this.ws.send(bytes, { binary: true });
-      this.ws.send(pack({ type: 'ping', id }), { binary: true });
-    }
-    const isSentinel = (a: Answer) => a.type === 'pong' && a.id === id;
-    const done = () =>
-      this.closed !== undefined ||
-      (this.answers.some(isSentinel) && (!needsAnswer || this.answers.some((a) => !isSentinel(a))));
-    let timedOut = false;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        timedOut = true;
-        resolve();
-      }, timeoutMs);
-      this.wake = () => {
-        if (!done()) return;
-        clearTimeout(timer);
-        resolve();
-      };
-      this.wake();
-    });
-    this.wake = undefined;
-    const answers = this.answers.filter((a) => !isSentinel(a));
-    this.answers = [];
-    return { answers, closed: this.closed, timedOut };
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-}
-
-export interface Verdict {
-  outcome: string;
-  problem?: string;
-}
-
-/**
- * Whether what came back is one of the documented answers to `bytes`: error records with a
- * code, a documented close code, a pong with a valid id, a hello, or (only for a record of a
- * type that is answered by silence when accepted) nothing at all.
- */
-export function judge(
-  result: ProbeResult,
-  bytes: Uint8Array,
-  silentTypes: ReadonlySet<string>,
-  alive: boolean,
-): Verdict {
-  if (!alive) return { outcome: 'daemon-exit', problem: 'the daemon exited' };
-  if (result.closed && !DOCUMENTED_CLOSE.has(result.closed.code)) {
-    const { code, reason } = result.closed;
-    return { outcome: `close:${code}`, problem: `closed with undocumented code ${code} (${reason})` };
-  }
-  const errors = result.answers.filter((a) => a.type === 'error');
-  for (const e of errors) {
-    if (typeof e.code !== 'string' || !/^[A-Z][A-Z_]+$/.test(e.code) || typeof e.message !== 'string')
-      return { outcome: 'malformed error', problem: `error record without a code: ${JSON.stringify(e)}` };
-  }
-  for (const a of result.answers) {
-    if (a.type === 'pong' && !validPingId(a.id))
-      return {
-        outcome: 'echoed id',
-        problem: `pong echoed an id that is not a short string or safe integer`,
-      };
-    if (!['error', 'pong', 'hello'].includes(a.type))
-      return {
-        outcome: `answer:${String(a.type).slice(0, 20)}`,
-        problem: `unexpected answer ${JSON.stringify(a).slice(0, 200)}`,
-      };
-  }
-  if (errors.length) return { outcome: `error:${errors[0]!.code}` };
-  if (result.answers.length) return { outcome: result.answers[0]!.type };
-  if (result.closed) return { outcome: `close:${result.closed.code}` };
-  if (result.timedOut)
-    return { outcome: 'no answer', problem: 'neither an answer nor the sentinel pong came back' };
-  const type = readAsRecord(bytes)?.type;
-  return typeof type === 'string' && silentTypes.has(type)
-    ? { outcome: 'accepted' }
-    : { outcome: 'silent', problem: 'no error record for a message that is not an accepted record' };
-}
-
-/** Whether a message is a `hello` carrying a string token: answered only once it is verified. */
-export function helloWithToken(bytes: Uint8Array): boolean {
-  const r = readAsRecord(bytes);
-  return r?.type === 'hello' && typeof r.token === 'string';
 }
 
 /**
@@ -321,7 +178,7 @@ export async function runCase(opts: {
   // A close that coincides with the daemon's death is the death, not a close code.
   if (result.closed || result.timedOut) await new Promise((r) => setTimeout(r, 50));
   const verdict = judge(result, bytes, opts.silentTypes, live.alive());
-  rel.record(cls, verdict.outcome);
+  rel.record(cls, verdict.problem ? `${verdict.outcome} (WRONG)` : verdict.outcome);
   if (verdict.outcome === 'daemon-exit') rel.daemon(cls, false);
   if (verdict.problem)
     throw new Error(
@@ -382,6 +239,10 @@ export async function fuzzLive(opts: {
       }),
       opts.params,
     );
+  } catch (err) {
+    // The failing case's daemon state and memory peak still go into the report.
+    live.note(rel, cls);
+    throw err;
   } finally {
     probe?.close();
   }

@@ -20,7 +20,7 @@ import { hostileValue, topicLike } from './hostile-msgpack.js';
  * input and never throw anything else.
  */
 const rel = reliability('fuzz-parsers');
-const budget = fileBudget(4);
+const budget = fileBudget(5);
 const CASES = 2000;
 
 /** Runs `fn`, recording its outcome label, or "threw <name>" before rethrowing. */
@@ -30,7 +30,7 @@ function recorded<T>(cls: string, fn: () => T, label: (r: T) => string): T {
     rel.record(cls, label(r));
     return r;
   } catch (err) {
-    rel.record(cls, `threw ${(err as Error)?.constructor?.name ?? typeof err}`);
+    rel.record(cls, `threw ${(err as Error)?.constructor?.name ?? typeof err} (WRONG)`);
     throw err;
   }
 }
@@ -158,7 +158,7 @@ describe('Last-Event-ID', () => {
           const r = parseLastEventId(`${topic}:${seq}`);
           if (topic.length > 0) expect(r).toEqual({ topic, seq });
         }),
-        budget.params(2, 0x1a58, 500, { shrink: true }),
+        budget.params(3, 0x1a58, 1000, { shrink: true }),
       );
     },
     budget.timeoutMs,
@@ -222,8 +222,39 @@ describe('config loading', () => {
     },
     { requiredKeys: [] },
   );
+  /** A valid config with one field set to anything: reaches the checks past the first. */
+  const oneFieldOff = fc
+    .tuple(
+      fc.constantFrom(
+        ['port'],
+        ['host'],
+        ['cameras', 0, 'id'],
+        ['cameras', 0, 'source'],
+        ['cameras', 0, 'fps'],
+        ['cameras', 0, 'width'],
+        ['pool', 'threads'],
+        ['ws', 'maxPayloadBytes'],
+        ['viewers', 'maxTopicsPerConnection'],
+        ['auth', 'hs256Secret'],
+        ['vad', 'stopDb'],
+        ['jobs', 'ttlSeconds'],
+        ['images', 'maxPixels'],
+      ),
+      fieldValue,
+    )
+    .map(([path, value]) => {
+      const config: Record<string, unknown> = { port: 0, cameras: [{ id: 'demo', source: 'test' }] };
+      let at = config as Record<string | number, unknown>;
+      for (const key of path.slice(0, -1)) {
+        at[key] ??= {};
+        at = at[key] as Record<string | number, unknown>;
+      }
+      at[path[path.length - 1]!] = value;
+      return JSON.stringify(config);
+    });
   const fileText = fc.oneof(
-    { weight: 5, arbitrary: configShaped.map((c) => JSON.stringify(c)) },
+    { weight: 4, arbitrary: oneFieldOff },
+    { weight: 4, arbitrary: configShaped.map((c) => JSON.stringify(c)) },
     { weight: 2, arbitrary: fc.json({ maxDepth: 4 }) },
     { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }) },
     {
@@ -239,8 +270,9 @@ describe('config loading', () => {
       ),
     },
   );
+  // Mostly no flags and no environment, so that the file's own checks are what decides.
   const argv = fc.oneof(
-    fc.constant<string[]>([]),
+    { weight: 3, arbitrary: fc.constant<string[]>([]) },
     fc.array(
       fc.oneof(
         fc.constantFrom('--port', '--host', '--pool-threads', '--config', '--nope', '-p'),
@@ -251,15 +283,18 @@ describe('config loading', () => {
       },
     ),
   );
-  const env = fc.dictionary(
-    fc.constantFrom(
-      'FRAMEHUB_HOST',
-      'FRAMEHUB_PORT',
-      'FRAMEHUB_POOL_THREADS',
-      'FRAMEHUB_AUTH_HS256_SECRET',
-      'FFMPEG_PATH',
+  const env = fc.oneof(
+    { weight: 3, arbitrary: fc.constant<Record<string, string>>({}) },
+    fc.dictionary(
+      fc.constantFrom(
+        'FRAMEHUB_HOST',
+        'FRAMEHUB_PORT',
+        'FRAMEHUB_POOL_THREADS',
+        'FRAMEHUB_AUTH_HS256_SECRET',
+        'FFMPEG_PATH',
+      ),
+      fc.string({ maxLength: 40 }),
     ),
-    fc.string({ maxLength: 40 }),
   );
 
   it(
@@ -279,13 +314,15 @@ describe('config loading', () => {
           } catch (err) {
             rel.record(
               cls,
-              err instanceof ConfigError ? 'ConfigError' : `threw ${(err as Error)?.constructor?.name}`,
+              err instanceof ConfigError
+                ? 'ConfigError'
+                : `threw ${(err as Error)?.constructor?.name} (WRONG)`,
             );
             if (!(err instanceof ConfigError)) throw err;
             expect(err.message.length).toBeGreaterThan(0);
           }
         }),
-        budget.params(3, 0xc0f19, 1000, { shrink: true }),
+        budget.params(4, 0xc0f19, 1000, { shrink: true }),
       );
     },
     budget.timeoutMs,

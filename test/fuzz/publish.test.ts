@@ -14,7 +14,8 @@ import {
   rawBytes,
   recordOf,
 } from './hostile-msgpack.js';
-import { fuzzConfig, fuzzLive, LiveDaemon, Probe } from './live.js';
+import { fuzzConfig, fuzzLive, LiveDaemon } from './live.js';
+import { Probe } from './probe.js';
 
 /**
  * `/publish` with a publisher token: frame, audio and ping records with every field of the

@@ -2,20 +2,9 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
 import { reliability } from '../support/reliability.js';
 import { fileBudget } from './budget.js';
-import {
-  deepNesting,
-  extBytes,
-  hostileValue,
-  hugeDeclaredLength,
-  invalidUtf8Str,
-  nested,
-  packHostile,
-  plain,
-  rawBytes,
-  recordOf,
-  topicLike,
-} from './hostile-msgpack.js';
-import { fuzzConfig, fuzzLive, LiveDaemon, Probe } from './live.js';
+import { fuzzConfig, fuzzLive, LiveDaemon } from './live.js';
+import { Probe } from './probe.js';
+import { SILENT, wsCases } from './ws-cases.js';
 
 /**
  * `/ws` with auth on, as an anonymous client before `hello` and as a viewer after it: random
@@ -29,8 +18,6 @@ const rel = reliability('fuzz-ws');
 const budget = fileBudget(4);
 const CASES = 1000;
 const live = new LiveDaemon(fuzzConfig(true));
-/** Accepted `sub`/`unsub` records are answered by the subscription's traffic, or by nothing. */
-const SILENT = new Set(['sub', 'unsub']);
 
 beforeAll(() => live.start(), 60_000);
 afterAll(() => live.stop());
@@ -39,74 +26,7 @@ afterEach(() => live.ensureUp(), 60_000);
 const anonymous = () => Probe.open(live.daemon.wsUrl);
 const viewer = () => Probe.open(live.daemon.wsUrl, live.viewerToken);
 
-/** A JWT-shaped string: valid, signed with another key, truncated, or random. */
-const tokenLike = () =>
-  fc.oneof(
-    fc.constant(live.viewerToken),
-    fc.constant(`${live.viewerToken.slice(0, -4)}AAAA`),
-    fc.string({ maxLength: 200 }),
-    fc.constantFrom('', 'a.b.c', 'eyJhbGciOiJub25lIn0.e30.', '.'.repeat(100)),
-  );
-const topics = fc.array(
-  fc.oneof({ weight: 3, arbitrary: topicLike }, { weight: 1, arbitrary: hostileValue }),
-  {
-    maxLength: 70,
-  },
-);
-const resume = fc.oneof(
-  fc.dictionary(topicLike, fc.oneof(fc.integer(), fc.double(), hostileValue), { maxKeys: 70 }),
-  hostileValue,
-);
-const pingId = fc.oneof(fc.string({ maxLength: 100 }), fc.integer(), fc.double(), hostileValue);
-
-/** Each record type with its fields present or absent, valid or of any other type. */
-const wrongTypes = () =>
-  fc.oneof(
-    recordOf('hello', { token: tokenLike(), resume }),
-    recordOf('sub', { topics }),
-    recordOf('unsub', { topics }),
-    recordOf('ping', { id: pingId }),
-  );
-
-/** Values msgpackr writes with every extension on, bare or as a field of a record. */
-const values = fc.oneof(
-  { weight: 2, arbitrary: hostileValue.map(packHostile) },
-  {
-    weight: 2,
-    arbitrary: fc
-      .tuple(
-        fc.constantFrom('ping', 'sub', 'unsub', 'hello'),
-        fc.constantFrom('id', 'topics', 'token', 'resume'),
-        hostileValue,
-      )
-      .map(([type, key, v]) => packHostile({ type, [key]: v })),
-  },
-);
-
-/** Bytes no msgpack library would write. */
-const bytes = fc.oneof(
-  rawBytes,
-  extBytes,
-  hugeDeclaredLength,
-  deepNesting,
-  fc.integer({ min: 100, max: 10_000 }).map((d) => recordWith('ping', 'id', nested(d, d % 5))),
-  hugeDeclaredLength.map((h) => recordWith('sub', 'topics', h)),
-  extBytes.map((e) => recordWith('ping', 'id', e)),
-  fc
-    .array(invalidUtf8Str, { minLength: 1, maxLength: 3 })
-    .map((strs) => recordWithArray('sub', 'topics', strs)),
-);
-
-function recordWith(type: string, key: string, value: Uint8Array): Uint8Array {
-  return Uint8Array.from(Buffer.concat([Uint8Array.of(0x82), plain('type'), plain(type), plain(key), value]));
-}
-function recordWithArray(type: string, key: string, items: Uint8Array[]): Uint8Array {
-  return recordWith(
-    type,
-    key,
-    Uint8Array.from(Buffer.concat([Uint8Array.of(0x90 | items.length), ...items])),
-  );
-}
+const { wrongTypes, values, bytes } = wsCases(() => live.viewerToken);
 
 describe('/ws before hello (auth on)', () => {
   it(

@@ -73,6 +73,12 @@ function commitOf(): string {
   }
 }
 
+/**
+ * An outcome a suite marked as wrong (its test failed on it): labels ending in "(WRONG)", and
+ * a daemon that exited.
+ */
+const isWrong = (label: string) => label.endsWith('(WRONG)') || label === 'daemon-exit';
+
 const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 function outcomes(c: ClassResult): string {
@@ -90,6 +96,12 @@ export function renderReport(files: ReliabilityFile[], runStart: number, commit:
   const all = files.flatMap((f) => f.classes);
   const cases = all.reduce((n, c) => n + c.cases, 0);
   const down = all.filter((c) => c.daemonUp === false);
+  const wrong = all
+    .map((c) => ({
+      c,
+      n: Object.entries(c.outcomes).reduce((n, [label, k]) => n + (isWrong(label) ? k : 0), 0),
+    }))
+    .filter((w) => w.n > 0);
   const growth = all.map((c) => c.rssGrowthMiB).filter((g): g is number => g !== undefined);
   const lines = [
     '# Reliability under hostile input',
@@ -101,6 +113,7 @@ export function renderReport(files: ReliabilityFile[], runStart: number, commit:
       'files) and what the daemon answered; this file merges those records.',
     '',
     `**Totals:** ${cases} inputs in ${all.length} input classes across ${files.length} suites. ` +
+      `Wrong answers: ${wrong.length === 0 ? 'none' : wrong.map((w) => `${w.n} in ${w.c.class}`).join('; ')}. ` +
       `Daemon up after every class: ${down.length === 0 ? 'yes' : `**no** (${down.map((c) => c.class).join('; ')})`}. ` +
       `Largest daemon RSS growth: ${growth.length ? `${Math.max(...growth)} MiB` : 'not measured'}.`,
     '',

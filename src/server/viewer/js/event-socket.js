@@ -6,7 +6,7 @@
  */
 import { pack, unpack } from './codec.js';
 import { backoffDelay, toWsUrl, wsProtocols } from './net.js';
-import { IGNORED_TYPES, isObject, readVad } from './records.js';
+import { IGNORED_TYPES, isObject, readError, readVad } from './records.js';
 
 /** @typedef {(rec: import('./records.js').VadRecord) => void} VadHandler */
 
@@ -91,7 +91,12 @@ export class EventSocket {
     }
     if (!isObject(record) || typeof record.type !== 'string')
       return this.malformed('not a record', 'a message that is not a map with a string "type"');
-    if (record.type === 'error') return; // a VAD topic the token may not see: the dot stays unknown
+    if (record.type === 'error') {
+      // Typically a VAD topic the token may not see: that tile's dot stays "unknown".
+      const err = readError(record);
+      if (typeof err === 'string') return this.malformed('error', err);
+      return console.warn(`framehub wall: event socket: ${err.code}: ${err.message}`);
+    }
     if (record.type !== 'vad') {
       if (!IGNORED_TYPES.has(record.type)) this.malformed('unknown type', `type ${record.type.slice(0, 40)}`);
       return;

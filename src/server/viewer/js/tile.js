@@ -7,10 +7,10 @@
 import { fmtMs } from './format.js';
 import { FrameStats } from './frame-stats.js';
 import { pick, TRANSPORTS, VARIANTS } from './lists.js';
+import { MalformedCount } from './malformed.js';
 import { backoffDelay, explainFailure } from './net.js';
 import { TileView } from './tile-view.js';
 import { OPEN_TRANSPORT } from './transports.js';
-import { warnOnce } from './warn-once.js';
 
 /** A connection that delivered something and then stayed up this long resets the backoff. */
 const STABLE_MS = 5_000;
@@ -62,7 +62,10 @@ export class Tile {
     this.retryAt = 0;
     this.state = 'idle';
     this.error = '';
-    /** seq of the last cam/<id>/vad event seen, to resume events missed while reconnecting. @type {number | undefined} */
+    /**
+     * seq of the last cam/<id>/vad event seen, to resume events missed while reconnecting.
+     * @type {number | undefined}
+     */
     this.vadSeq = undefined;
     this.vadEvents = 0;
     /** Frames drawn on the canvas since the page loaded (data-painted): the picture is moving. */
@@ -71,10 +74,8 @@ export class Tile {
     this.vadHandler = (rec) => this.onVad(rec);
     /** Off-screen tiles (big walls) and hidden pages keep their stats but skip decoding. */
     this.visible = true;
-    /** @type {Map<string, number>} kind → count, since the page loaded */
-    this.malformed = new Map();
-    this.malformedTotal = 0;
-    this.lastMalformed = '';
+    /** Since the page loaded, across transports. */
+    this.malformed = new MalformedCount(() => `tile ${this.camera} (${this.transport})`);
     this.stats = new FrameStats(WINDOW_MS);
     this.width = 0;
     this.height = 0;
@@ -178,7 +179,7 @@ export class Tile {
         if (current()) this.error = `${rec.code}: ${rec.message}`;
       },
       malformed: (kind, detail) => {
-        if (current()) this.onMalformed(kind, detail);
+        if (current()) this.malformed.add(kind, detail);
       },
       fail: (reason, explainUrl) => {
         if (current()) this.retry(reason, explainUrl);
@@ -247,29 +248,19 @@ export class Tile {
         this.width = width;
         this.height = height;
       },
-      (message) => this.onMalformed('undecodable jpeg', message),
+      (message) => this.malformed.add('undecodable jpeg', message),
     );
   }
 
-  /** Voice dot: `cam/<id>/vad` events `{state: 'speech'|'silence', dbfs, floor}`. @param {import('./records.js').VadRecord} rec */
+  /**
+   * Voice dot: `cam/<id>/vad` events `{state: 'speech'|'silence', dbfs, floor}`.
+   * @param {import('./records.js').VadRecord} rec
+   */
   onVad(rec) {
     if (rec.topic !== this.vadTopic) return;
     this.vadSeq = rec.seq;
     this.vadEvents++;
     this.view.setVad(rec.state, rec.dbfs);
-  }
-
-  /**
-   * Counts input the page could not use, and says so once per kind on the console; the
-   * count is on the tile (data-malformed, data-malformed-kinds) and in its stats line.
-   * @param {string} kind
-   * @param {string} detail
-   */
-  onMalformed(kind, detail) {
-    this.malformed.set(kind, (this.malformed.get(kind) ?? 0) + 1);
-    this.malformedTotal++;
-    this.lastMalformed = `${kind}: ${detail}`;
-    warnOnce(kind, `malformed ${kind} on tile ${this.camera} (${this.transport}): ${detail}`);
   }
 
   // --- periodic upkeep ------------------------------------------------------------------------
@@ -302,7 +293,6 @@ export class Tile {
       overlay = `retrying in ${fmtMs(Math.max(0, this.retryAt - now))} (attempt ${this.attempt})`;
     else if (this.state === 'stalled')
       overlay = `stalled: no frame for ${fmtMs(now - (s.lastFrameAt || this.connectedAt))}`;
-    const kinds = [...this.malformed].map(([k, n]) => `${k}:${n}`).join(' ');
     return {
       state: this.state,
       overlay,
@@ -311,8 +301,8 @@ export class Tile {
       drops: s.frames ? String(s.drops) : '–',
       size: this.width ? `${this.width}×${this.height} ${shownVariant}` : shownVariant,
       error: this.state === 'live' ? '' : this.error,
-      malformed: this.malformedTotal ? `${this.malformedTotal} malformed` : '',
-      malformedDetail: this.lastMalformed,
+      malformed: this.malformed.total ? `${this.malformed.total} malformed` : '',
+      malformedDetail: this.malformed.last,
       data: {
         transport: this.transport,
         variant: this.variant,
@@ -325,8 +315,8 @@ export class Tile {
         width: String(this.width),
         height: String(this.height),
         activeVariant: this.activeVariant,
-        malformed: String(this.malformedTotal),
-        malformedKinds: kinds,
+        malformed: String(this.malformed.total),
+        malformedKinds: this.malformed.summary(),
       },
     };
   }

@@ -9,9 +9,9 @@ import { EventSocket } from './event-socket.js';
 import { fmtMs } from './format.js';
 import { fitGrid } from './grid.js';
 import { TRANSPORTS, transportLabel, VARIANTS } from './lists.js';
+import { MalformedCount } from './malformed.js';
 import { backoffDelay, describeHttpError } from './net.js';
 import { Tile } from './tile.js';
-import { warnOnce } from './warn-once.js';
 
 const STATUS_POLL_MS = 5_000;
 /** Browsers open at most 6 HTTP/1.1 connections per host; every SSE or MJPEG tile holds one. */
@@ -53,11 +53,12 @@ export class Wall {
     this.opts = opts;
     /** @type {Map<string, Tile>} camera id → tile */
     this.tiles = new Map();
-    this.malformed = 0;
+    /** The shared event socket's (MJPEG tiles' voice dots); each tile counts its own. */
+    this.malformed = new MalformedCount(() => "the page's event socket");
     this.events = new EventSocket(opts.url, opts.token, (kind, detail) => {
-      this.malformed++;
-      els.wall.dataset.malformed = String(this.malformed);
-      warnOnce(kind, `malformed ${kind} on the page's event socket: ${detail}`);
+      this.malformed.add(kind, detail);
+      els.wall.dataset.malformed = String(this.malformed.total);
+      els.wall.dataset.malformedKinds = this.malformed.summary();
     });
     this.statusAttempt = 0;
     this.summary = changes(
