@@ -148,7 +148,7 @@ describe('HTTP', () => {
     expect(JSON.parse((await get(`${daemon.url}/readyz`)).text)).toEqual({ status: 'ready' });
     const page = await get(`${daemon.url}/`);
     expect(page.status).toBe(200);
-    expect(page.text).toContain('/viewer.js');
+    expect(page.text).toContain('src="viewer.js"');
     expect((await get(`${daemon.url}/vendor/msgpackr.js`)).status).toBe(200);
     const missing = await get(`${daemon.url}/nope`);
     expect(missing.status).toBe(404);
