@@ -21,6 +21,7 @@ import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
 import { guardFraming } from './server/http-guard.js';
 import { HttpStreams } from './server/http-stream.js';
+import { onInternalError } from './server/http-util.js';
 import { registerJobs } from './server/jobs.js';
 import { ConnectionBudget, ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
@@ -57,6 +58,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log.error({ err }, 'unhandled promise rejection (a bug: please report it)');
   };
   process.on('unhandledRejection', onUnhandled);
+  onInternalError((err) => {
+    metrics.handlerErrors.labels('http').inc();
+    log.error({ err }, 'HTTP handler failed; answered 500');
+  });
   const cameras = new Map(config.cameras.map((c) => [c.id, c]));
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
   let ready = false;

@@ -407,6 +407,7 @@ describe('permissions', () => {
     cams,
     role,
     exp: now() + 600,
+    expiresAtMs: (now() + 605) * 1000,
   });
 
   it('canView allows a listed camera', () => {

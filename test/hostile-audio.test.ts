@@ -191,7 +191,13 @@ describe('through a real ffmpeg (jobs.maxActive 1)', () => {
     au.writeUInt32BE(3, 12); // 16-bit linear PCM
     au.writeUInt32BE(1, 16); // 1 Hz
     au.writeUInt32BE(1, 20);
-    for (const body of [lowWav, au, toneWav(1, 1999)]) {
+    // CAF keeps its rate as a float64 in the `desc` chunk (found by review: it was not read).
+    const wavFile = join(dir, 'for-caf.wav');
+    writeFileSync(wavFile, toneWav(1.25, 8000));
+    const caf = readFileSync(encode(wavFile, 'low.caf', ['-c:a', 'pcm_s16le']));
+    expect(caf.toString('latin1', 8, 12)).toBe('desc');
+    caf.writeDoubleBE(1, 20);
+    for (const body of [lowWav, au, caf, toneWav(1, 1999)]) {
       const started = Date.now();
       const res = await postAudio(daemon.url, body);
       const { error } = (await res.json()) as Partial<ErrorBody>;

@@ -43,6 +43,9 @@ describe('decodeUntrusted', () => {
     expect(() => decodeUntrusted(Buffer.concat([pack({ type: 'ping' }), Buffer.from([0xc0])]))).toThrow(
       /trailing/,
     );
+    // Honest lengths, but 100,000 one-byte values: seconds of decoding and hundreds of MB of heap.
+    const manyMaps = Buffer.concat([Buffer.from([0xdd, 0, 1, 0x86, 0xa0]), Buffer.alloc(100_000, 0x80)]);
+    expect(() => decodeUntrusted(manyMaps)).toThrow(/more than 4096 values/);
     const record = { type: 'hello', token: 'x', resume: { 'cam/a/vad': 3 }, n: 2 ** 40 };
     expect(decodeUntrusted(pack(record))).toEqual(record);
     // A uint64 decodes as a number (never a BigInt that cannot be re-encoded).
@@ -71,6 +74,7 @@ describe('single hostile messages (auth on)', () => {
           { id: 'a1', source: 'push', fps: 30, width: 64, height: 48, audio: false },
         ],
         ws: { subscribeRatePerSecond: 5, subscribeBurst: 10 },
+        auth: { clockToleranceSeconds: 0 },
       },
       [],
       { FRAMEHUB_AUTH_HS256_SECRET: SECRET },
@@ -152,6 +156,43 @@ describe('single hostile messages (auth on)', () => {
     expect(p.of('error').length).toBe(errors);
     p.close();
   });
+
+  it('charges hello (and each topic it resumes) to the same subscription budget', async () => {
+    const v = new Viewer(`${wsUrl()}?token=${viewerToken}`);
+    await v.opened;
+    for (let i = 0; i < 200; i++) v.send({ type: 'hello', resume: { system: 0 } });
+    v.send({ type: 'ping', id: 'done' });
+    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'done'));
+    // Burst 10 at 5/s: almost every replaying hello is refused.
+    expect(v.of('error').filter((e) => e.code === 'RATE_LIMITED').length).toBeGreaterThan(150);
+    expect(v.of('hello').length).toBeLessThan(50);
+    v.close();
+  });
+
+  it('closes WS, SSE and publisher connections when their token expires', async () => {
+    const shortLived = (role: string) =>
+      new SignJWT({ cams: ['*'], role })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('t')
+        .setExpirationTime(Math.floor(Date.now() / 1000) + 2)
+        .sign(key);
+    const [viewer, publisher] = await Promise.all([shortLived('viewer'), shortLived('publisher')]);
+    const ws = new Viewer(`${wsUrl()}?token=${viewer}`);
+    const pub = new Viewer(`${publishUrl()}?token=${publisher}`);
+    const sse = await fetch(`${daemon.url}/sse?topics=system&token=${viewer}`);
+    expect(sse.status).toBe(200);
+    const sseEnded = sse.text(); // resolves when the server ends the stream
+    // clockToleranceSeconds is 0 here: each closes about 2 s after connecting (bound: 15 s).
+    expect((await ws.closed).code).toBe(4001);
+    expect((await pub.closed).code).toBe(4001);
+    await sseEnded;
+    const metrics = (await get(`${daemon.url}/metrics`)).text;
+    for (const transport of ['ws', 'sse', 'publish']) {
+      expect(
+        metricValue(metrics, `framehub_auth_failures_total{transport="${transport}",reason="expired"}`),
+      ).toBeGreaterThanOrEqual(1);
+    }
+  }, 20_000);
 
   it('rate-limits sub/unsub loops so cached frames cannot be pulled without bound', async () => {
     const pub = new Viewer(`${publishUrl()}?token=${publisherToken}`);

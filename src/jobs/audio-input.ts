@@ -74,6 +74,14 @@ export function audioDecodeArgs(demuxer: string, rate: number, maxSeconds: numbe
   ];
 }
 
+/**
+ * Decode amplification cap for every container, including those whose rate is not read from
+ * the header (Ogg, MP4, WebM, Matroska). Real audio stays far below it: 6 kbit/s Opus at 16 kHz
+ * is about 21 samples per byte, and FLAC's digital silence a few hundred; a header declaring
+ * 1 Hz resampled to 16 kHz is about 8,000.
+ */
+export const MAX_SAMPLES_PER_INPUT_BYTE = 1000;
+
 export interface DecodeOptions {
   ffmpegPath: string;
   body: Buffer;
@@ -123,6 +131,10 @@ export function decodeAudio(o: DecodeOptions): DecodeHandle {
     carry = even < bytes.length ? bytes.subarray(even) : undefined;
     if (even === 0) return;
     produced += even / 2;
+    if (produced > o.body.length * MAX_SAMPLES_PER_INPUT_BYTE) {
+      const limit = `decoded audio is over ${MAX_SAMPLES_PER_INPUT_BYTE} samples per uploaded byte (a header declaring a tiny sample rate?)`;
+      return stop(new AudioInputError('SAMPLE_RATE_TOO_LOW', limit, 422));
+    }
     if (produced > maxSamples) {
       const limit = `decoded audio runs past ${o.maxSeconds} s (jobs.maxAudioSeconds)`;
       return stop(new AudioInputError('AUDIO_TOO_LONG', limit, 422));

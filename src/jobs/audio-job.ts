@@ -147,7 +147,8 @@ export class AudioJobs {
   /** 16 kHz from a header declaring 1 Hz would turn a 20 KB upload into hours of samples. */
   private refuseLowRate(declared: number | undefined): void {
     const ratio = this.opts.limits.maxUpsampleRatio;
-    if (declared === undefined || DECODE_RATE / declared <= ratio) return;
+    // A float rate (CAF) may be NaN, zero or negative: only a positive rate within the ratio passes.
+    if (declared === undefined || (declared > 0 && DECODE_RATE / declared <= ratio)) return;
     throw new AudioInputError(
       'SAMPLE_RATE_TOO_LOW',
       `the header declares ${declared} Hz; the lowest rate accepted is ${Math.ceil(DECODE_RATE / ratio)} Hz (jobs.maxUpsampleRatio)`,

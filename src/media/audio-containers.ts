@@ -87,7 +87,13 @@ const CONTAINERS: Entry[] = [
   // ffmpeg's demuxer is named "mov,mp4,m4a,3gp,3g2,mj2"; `-f mov` and a whitelist entry "mov" select it.
   { name: 'mp4', demuxer: 'mov', matches: (b) => ascii(b, 4, 8) === 'ftyp' },
   { name: 'webm', demuxer: 'matroska', matches: (b) => b.readUInt32BE(0) === 0x1a45dfa3 },
-  { name: 'caf', demuxer: 'caf', matches: (b) => ascii(b, 0, 4) === 'caff' },
+  {
+    name: 'caf',
+    demuxer: 'caf',
+    matches: (b) => ascii(b, 0, 4) === 'caff',
+    // The `desc` chunk must come first (CAF spec): its mSampleRate is a big-endian float64.
+    declaredRate: (b) => (b.length >= 28 && ascii(b, 8, 12) === 'desc' ? b.readDoubleBE(20) : undefined),
+  },
   {
     name: 'au',
     demuxer: 'au',

@@ -9,6 +9,12 @@
 export interface ScanLimits {
   /** Deepest container nesting accepted; the top-level map is depth 1. */
   maxDepth: number;
+  /**
+   * Most values in the whole message (map keys count). Each becomes a JS value when decoded,
+   * so without it 8 MB of one-byte empty maps costs seconds of main-thread time and about
+   * 500 MB of heap, though every length is honest.
+   */
+  maxItems: number;
 }
 
 export class MsgpackRefusedError extends Error {}
@@ -24,6 +30,7 @@ export function scanMsgpack(bytes: Uint8Array, limits: ScanLimits): void {
   /** Items still to read per open container (a map's pairs count twice); [0] is the top level. */
   const remaining: number[] = [1];
   let at = 0;
+  let items = 1;
 
   const need = (n: number) => {
     if (at + n > end) refuse('truncated message', at);
@@ -32,12 +39,14 @@ export function scanMsgpack(bytes: Uint8Array, limits: ScanLimits): void {
     need(n);
     at += n;
   };
-  const open = (items: number) => {
+  const open = (count: number) => {
     // Every item takes at least one byte: a count beyond what is left is a lie.
-    if (items > end - at) refuse(`container claims ${items} items`, at);
+    if (count > end - at) refuse(`container claims ${count} items`, at);
     if (remaining.length > limits.maxDepth) refuse(`nesting deeper than ${limits.maxDepth}`, at);
-    if (items === 0) return;
-    remaining.push(items);
+    items += count;
+    if (items > limits.maxItems) refuse(`more than ${limits.maxItems} values`, at);
+    if (count === 0) return;
+    remaining.push(count);
   };
   const length = (bytesOfLength: 1 | 2 | 4) => {
     need(bytesOfLength);

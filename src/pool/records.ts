@@ -38,8 +38,14 @@ const untrusted = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsT
 /** Deepest nesting any client record needs: `hello.resume` is a map in a map. */
 export const CLIENT_MAX_DEPTH = 4;
 
+/**
+ * Most values in one client message (map keys count): a `sub` or `hello.resume` of 64 topics
+ * is about 200 (2,050 at the largest maxTopicsPerConnection, 1024), a publisher record under 20; a frame's JPEG is one binary value.
+ */
+export const CLIENT_MAX_ITEMS = 4096;
+
 /** Decodes a client message; throws MsgpackRefusedError (or msgpackr's Error) when it is refused. */
 export function decodeUntrusted(bytes: Uint8Array): unknown {
-  scanMsgpack(bytes, { maxDepth: CLIENT_MAX_DEPTH });
+  scanMsgpack(bytes, { maxDepth: CLIENT_MAX_DEPTH, maxItems: CLIENT_MAX_ITEMS });
   return untrusted.unpack(bytes);
 }

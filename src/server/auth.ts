@@ -35,6 +35,12 @@ export interface Principal {
   readonly cams: '*' | ReadonlySet<string>;
   readonly role: Role;
   readonly exp: number;
+  /**
+   * When connections opened with this token must be closed: `exp` plus the clock tolerance, in
+   * ms since the epoch (Infinity with auth off). A token is checked once, at connect, so without
+   * this an open connection would outlive its token, and the lifetime cap would bound nothing.
+   */
+  readonly expiresAtMs: number;
 }
 
 export interface Authenticator {
@@ -55,6 +61,7 @@ const ANONYMOUS: Principal = Object.freeze({
   cams: '*',
   role: 'admin',
   exp: Number.POSITIVE_INFINITY,
+  expiresAtMs: Number.POSITIVE_INFINITY,
 });
 
 /** Far above any real token; stops a huge query string from reaching base64 and JSON decoding. */
@@ -98,7 +105,7 @@ export async function createAuthenticator(cfg: AuthConfig | undefined): Promise<
       throw fromJose(err, token, algorithms);
     }
     checkLifetime(payload, resolved);
-    return principalFrom(payload);
+    return principalFrom(payload, resolved.clockToleranceSeconds);
   };
   return {
     enabled: true,
@@ -200,7 +207,7 @@ function checkLifetime(payload: JWTPayload, cfg: ResolvedAuthConfig): void {
  * `cams` must be a list: `["*"]` is the wildcard, and a bare `"*"` string is refused rather
  * than read as "everything", so a claim of the wrong shape can never widen access.
  */
-function principalFrom(payload: JWTPayload): Principal {
+function principalFrom(payload: JWTPayload, toleranceSeconds: number): Principal {
   const { sub, exp, cams, role = 'viewer' } = payload;
   if (typeof sub !== 'string' || sub === '') throw badClaims('sub must be a non-empty string');
   if (typeof exp !== 'number') throw badClaims('exp must be a number'); // jose checked; narrows the type
@@ -212,7 +219,13 @@ function principalFrom(payload: JWTPayload): Principal {
       throw badClaims(`cams[${i}] is not a camera id`);
   }
   if (!ROLES.includes(role as Role)) throw badClaims(`role must be one of ${ROLES.join(', ')}`);
-  return { sub, exp, cams: wildcard ? '*' : new Set(cams as string[]), role: role as Role };
+  return {
+    sub,
+    exp,
+    expiresAtMs: (exp + toleranceSeconds) * 1000,
+    cams: wildcard ? '*' : new Set(cams as string[]),
+    role: role as Role,
+  };
 }
 
 const badClaims = (detail: string) => new AuthError('UNAUTHORIZED', 'claims', detail);

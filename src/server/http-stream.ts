@@ -29,6 +29,8 @@ export class StreamViewer {
   /** Concrete frame topics whose frames were skipped while blocked. */
   readonly missed = new Set<string>();
   closed = false;
+  /** The token's expiry (Principal.expiresAtMs): the sweep ends the stream then. */
+  expiresAtMs = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly res: HttpResponse,
@@ -208,6 +210,13 @@ export class HttpStreams implements RecordSink {
     const keepAlive = now - this.lastKeepAlive >= this.ctx.sseHeartbeatMs;
     if (keepAlive) this.lastKeepAlive = now;
     for (const v of this.viewers) {
+      if (v.expiresAtMs <= now) {
+        // The token that opened the stream has expired: end it; the client reconnects with a new one.
+        metrics.authFailures.labels(v.transport, 'expired').inc();
+        this.close(v);
+        v.res.cork(() => v.res.end());
+        continue;
+      }
       if (v.blockedBytes > slow.hardBytes) {
         v.overHardSince ||= now;
         if (now - v.overHardSince >= slow.slowCloseMs) {

@@ -64,7 +64,8 @@ export function sendError(
 
 /**
  * Runs an async handler safely: marks the response aborted before any await (uWS forbids
- * touching an aborted response) and turns a thrown error into a 500 with a code. Pass the
+ * touching an aborted response) and turns a thrown error into a generic 500 `INTERNAL`, reported
+ * through onInternalError (the daemon counts and logs it). Pass the
  * request's BodyReader, if any, so an abort ends its read and a 500 does not leave it half read.
  */
 export function handleAsync(
@@ -77,11 +78,20 @@ export function handleAsync(
     aborted = true;
     body?.abort();
   });
-  work(() => aborted).catch((err: Error) => {
+  work(() => aborted).catch((err: unknown) => {
+    reportInternalError(err);
     if (aborted) return;
-    if (body) refuseBody(res, body, 500, 'INTERNAL', err.message);
-    else sendError(res, 500, 'INTERNAL', err.message);
+    // The raw message may name files, hosts or library internals: it goes to the log only.
+    if (body) refuseBody(res, body, 500, 'INTERNAL', 'internal error');
+    else sendError(res, 500, 'INTERNAL', 'internal error');
   });
+}
+
+/** Where handleAsync reports an unexpected error (set once by the daemon: count and log). */
+let reportInternalError: (err: unknown) => void = () => {};
+
+export function onInternalError(report: (err: unknown) => void): void {
+  reportInternalError = report;
 }
 
 /** The peer address as text; read synchronously, before any await (uWS frees it after). */

@@ -49,6 +49,7 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
       if (ext === 'jpg') return snapshot(ctx, res, topic, r.headers);
 
       const viewer = new StreamViewer(res, 'mjpeg', mjpegFraming, r.ip, ctx);
+      viewer.expiresAtMs = principal.expiresAtMs;
       res.onAborted(() => streams.close(viewer));
       res.cork(() => {
         res

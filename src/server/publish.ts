@@ -24,6 +24,8 @@ interface Publisher {
   principal: Principal | undefined;
   reject: string | undefined;
   closed: boolean;
+  /** Closes the socket when its token expires (publishers are few: one timer each). */
+  expiry: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -103,15 +105,30 @@ export function registerPublisher(
             principal: o.principal,
             reject: o.reject?.reason,
             closed: false,
+            expiry: undefined,
           }),
         ),
     ),
     open: guarded('publish.open', (ws) => {
-      const { reject } = ws.getUserData();
-      if (reject) ws.end(CloseCode.UNAUTHORIZED, reject);
+      const p = ws.getUserData();
+      if (p.reject) return ws.end(CloseCode.UNAUTHORIZED, p.reject);
+      const left = (p.principal?.expiresAtMs ?? Number.POSITIVE_INFINITY) - Date.now();
+      // Timers cap at 2^31-1 ms (24.8 days): a socket whose token lives longer is closed then, and reconnects.
+      if (Number.isFinite(left)) {
+        p.expiry = setTimeout(
+          () => {
+            if (p.closed) return;
+            ctx.metrics.authFailures.labels('publish', 'expired').inc();
+            ws.end(CloseCode.UNAUTHORIZED, 'token expired');
+          },
+          Math.min(Math.max(0, left), 2 ** 31 - 1),
+        );
+      }
     }),
     close: (ws) => {
-      ws.getUserData().closed = true;
+      const p = ws.getUserData();
+      p.closed = true;
+      clearTimeout(p.expiry);
     },
     message: guarded('publish.message', (ws, message: ArrayBuffer, isBinary: boolean) => {
       let rec: unknown;

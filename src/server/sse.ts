@@ -81,6 +81,7 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
       const replay = afterOrder === undefined ? [] : ctx.hub.history.since(unique, afterOrder);
 
       const viewer = new StreamViewer(res, 'sse', sseFraming, r.ip, ctx, r.query.get('frames') === 'ref');
+      viewer.expiresAtMs = principal.expiresAtMs;
       res.onAborted(() => streams.close(viewer));
       res.cork(() => {
         res

@@ -128,8 +128,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
    * frame topic sends the cached frame at once, so without this a loop of small sub/unsub
    * requests pulls whole frames as fast as the server can send them.
    */
-  const subscribeAllowed = (ws: Ws, cost: number): boolean => {
+  const subscribeAllowed = (ws: Ws, topics: number): boolean => {
     const v = ws.getUserData();
+    // A request as large as the topic limit must always be possible, whatever the burst.
+    const cost = Math.min(topics, opts.subscribeBurst);
     const now = performance.now();
     v.subTokens = Math.min(
       opts.subscribeBurst,
@@ -190,6 +192,12 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   /** Samples one viewer's buffer: slow/recover/close, then adaptive variant switches. */
   const sweepOne = (ws: Ws, now: number) => {
     const v = ws.getUserData();
+    if (v.principal && v.principal.expiresAtMs <= now) {
+      // Tokens are checked at connect; an open connection must not outlive its token.
+      metrics.authFailures.labels(TRANSPORT, 'expired').inc();
+      ws.end(CloseCode.UNAUTHORIZED, 'token expired; reconnect or send hello with a new token');
+      return;
+    }
     const change = v.slow.observe(ws.getBufferedAmount(), now);
     if (change === 'close') {
       metrics.slowDisconnects.labels(TRANSPORT).inc();
@@ -275,8 +283,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       if (pending.length) subscribe(ws, pending);
     };
     if (typeof record.token !== 'string') {
-      if (v.principal) return welcome();
-      return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
+      if (!v.principal) return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
+      if (v.principal.expiresAtMs <= Date.now()) return ws.end(CloseCode.UNAUTHORIZED, 'token expired');
+      return welcome();
     }
     ctx.auth
       .verify(record.token)
@@ -314,8 +323,13 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
     const record = msg as { type: string; topics?: unknown; id?: unknown; token?: unknown; resume?: unknown };
     switch (record.type) {
-      case 'hello':
+      case 'hello': {
+        // A hello replays history for each resumed topic, so it is charged like subscriptions.
+        const resumed =
+          typeof record.resume === 'object' && record.resume !== null ? Object.keys(record.resume).length : 0;
+        if (!subscribeAllowed(ws, Math.max(1, resumed))) return;
         return onHello(ws, record);
+      }
       case 'sub':
       case 'unsub':
         if (!Array.isArray(record.topics))
