@@ -266,6 +266,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     if (record.resume !== undefined) {
       const resume = parseResume(record.resume, ctx.maxTopicsPerConnection);
       if (typeof resume === 'string') return sendError(ws, 'BAD_MESSAGE', resume);
+      // A valid resume replays history for each of its topics: charged like subscriptions.
+      if (!subscribeAllowed(ws, Math.max(1, resume.size))) return;
       // Replaces, never adds to, earlier positions: the map stays within the topic limit.
       v.resume = resume;
     }
@@ -323,13 +325,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
     const record = msg as { type: string; topics?: unknown; id?: unknown; token?: unknown; resume?: unknown };
     switch (record.type) {
-      case 'hello': {
-        // A hello replays history for each resumed topic, so it is charged like subscriptions.
-        const resumed =
-          typeof record.resume === 'object' && record.resume !== null ? Object.keys(record.resume).length : 0;
-        if (!subscribeAllowed(ws, Math.max(1, resumed))) return;
+      case 'hello':
         return onHello(ws, record);
-      }
       case 'sub':
       case 'unsub':
         if (!Array.isArray(record.topics))
