@@ -34,6 +34,8 @@ const deepId = (depth: number) =>
   pingWithRawId(Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])]));
 const hugeArray = () => pingWithRawId(Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]));
 const throwingName = { toString: 1, valueOf: 1 };
+/** Wide on purpose: these suites share 2 cores with daemons, ffmpeg and Chromium. */
+const WAIT = 20_000;
 
 describe('decodeUntrusted', () => {
   it('refuses extensions, deep nesting, lying lengths and trailing bytes; accepts plain records', () => {
@@ -93,7 +95,7 @@ describe('single hostile messages (auth on)', () => {
   const expectError = async (v: Viewer, bytes: Uint8Array, code: string) => {
     const before = v.of('error').length;
     v.ws.send(bytes);
-    await v.until(() => v.of('error').length > before);
+    await v.until(() => v.of('error').length > before, WAIT);
     expect(v.of('error').at(-1)?.code).toBe(code);
   };
 
@@ -107,7 +109,7 @@ describe('single hostile messages (auth on)', () => {
     await expectError(v, pack({ type: 'ping', id: { a: 1 } }), 'BAD_MESSAGE');
     await expectError(v, pack({ type: 'ping', id: 'x'.repeat(65) }), 'BAD_MESSAGE');
     v.send({ type: 'ping', id: 'ok' });
-    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'ok'));
+    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'ok'), WAIT);
     v.close();
     await alive();
   });
@@ -152,7 +154,7 @@ describe('single hostile messages (auth on)', () => {
     const errors = p.of('error').length;
     p.send(audio(new Float32Array(1600).fill(0.01)));
     p.send({ type: 'ping', id: 'after-audio' });
-    await p.until((r) => r.some((x) => x.type === 'pong' && x.id === 'after-audio'));
+    await p.until((r) => r.some((x) => x.type === 'pong' && x.id === 'after-audio'), WAIT);
     expect(p.of('error').length).toBe(errors);
     p.close();
   });
@@ -162,7 +164,7 @@ describe('single hostile messages (auth on)', () => {
     await v.opened;
     for (let i = 0; i < 200; i++) v.send({ type: 'hello', resume: { system: 0 } });
     v.send({ type: 'ping', id: 'done' });
-    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'done'));
+    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'done'), WAIT);
     // Burst 10 at 5/s: almost every replaying hello is refused.
     expect(v.of('error').filter((e) => e.code === 'RATE_LIMITED').length).toBeGreaterThan(150);
     expect(v.of('hello').length).toBeLessThan(50);
@@ -201,13 +203,13 @@ describe('single hostile messages (auth on)', () => {
     const v = new Viewer(`${wsUrl()}?token=${viewerToken}`);
     await v.opened;
     v.send({ type: 'sub', topics: ['cam/p1/raw'] });
-    await v.until((r) => r.some((x) => x.type === 'frame'));
+    await v.until((r) => r.some((x) => x.type === 'frame'), WAIT);
     for (let i = 0; i < 200; i++) {
       v.send({ type: 'unsub', topics: ['cam/p1/raw'] });
       v.send({ type: 'sub', topics: ['cam/p1/raw'] });
     }
     v.send({ type: 'ping', id: 'done' });
-    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'done'));
+    await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'done'), WAIT);
     const limited = v.of('error').filter((e) => e.code === 'RATE_LIMITED').length;
     // Burst 10 at 5/s: a few dozen changes at most go through in the seconds this takes.
     expect(limited).toBeGreaterThan(300);
@@ -247,7 +249,7 @@ describe('tokenless sockets (auth on)', () => {
         v.send({ type: 'ping', id: 'wait' });
         return Promise.race([
           v.closed.then((c) => c.code),
-          v.until((r) => r.some((x) => x.type === 'pong')).then(() => 'open' as const),
+          v.until((r) => r.some((x) => x.type === 'pong'), WAIT).then(() => 'open' as const),
         ]);
       }),
     );
@@ -259,7 +261,7 @@ describe('tokenless sockets (auth on)', () => {
     await Promise.all(viewers.map((v) => v.opened));
     for (const v of viewers) {
       v.send({ type: 'ping', id: 'in' });
-      await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'in'));
+      await v.until((r) => r.some((x) => x.type === 'pong' && x.id === 'in'), WAIT);
     }
     expect(viewers.every((v) => v.ws.readyState === v.ws.OPEN)).toBe(true);
     // A pending socket that authenticates now finds the viewer limit full: 1013, as at an upgrade.

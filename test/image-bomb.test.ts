@@ -132,9 +132,11 @@ describe('pushed frames are checked before any decode', () => {
     // Sampling factors of 0: our header parser reads a plausible 320×180, libjpeg does not.
     const corruptBefore = await dropped('corrupt');
     const ts = push(craftJpeg({ width: 320, height: 180, lumaSamplingByte: 0x00 }));
+    // Nothing is pushed until the worker has judged it: a frame pushed behind it would replace
+    // it in the camera's queue (latest wins), and it would be counted superseded instead.
+    await expect.poll(() => dropped('corrupt'), { timeout: 30_000 }).toBeGreaterThan(corruptBefore);
     await pushSentinel();
     expect(framesWith((r) => r.ts === ts)).toHaveLength(0);
-    expect(await dropped('corrupt')).toBeGreaterThan(corruptBefore);
   });
 });
 

@@ -442,7 +442,10 @@ async function startIdleViewers() {
           expect(await t.getAttribute('data-malformed'), what).toBe('0');
           // 10 fps for 20 s: at least half of the frames arrived, so the count covers the window.
           expect(frames, what).toBeGreaterThanOrEqual((IDLE_WINDOW_MS / 1000) * 10 * 0.5);
-          expect(drops, what).toBeGreaterThanOrEqual(lost);
+          // Exact on a healthy machine (skipped is 0). On a starved one the reference client on
+          // `raw` can itself be skipped as slow, so the bound widens both ways by what the
+          // server counted.
+          expect(drops, what).toBeGreaterThanOrEqual(lost - skipped);
           expect(drops, what).toBeLessThanOrEqual(lost + skipped);
         }
         await p.close();
