@@ -68,9 +68,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
 
   // Workers pick the same backend (same FRAMEHUB_VAD_BACKEND, same addon); loading it here
   // reports the choice once at start and fails fast when `native` is forced but missing.
-  const vadBackend = loadRmsBackend();
+  // Worker threads read the choice from the environment they inherit when the pool starts.
+  process.env.FRAMEHUB_VAD_BACKEND = config.vadBackend;
+  const vadBackend = loadRmsBackend(config.vadBackend);
   metrics.vadBackendInfo.labels(vadBackend.name).set(1);
-  log.info({ backend: vadBackend.name }, 'vad backend');
+  // `detail` says what runs and, after a fallback to JS, why (the addon's load error).
+  log.info({ backend: vadBackend.name, detail: vadBackend.detail }, 'vad backend');
 
   // The VAD streams feed the pool and the pool's ring feeds them back: runVad is only called
   // after start-up, by which time `pool` exists.

@@ -6,6 +6,7 @@ import { exitOnSignals } from './shutdown.js';
 
 try {
   const config = loadConfig(process.argv.slice(2), process.env);
+  log.level = config.logLevel;
   const daemon = await startDaemon(config, log);
   exitOnSignals(daemon, { deadlineMs: config.shutdown.deadlineMs, log });
 } catch (err) {

@@ -13,6 +13,26 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('refuses a bad FRAMEHUB_LOG_LEVEL or FRAMEHUB_VAD_BACKEND with exit 2, naming the field', () => {
+    for (const [name, value, field] of [
+      ['FRAMEHUB_LOG_LEVEL', 'loud', 'logLevel'],
+      ['FRAMEHUB_VAD_BACKEND', 'gpu', 'vadBackend'],
+    ] as const) {
+      const run = spawnSync(process.execPath, [mainJs, '--port', '0'], {
+        env: { ...process.env, [name]: value },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect({ name, status: run.status }).toEqual({ name, status: 2 });
+      expect(run.stderr).toContain(field);
+      expect(run.stderr).not.toContain('    at ');
+    }
+    expect(loadConfig([], { FRAMEHUB_LOG_LEVEL: 'debug', FRAMEHUB_VAD_BACKEND: 'js' })).toMatchObject({
+      logLevel: 'debug',
+      vadBackend: 'js',
+    });
+  });
+
   it('takes flags over env over the file', () => {
     const file = writeConfig({ host: '127.0.0.2', port: 9000, cameras: [{ id: 'lobby', source: 'test' }] });
     const c = loadConfig(['--port', '0', '--config', file], {

@@ -47,6 +47,8 @@ export function loadConfig(argv: string[], env: Env): Config {
   if (port !== undefined) raw.port = toNumber(port);
   if (threads !== undefined) raw.pool = { ...(raw.pool as object | undefined), threads: toNumber(threads) };
   if (env.FFMPEG_PATH) raw.ffmpegPath = env.FFMPEG_PATH;
+  if (env.FRAMEHUB_LOG_LEVEL) raw.logLevel = env.FRAMEHUB_LOG_LEVEL;
+  if (env.FRAMEHUB_VAD_BACKEND) raw.vadBackend = env.FRAMEHUB_VAD_BACKEND;
   // A secret belongs in the environment (or a mounted file), not in a config file in a repo.
   if (env.FRAMEHUB_AUTH_HS256_SECRET)
     raw.auth = { ...(raw.auth as object | undefined), hs256Secret: env.FRAMEHUB_AUTH_HS256_SECRET };

@@ -213,6 +213,10 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   ffmpegPath: z.string().min(1).optional(),
+  /** pino level; FRAMEHUB_LOG_LEVEL sets it. */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** VAD energy backend: `auto` (native when the addon loads, else JS), `native` or `js`; FRAMEHUB_VAD_BACKEND sets it. */
+  vadBackend: z.enum(['auto', 'native', 'js']).default('auto'),
 });
 
 export type Config = z.infer<typeof configSchema>;

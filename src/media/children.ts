@@ -32,7 +32,3 @@ export function killAllChildren(signal: NodeJS.Signals = 'SIGKILL'): number {
   for (const child of running) killGroup(child, signal);
   return n;
 }
-
-export function runningChildren(): number {
-  return running.size;
-}
