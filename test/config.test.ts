@@ -4,13 +4,31 @@ import { loadConfig } from '../src/config/load.js';
 import { mainJs, writeConfig } from './helpers.js';
 
 describe('loadConfig', () => {
-  it('defaults to 127.0.0.1:8080 with the demo test camera', () => {
+  it('defaults to 127.0.0.1:8080 with four demo cameras, only one with the tone', () => {
     const c = loadConfig([], {});
     expect(c.host).toBe('127.0.0.1');
     expect(c.port).toBe(8080);
-    expect(c.cameras).toEqual([
-      { id: 'demo', source: 'test', fps: 15, width: 1280, height: 720, quality: 5, audioRate: 16000 },
+    expect(c.cameras[0]).toEqual({
+      id: 'demo',
+      source: 'test',
+      fps: 15,
+      width: 1280,
+      height: 720,
+      quality: 5,
+      audioRate: 16000,
+    });
+    expect(c.cameras.map((x) => [x.id, x.pattern ?? 'testsrc2', `${x.width}x${x.height}@${x.fps}`])).toEqual([
+      ['demo', 'testsrc2', '1280x720@15'],
+      ['bars', 'smptehdbars', '640x360@10'],
+      ['life', 'life', '480x270@20'],
+      ['rgb', 'rgbtestsrc', '320x240@5'],
     ]);
+    expect(c.cameras.filter((x) => x.audio !== false).map((x) => x.id)).toEqual(['demo']);
+  });
+
+  it('refuses a pattern on a camera that is not a test source', () => {
+    const file = writeConfig({ cameras: [{ id: 'p', source: 'push', pattern: 'life' }] });
+    expect(() => loadConfig(['--config', file], {})).toThrow(/cameras\.0\.pattern/);
   });
 
   it('refuses a bad FRAMEHUB_LOG_LEVEL or FRAMEHUB_VAD_BACKEND with exit 2, naming the field', () => {

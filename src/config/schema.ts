@@ -5,6 +5,20 @@ import { CAMERA_ID } from './camera-id.js';
 
 const URL_SCHEMES = ['rtsp:', 'rtsps:', 'rtmp:', 'http:', 'https:', 'file:'];
 
+/** lavfi sources a `test` camera may draw; all take `size` and `rate`. */
+export const TEST_PATTERNS = ['testsrc2', 'smptehdbars', 'rgbtestsrc', 'life'] as const;
+
+/**
+ * What `npm start` shows with no config: a wall of four cameras with different patterns,
+ * sizes and rates. Only `demo` carries the test tone, which drives the VAD indicator.
+ */
+const DEMO_CAMERAS = [
+  { id: 'demo', source: 'test' },
+  { id: 'bars', source: 'test', pattern: 'smptehdbars', width: 640, height: 360, fps: 10, audio: false },
+  { id: 'life', source: 'test', pattern: 'life', width: 480, height: 270, fps: 20, audio: false },
+  { id: 'rgb', source: 'test', pattern: 'rgbtestsrc', width: 320, height: 240, fps: 5, audio: false },
+] as const;
+
 /**
  * `test` is ffmpeg's testsrc2 pattern; anything with a scheme must use a scheme ffmpeg
  * can ingest from; anything else is a file path (looped).
@@ -23,22 +37,29 @@ const cameraSource = z
     }
   });
 
-export const cameraSchema = z.strictObject({
-  id: z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63}'),
-  source: cameraSource,
-  fps: z.number().int().min(1).max(60).default(15),
-  width: z.number().int().min(16).max(7680).multipleOf(2).default(1280),
-  height: z.number().int().min(16).max(4320).multipleOf(2).default(720),
-  /** JPEG quality ffmpeg uses for the raw frames (ffmpeg's -q:v, 2 best .. 31 worst). */
-  quality: z.number().int().min(2).max(31).default(5),
-  /**
-   * Decode the camera's audio for voice-activity detection. Default: on for `test` (its tone
-   * switches on and off), off otherwise, since a source without audio would make ffmpeg fail.
-   */
-  audio: z.boolean().optional(),
-  /** Sample rate of the mono s16le PCM ffmpeg emits for the VAD. */
-  audioRate: z.number().int().min(8000).max(48_000).default(16_000),
-});
+export const cameraSchema = z
+  .strictObject({
+    id: z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63}'),
+    source: cameraSource,
+    fps: z.number().int().min(1).max(60).default(15),
+    width: z.number().int().min(16).max(7680).multipleOf(2).default(1280),
+    height: z.number().int().min(16).max(4320).multipleOf(2).default(720),
+    /** JPEG quality ffmpeg uses for the raw frames (ffmpeg's -q:v, 2 best .. 31 worst). */
+    quality: z.number().int().min(2).max(31).default(5),
+    /**
+     * Decode the camera's audio for voice-activity detection. Default: on for `test` (its tone
+     * switches on and off), off otherwise, since a source without audio would make ffmpeg fail.
+     */
+    audio: z.boolean().optional(),
+    /** Sample rate of the mono s16le PCM ffmpeg emits for the VAD. */
+    audioRate: z.number().int().min(8000).max(48_000).default(16_000),
+    /** ffmpeg lavfi pattern of a `test` source (each checked against the bundled ffmpeg 4.1). */
+    pattern: z.enum(TEST_PATTERNS).optional(),
+  })
+  .refine((cam) => cam.pattern === undefined || cam.source === 'test', {
+    message: '"pattern" applies only to source "test"',
+    path: ['pattern'],
+  });
 
 /** VAD tuning (every field optional; see src/vad/config.ts for meaning and defaults). */
 const vadSchema = z
@@ -73,7 +94,7 @@ export const configSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(8080),
   cameras: z
     .array(cameraSchema)
-    .prefault([{ id: 'demo', source: 'test' }])
+    .prefault(() => DEMO_CAMERAS.map((c) => ({ ...c })))
     .superRefine((cams, ctx) => {
       const seen = new Set<string>();
       cams.forEach((c, i) => {

@@ -57,7 +57,7 @@ export function buildCameraCommand(cam: CameraConfig, opts: CameraArgsOptions = 
 
   if (cam.source === 'test') {
     // -re paces lavfi to real time; without it the pattern is produced as fast as the CPU allows.
-    args.push('-re', '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${cam.fps}`);
+    args.push('-re', '-f', 'lavfi', '-i', `${cam.pattern ?? 'testsrc2'}=size=${size}:rate=${cam.fps}`);
     if (opts.clockFont) {
       // Escaped for the filter graph: the colons inside %{localtime} options must not end the option list.
       filters.push(
