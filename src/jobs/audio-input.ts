@@ -29,7 +29,7 @@ export class DecoderError extends AudioInputError {
 }
 
 /** Validates raw PCM bytes and views them as samples (copying into an aligned buffer). */
-export function pcmSamples(body: Buffer, pcm: PcmFormat): Int16Array | Float32Array {
+export function pcmSamples(body: Uint8Array, pcm: PcmFormat): Int16Array | Float32Array {
   const width = pcm.format === 's16le' ? 2 : 4;
   if (body.length % width !== 0) {
     throw new AudioInputError(

@@ -1,5 +1,7 @@
+import type { WebSocket } from 'uWebSockets.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { CloseCode } from './protocol.js';
 
 export interface GuardDeps {
   log: Logger;
@@ -35,4 +37,15 @@ export function guard<A extends unknown[]>(
       }
     }
   };
+}
+
+/** guard() for a WebSocket callback: a failure closes the socket with 1011, unless it is already closed. */
+export function guardSocket<U extends { closed: boolean }, A extends unknown[]>(
+  deps: GuardDeps,
+  handler: string,
+  fn: (ws: WebSocket<U>, ...rest: A) => void,
+): (ws: WebSocket<U>, ...rest: A) => void {
+  return guard(deps, handler, fn, (_err: unknown, ws: WebSocket<U>, ..._rest: A) => {
+    if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
+  });
 }

@@ -25,6 +25,14 @@ interface IpState {
   refilledAt: number;
 }
 
+/**
+ * A token bucket's level after `elapsedMs` at `ratePerSecond`, capped at `burst`. Never lower
+ * than before: a clock that went back must not take tokens away.
+ */
+export function refilled(tokens: number, elapsedMs: number, ratePerSecond: number, burst: number): number {
+  return Math.min(burst, tokens + (Math.max(0, elapsedMs) / 1000) * ratePerSecond);
+}
+
 /** Past this many tracked IPs, idle entries are swept at once (bounds memory under address spraying). */
 const MAX_TRACKED_IPS = 100_000;
 
@@ -106,9 +114,12 @@ export class ConnectionLimits {
   }
 
   private refill(state: IpState, now: number): void {
-    // Never negative: a clock that went back must not take tokens away.
-    const add = (Math.max(0, now - state.refilledAt) / 1000) * this.opts.connectRatePerIp;
-    state.tokens = Math.min(this.opts.connectBurstPerIp, state.tokens + add);
+    state.tokens = refilled(
+      state.tokens,
+      now - state.refilledAt,
+      this.opts.connectRatePerIp,
+      this.opts.connectBurstPerIp,
+    );
     state.refilledAt = now;
   }
 }

@@ -1,5 +1,6 @@
 import type { CameraConfig } from '../config/schema.js';
 import type { AudioIngest } from '../ingest/audio-ingest.js';
+import { pcmSamples } from '../jobs/audio-input.js';
 import { cameraHasAudio } from '../media/camera-args.js';
 import type { PublishHandler } from './publish.js';
 
@@ -10,8 +11,8 @@ const MAX_RATE = 192_000;
 /**
  * Publisher `{type:'audio', camera, rate, format:'s16le'|'f32le', data}` into the live VAD.
  * Cameras whose own ffmpeg supplies audio refuse it: two sources would interleave one stream.
- * f32le samples must be finite: one NaN or Infinity would poison the detector's running
- * energy and noise floor, silencing the camera's VAD until it restarts.
+ * f32le samples must be finite (BAD_PCM_VALUES, as for raw PCM jobs): one NaN or Infinity
+ * would poison the detector's running energy and noise floor, silencing the camera's VAD.
  */
 export function publishAudio(audio: AudioIngest): PublishHandler {
   return (cam: CameraConfig, rec) => {
@@ -41,12 +42,12 @@ export function publishAudio(audio: AudioIngest): PublishHandler {
         message: `"data" must be ${format} bytes, a non-empty multiple of ${width}`,
       };
     }
-    // A fresh, aligned copy: the decoded bytes may sit at any offset of the message.
-    const samples =
-      format === 's16le' ? new Int16Array(data.byteLength / 2) : new Float32Array(data.byteLength / 4);
-    new Uint8Array(samples.buffer).set(data);
-    if (samples instanceof Float32Array && !samples.every(Number.isFinite)) {
-      return { ok: false, code: 'BAD_PCM_VALUES', message: 'f32le samples must be finite numbers' };
+    let samples: Int16Array | Float32Array;
+    try {
+      // The same conversion and checks as raw PCM audio jobs; only non-finite samples can fail here.
+      samples = pcmSamples(data, { format, rate });
+    } catch (err) {
+      return { ok: false, code: 'BAD_PCM_VALUES', message: (err as Error).message };
     }
     audio.push(cam.id, samples, rate);
     return { ok: true };

@@ -5,7 +5,7 @@ import type { FrameIngest } from '../ingest/frame-ingest.js';
 import { decodeUntrusted, encode } from '../pool/records.js';
 import { canPublish, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
-import { guard } from './guard.js';
+import { guard, guardSocket } from './guard.js';
 import { BAD_PING_ID, CloseCode, type ErrorCode, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
@@ -46,15 +46,6 @@ export function registerPublisher(
     errors.labels(code).inc();
     ws.send(encode({ type: 'error', code, message }), true);
   };
-
-  /** A uWS callback whose exception is counted, logged and answered with 1011, never fatal. */
-  const guarded = <A extends unknown[]>(
-    handler: string,
-    fn: (ws: WebSocket<Publisher>, ...rest: A) => void,
-  ) =>
-    guard(ctx, handler, fn, (_err: unknown, ws: WebSocket<Publisher>, ..._rest: A) => {
-      if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
-    });
 
   const onRecord = (ws: WebSocket<Publisher>, rec: Record<string, unknown>) => {
     if (typeof rec.type !== 'string') return sendError(ws, 'BAD_MESSAGE', 'a record needs a string "type"');
@@ -109,7 +100,7 @@ export function registerPublisher(
           }),
         ),
     ),
-    open: guarded('publish.open', (ws) => {
+    open: guardSocket(ctx, 'publish.open', (ws) => {
       const p = ws.getUserData();
       if (p.reject) return ws.end(CloseCode.UNAUTHORIZED, p.reject);
       const left = (p.principal?.expiresAtMs ?? Number.POSITIVE_INFINITY) - Date.now();
@@ -130,7 +121,7 @@ export function registerPublisher(
       p.closed = true;
       clearTimeout(p.expiry);
     },
-    message: guarded('publish.message', (ws, message: ArrayBuffer, isBinary: boolean) => {
+    message: guardSocket(ctx, 'publish.message', (ws, message: ArrayBuffer, isBinary: boolean) => {
       let rec: unknown;
       try {
         if (!isBinary) throw new Error('send binary msgpack records, not text');

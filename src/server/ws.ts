@@ -6,8 +6,9 @@ import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
 import { decodeUntrusted, encode } from '../pool/records.js';
 import { type Principal, recordAuthFailure } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
-import { guard } from './guard.js';
+import { guard, guardSocket } from './guard.js';
 import { countVariant } from './http-util.js';
+import { refilled } from './limits.js';
 import { BAD_PING_ID, CloseCode, type ErrorCode, type ErrorRecord, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
@@ -84,11 +85,6 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   const slowViewers = metrics.slowViewers.labels(TRANSPORT);
 
   const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
-  /** A uWS callback whose exception is counted, logged and answered with 1011, never fatal. */
-  const guarded = <A extends unknown[]>(handler: string, fn: (ws: Ws, ...rest: A) => void) =>
-    guard(ctx, handler, fn, (_err: unknown, ws: Ws, ..._rest: A) => {
-      if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');
-    });
   const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
     metrics.wsErrors.labels(code).inc();
     const record: ErrorRecord = topic
@@ -133,9 +129,11 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     // A request as large as the topic limit must always be possible, whatever the burst.
     const cost = Math.min(topics, opts.subscribeBurst);
     const now = performance.now();
-    v.subTokens = Math.min(
+    v.subTokens = refilled(
+      v.subTokens,
+      now - v.subRefilledAt,
+      opts.subscribeRatePerSecond,
       opts.subscribeBurst,
-      v.subTokens + (Math.max(0, now - v.subRefilledAt) / 1000) * opts.subscribeRatePerSecond,
     );
     v.subRefilledAt = now;
     if (v.subTokens < cost) {
@@ -225,7 +223,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
   };
 
-  const sweepGuarded = guarded('ws.sweep', sweepOne);
+  const sweepGuarded = guardSocket(ctx, 'ws.sweep', sweepOne);
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) ws.cork(() => sweepGuarded(ws, now));
@@ -388,7 +386,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         }),
       ),
     ),
-    open: guarded('ws.open', (ws) => {
+    open: guardSocket(ctx, 'ws.open', (ws) => {
       const v = ws.getUserData();
       if (v.reject) return ws.end(v.reject.code, v.reject.reason);
       sockets.add(ws);
@@ -404,8 +402,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         }, opts.authTimeoutMs);
       }
     }),
-    message: guarded('ws.message', onMessage),
-    drain: guarded('ws.drain', (ws) => sweepOne(ws, Date.now())),
+    message: guardSocket(ctx, 'ws.message', onMessage),
+    drain: guardSocket(ctx, 'ws.drain', (ws) => sweepOne(ws, Date.now())),
     close: guard(ctx, 'ws.close', (ws: Ws) => {
       const v = ws.getUserData();
       v.closed = true;
