@@ -205,7 +205,9 @@ describe('load-test harness (npm run bench)', () => {
         stderr: expect.stringContaining('/publish refused the priming frames (UNKNOWN_TOPIC'),
       });
       await run.catch((err: { stderr: string }) => expect(err.stderr).toContain('needs push cameras bench0'));
-      expect(Date.now() - started).toBeLessThan(5000);
+      // The priming message above proves it stopped before the scenario; this bound only
+      // catches a CLI that hangs (5 s failed once with the machine's load average at 15-19).
+      expect(Date.now() - started).toBeLessThan(20_000);
       expect(existsSync(join(out, 'load-churn.json'))).toBe(false);
       expect(existsSync(join(out, 'raw', 'load-churn.json'))).toBe(false);
     } finally {
