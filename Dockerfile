@@ -26,7 +26,7 @@ WORKDIR /app
 
 # `npm ci` runs this package's own lifecycle scripts, so everything they read must be here first:
 #   install -> scripts/build-native.mjs -> node-gyp in native/ -> native/build/Release/framehub_vad.node
-#   prepare -> tsc -p tsconfig.build.json (src, workers, native) -> dist/
+#   prepare -> tsc -p tsconfig.build.json (src, workers) -> dist/
 COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY scripts/ scripts/
 COPY native/ native/
@@ -65,7 +65,7 @@ WORKDIR /app
 
 # Owned by root and read-only to the daemon. packageRoot is found by walking up to package.json;
 # the viewer page is read from src/server/viewer at run time, and the addon is loaded from
-# native/build/Release/ (native/index.ts falls back to JS if it is missing).
+# native/build/Release/ (src/vad/backend.ts falls back to JS if it is missing).
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules/ node_modules/
 COPY --from=build /app/dist/ dist/

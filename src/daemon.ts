@@ -1,7 +1,6 @@
 import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadRmsBackend } from '../native/index.js';
 import type { Config } from './config/schema.js';
 import { Hub } from './hub/hub.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
@@ -13,8 +12,7 @@ import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
-import { decode, type FrameRecord } from './pool/records.js';
-import type { RunVad, VadResultRecord } from './pool/vad-stream.js';
+import type { RunVad, VadResultRecord } from './pool/tasks.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
@@ -32,6 +30,8 @@ import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
 import { STOP_MARGIN_MS, WorkersBusyError } from './shutdown.js';
+import { loadRmsBackend } from './vad/backend.js';
+import { decode, type FrameRecord } from './wire/records.js';
 
 export interface Daemon {
   url: string;

@@ -1,8 +1,8 @@
 import { SignJWT } from 'jose';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MsgpackRefusedError } from '../src/pool/msgpack-scan.js';
-import { decodeUntrusted } from '../src/pool/records.js';
+import { MsgpackRefusedError } from '../src/wire/msgpack-scan.js';
+import { decodeUntrusted } from '../src/wire/records.js';
 import { get, metricValue, noiseJpeg, pack, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
 
 /**

@@ -2,10 +2,10 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { FrameVariant } from '../src/image/variants.js';
+import type { FrameVariant } from '../src/image/variant-names.js';
 import { createMetrics } from '../src/metrics/metrics.js';
-import { decode, type FrameRecord } from '../src/pool/records.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';
+import { decode, type FrameRecord } from '../src/wire/records.js';
 import {
   get,
   metricValue,

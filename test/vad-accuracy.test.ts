@@ -2,7 +2,7 @@
 // espeak-ng and sox (apt: espeak-ng sox). Writes bench/results/vad-accuracy.json.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeResult } from '../bench/lib/results.js';
-import { loadRmsBackend } from '../native/index.js';
+import { loadRmsBackend } from '../src/vad/backend.js';
 import { DEFAULT_VAD_CONFIG, frameLength, resolveVadConfig } from '../src/vad/config.js';
 import {
   background,

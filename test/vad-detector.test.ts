@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { loadRmsBackend, nativeKernels } from '../native/index.js';
+import { loadRmsBackend, nativeKernels } from '../src/vad/backend.js';
 import { DEFAULT_VAD_CONFIG, resolveVadConfig, type VadConfig } from '../src/vad/config.js';
 import { meanSquareToDbfs, rmsToDbfs } from '../src/vad/dbfs.js';
 import { initialVadState, processChunk } from '../src/vad/detector.js';

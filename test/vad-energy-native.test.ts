@@ -2,7 +2,7 @@
 // property that native and JS agree. Skips (and says why) when the addon is off.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ADDON_PATH, loadRmsBackend, nativeKernels } from '../native/index.js';
+import { ADDON_PATH, loadRmsBackend, nativeKernels } from '../src/vad/backend.js';
 import { jsBackend, type RmsBackend } from '../src/vad/energy.js';
 import { ODD_FRAME_LENGTHS, runEnergyContract } from './fixtures/vad-energy-contract.js';
 

@@ -4,10 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Hub } from '../src/hub/hub.js';
 import { AudioIngest } from '../src/ingest/audio-ingest.js';
 import { createMetrics } from '../src/metrics/metrics.js';
-import { decode } from '../src/pool/records.js';
-import { type RunVad, type VadPoolTask, type VadResultRecord, VadStream } from '../src/pool/vad-stream.js';
+import type { RunVad, VadPoolTask, VadResultRecord } from '../src/pool/tasks.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';
 import { resolveVadConfig } from '../src/vad/config.js';
+import { VadStream } from '../src/vad/stream.js';
+import { decode } from '../src/wire/records.js';
 
 // The real VadStream and AudioIngest over the real piscina pool and vad worker (from dist/, so
 // `npm run build` first). Only the RunVad they are given is wrapped, to hold a chunk back or to

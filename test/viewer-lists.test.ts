@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { FRAME_VARIANTS } from '../src/image/variants.js';
+import { FRAME_VARIANTS } from '../src/image/variant-names.js';
 import { root } from './helpers.js';
 
 /**

@@ -2,10 +2,10 @@ import pino from 'pino';
 import type { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics } from '../src/metrics/metrics.js';
-import { decode } from '../src/pool/records.js';
-import type { VadResultRecord } from '../src/pool/vad-stream.js';
+import type { VadResultRecord } from '../src/pool/tasks.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';
 import { resolveVadConfig } from '../src/vad/config.js';
+import { decode } from '../src/wire/records.js';
 
 // The real pool and vad worker (from dist/: `npm run build` first). A worker that dies (OOM,
 // a native crash, terminate) must hand its result ring back, or after one spare ring is used

@@ -1,38 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import {
-  type FrameRejection,
-  type FrameVariant,
-  makeVariants,
-  type VariantImage,
-  verifyFrameHeader,
-} from '../src/image/variants.js';
-import { encode, type FrameRecord } from '../src/pool/records.js';
+import type { VariantImage } from '../src/image/variant-names.js';
+import { makeVariants, verifyFrameHeader } from '../src/image/variants.js';
 import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
-
-/** A camera frame moved (not copied) into the worker, with the size its header claims. */
-export interface ImageTask {
-  camera: string;
-  seq: number;
-  ts: number;
-  width: number;
-  height: number;
-  /** images.maxPixels, applied again by sharp to every call (limitInputPixels). */
-  maxPixels: number;
-  jpeg: ArrayBuffer;
-  variants: FrameVariant[];
-}
-
-export interface ImageTaskResult {
-  written: number;
-  /** Records dropped because the ring stayed full (ring_full). */
-  dropped: number;
-  /** Records larger than the whole ring, dropped on their own (too_large). */
-  tooLarge: number;
-  bytesOut: number;
-  ms: number;
-  /** Set when the frame was dropped whole: nothing of it went out. */
-  rejected?: FrameRejection;
-}
+import type { ImageTask, ImageTaskResult } from '../src/pool/tasks.js';
+import { encode, type FrameRecord } from '../src/wire/records.js';
 
 const writer = workerRing();
 const waitMs = ringWaitMs();

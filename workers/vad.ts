@@ -3,11 +3,11 @@
 // with the task and goes back in the result. Transitions and segments go to the main thread
 // as a msgpack record through this thread's ring, like every other worker output.
 import { performance } from 'node:perf_hooks';
-import { loadRmsBackend } from '../native/index.js';
-import { encode } from '../src/pool/records.js';
 import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
-import type { VadPoolResult, VadPoolTask, VadResultRecord } from '../src/pool/vad-stream.js';
+import type { VadPoolResult, VadPoolTask, VadResultRecord } from '../src/pool/tasks.js';
+import { loadRmsBackend } from '../src/vad/backend.js';
 import { finish, initialVadState, processChunk } from '../src/vad/detector.js';
+import { encode } from '../src/wire/records.js';
 
 /** Once per worker thread, from FRAMEHUB_VAD_BACKEND. */
 const backend = loadRmsBackend();

@@ -35,7 +35,7 @@ export interface BenchRecord {
   body: Uint8Array;
 }
 
-/** The same options as the daemon's codec (src/pool/records.ts): plain msgpack maps. */
+/** The same options as the daemon's codec (src/wire/records.ts): plain msgpack maps. */
 export const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** Microseconds on the monotonic clock every thread of the process shares. */

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADDON_PATH, nativeKernels } from '../../native/index.js';
+import { ADDON_PATH, nativeKernels } from '../../src/vad/backend.js';
 import {
   benchDir,
   machineLine,

@@ -3,7 +3,7 @@
 // `call` passes empty chunks, to time the fixed cost of a call.
 // Prints one JSON line: {"samples":N,"calls":N,"wallNs":N,"cpuNs":N,"backend":"..."}
 import { readFileSync } from 'node:fs';
-import { loadRmsBackend } from '../../native/index.js';
+import { loadRmsBackend } from '../../src/vad/backend.js';
 import { resolveVadConfig } from '../../src/vad/config.js';
 import { initialVadState, processChunk } from '../../src/vad/detector.js';
 

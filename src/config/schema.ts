@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { authConfigSchema } from '../server/auth-config.js';
 import { resolveVadConfig } from '../vad/config.js';
+import { authConfigSchema } from './auth.js';
 import { CAMERA_ID } from './camera-id.js';
 
 const URL_SCHEMES = ['rtsp:', 'rtsps:', 'rtmp:', 'http:', 'https:', 'file:'];

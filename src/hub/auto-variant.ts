@@ -1,4 +1,4 @@
-import type { ResizedVariant } from '../image/variants.js';
+import type { ResizedVariant } from '../image/variant-names.js';
 
 const LADDER: readonly ResizedVariant[] = ['low', 'medium', 'high'];
 

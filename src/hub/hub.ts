@@ -1,5 +1,5 @@
 import type { Metrics } from '../metrics/metrics.js';
-import { encode } from '../pool/records.js';
+import { encode } from '../wire/records.js';
 import { EventHistory, type HistoryEntry } from './history.js';
 import { describeInput, parseTopic, type Topic } from './topics.js';
 

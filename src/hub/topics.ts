@@ -1,5 +1,5 @@
 import { CAMERA_ID } from '../config/camera-id.js';
-import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
+import { FRAME_VARIANTS, type FrameVariant } from '../image/variant-names.js';
 
 export type Topic =
   | { kind: 'frame'; camera: string; variant: FrameVariant }

@@ -1,4 +1,4 @@
-import type { FrameVariant } from '../image/variants.js';
+import type { FrameVariant } from '../image/variant-names.js';
 import { AutoVariant, type AutoVariantOptions } from './auto-variant.js';
 import { parseTopic } from './topics.js';
 

@@ -1,17 +1,10 @@
 import sharp, { type Metadata } from 'sharp';
-
-/** Target widths of the resized variants; `raw` is the camera JPEG untouched. */
-export const VARIANT_WIDTHS = { low: 320, medium: 640, high: 1280 } as const;
-export type ResizedVariant = keyof typeof VARIANT_WIDTHS;
-export const FRAME_VARIANTS = ['raw', 'low', 'medium', 'high'] as const;
-export type FrameVariant = (typeof FRAME_VARIANTS)[number];
-
-export interface VariantImage {
-  variant: FrameVariant;
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+import {
+  type FrameRejection,
+  type FrameVariant,
+  VARIANT_WIDTHS,
+  type VariantImage,
+} from './variant-names.js';
 
 // One libvips thread per worker: the pool already runs one worker per core, and libvips'
 // own thread pool on top of that only adds contention. The cache holds decoded images we
@@ -27,12 +20,6 @@ export interface VariantSource {
   height: number;
   /** sharp's limitInputPixels: a second, independent check of the size before any decode. */
   maxPixels: number;
-}
-
-/** Why a worker dropped a frame instead of relaying it: its header disagreed, or libjpeg could not read it. */
-export interface FrameRejection {
-  reason: 'refused' | 'corrupt';
-  message: string;
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { type RunVad, type VadRestart, type VadResultRecord, VadStream } from '../pool/vad-stream.js';
+import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
+import { type VadRestart, VadStream } from '../vad/stream.js';
 
 type VadTuning = Partial<Omit<VadConfig, 'sampleRate'>>;
 

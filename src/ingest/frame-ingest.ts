@@ -1,6 +1,6 @@
 import type { CameraConfig } from '../config/schema.js';
 import { type ImageHeader, readJpegHeader } from '../image/image-header.js';
-import { FRAME_VARIANTS, type FrameVariant } from '../image/variants.js';
+import { FRAME_VARIANTS, type FrameVariant } from '../image/variant-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { WorkerPool } from '../pool/worker-pool.js';

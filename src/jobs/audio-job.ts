@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { type RunVad, type VadResultRecord, VadStream } from '../pool/vad-stream.js';
+import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
 import type { VadSegment } from '../vad/detector.js';
+import { VadStream } from '../vad/stream.js';
 import {
   AUDIO_CONTAINER_NAMES,
   AudioInputError,

@@ -1,11 +1,10 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import type { ImageTask, ImageTaskResult } from '../../workers/image.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
 import { type PoolWorkerData, releaseOrphanRings } from './ring-claim.js';
-import type { VadPoolResult, VadPoolTask } from './vad-stream.js';
+import type { ImageTask, ImageTaskResult, VadPoolResult, VadPoolTask } from './tasks.js';
 import { workerPath } from './worker-path.js';
 
 export interface WorkerPoolOptions {

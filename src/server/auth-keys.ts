@@ -1,8 +1,8 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, type JWK, type JWTVerifyGetKey } from 'jose';
+import type { AuthAlgorithm, ResolvedAuthConfig } from '../config/auth.js';
 import { ConfigError } from '../errors.js';
-import type { AuthAlgorithm, ResolvedAuthConfig } from './auth-config.js';
 
 /** What jwtVerify needs, decided once at start. */
 export interface VerifyKey {

@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
+import { type AuthConfig, type ResolvedAuthConfig, resolveAuthConfig } from '../config/auth.js';
 import { CAMERA_ID } from '../config/camera-id.js';
-import { type AuthConfig, type ResolvedAuthConfig, resolveAuthConfig } from './auth-config.js';
 import { AuthError, type AuthFailure } from './auth-error.js';
 import { loadVerifyKey, type VerifyKey } from './auth-keys.js';
 
@@ -13,7 +13,7 @@ export {
   DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
   isLoopbackHost,
   type ResolvedAuthConfig,
-} from './auth-config.js';
+} from '../config/auth.js';
 export {
   AUTH_CLIENT_MESSAGES,
   AuthError,

@@ -3,9 +3,9 @@ import type { Hub } from '../hub/hub.js';
 import type { SlowOptions } from '../hub/viewer-state.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { ErrorCode } from '../wire/protocol.js';
 import { type Authenticator, canView, type Principal } from './auth.js';
 import type { ConnectionBudget, ConnectionLimits } from './limits.js';
-import type { ErrorCode } from './protocol.js';
 
 /** What every viewer endpoint needs; built once in daemon.ts. */
 export interface ServerContext {

@@ -1,7 +1,7 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { CloseCode } from './protocol.js';
+import { CloseCode } from '../wire/protocol.js';
 
 export interface GuardDeps {
   log: Logger;

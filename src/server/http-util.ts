@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { FramehubError } from '../errors.js';
 import { parseTopic } from '../hub/topics.js';
-import type { ErrorCode } from './protocol.js';
+import type { ErrorCode } from '../wire/protocol.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',

@@ -3,10 +3,10 @@ import { FramehubError } from '../errors.js';
 import { AudioInputError, type PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { JobStore } from '../jobs/job-store.js';
+import type { ErrorCode } from '../wire/protocol.js';
 import { extractToken, type Principal, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import { BodyReader, declaresTooLarge, handleAsync, refuseBody, sendError, sendJson } from './http-util.js';
-import type { ErrorCode } from './protocol.js';
 
 export interface JobRouteOptions {
   maxUploadBytes: number;

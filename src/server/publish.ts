@@ -2,11 +2,11 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebS
 import type { CameraConfig } from '../config/schema.js';
 import { describeInput } from '../hub/topics.js';
 import type { FrameIngest } from '../ingest/frame-ingest.js';
-import { decodeUntrusted, encode } from '../pool/records.js';
+import { BAD_PING_ID, CloseCode, type ErrorCode, validPingId } from '../wire/protocol.js';
+import { decodeUntrusted, encode } from '../wire/records.js';
 import { canPublish, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
-import { BAD_PING_ID, CloseCode, type ErrorCode, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface PublishOptions {

@@ -1,8 +1,8 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
+import { CloseCode } from '../wire/protocol.js';
 import { extractToken, type Principal, recordAuthFailure } from './auth.js';
 import type { ServerContext } from './context.js';
 import { remoteIp } from './http-util.js';
-import { CloseCode } from './protocol.js';
 
 /** What the upgrade decided, carried into the socket's user data. */
 export interface UpgradeOutcome {

@@ -3,13 +3,13 @@ import type { HistoryEntry } from '../hub/history.js';
 import { cachedRecord, type Frame, type RecordSink } from '../hub/hub.js';
 import { describeInput, parseTopic } from '../hub/topics.js';
 import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
-import { decodeUntrusted, encode } from '../pool/records.js';
+import { BAD_PING_ID, CloseCode, type ErrorCode, type ErrorRecord, validPingId } from '../wire/protocol.js';
+import { decodeUntrusted, encode } from '../wire/records.js';
 import { type Principal, recordAuthFailure } from './auth.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
 import { countVariant } from './http-util.js';
 import { refilled } from './limits.js';
-import { BAD_PING_ID, CloseCode, type ErrorCode, type ErrorRecord, validPingId } from './protocol.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
 export interface WsOptions {

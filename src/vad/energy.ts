@@ -1,4 +1,4 @@
-/** Which implementation computes frame energies; the loader in native/index.ts picks one. */
+/** Which implementation computes frame energies; the loader in ./backend.ts picks one. */
 export type VadBackendName = 'native' | 'js';
 
 /**

@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type ImageHeader, readImageHeader } from '../../src/image/image-header.js';
 import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
-import { CLIENT_MAX_DEPTH, decodeUntrusted, encode } from '../../src/pool/records.js';
+import { CLIENT_MAX_DEPTH, decodeUntrusted, encode } from '../../src/wire/records.js';
 import { reliability } from '../support/reliability.js';
 import { fileBudget } from './budget.js';
 import {

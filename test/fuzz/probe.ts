@@ -1,6 +1,6 @@
 import { Unpackr } from 'msgpackr';
 import WebSocket from 'ws';
-import { validPingId } from '../../src/server/protocol.js';
+import { validPingId } from '../../src/wire/protocol.js';
 import { pack } from '../helpers.js';
 import { readAsRecord } from './hostile-msgpack.js';
 

@@ -1,36 +1,7 @@
 import { FramehubError } from '../errors.js';
-import type { VadConfig } from '../vad/config.js';
-import type { VadSegment, VadState, VadTransition } from '../vad/detector.js';
-
-/** What the vad worker writes into its ring for each chunk. */
-export interface VadResultRecord {
-  type: 'vad_result';
-  stream: string;
-  chunk: number;
-  transitions: VadTransition[];
-  segments: VadSegment[];
-  frames: number;
-  backend: 'native' | 'js';
-}
-
-/** The task the vad worker receives; samples are transferred. */
-export interface VadPoolTask {
-  stream: string;
-  chunk: number;
-  samples: ArrayBuffer;
-  format: 'i16' | 'f32';
-  config: VadConfig;
-  state: VadState | null;
-  end?: boolean;
-}
-
-export interface VadPoolResult {
-  state: VadState;
-  frames: number;
-  ms: number;
-}
-
-export type RunVad = (task: VadPoolTask) => Promise<VadPoolResult>;
+import type { RunVad, VadResultRecord } from '../pool/tasks.js';
+import type { VadConfig } from './config.js';
+import type { VadState } from './detector.js';
 
 /**
  * A chunk of a stream failed in the pool (a worker threw, crashed, or found its result ring

@@ -2,11 +2,11 @@
 // (SIMD, built by scripts/build-native.mjs) or the pure-JS loop in src/vad/energy.ts.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { ConfigError, FramehubError } from '../src/errors.js';
-import { packageRoot } from '../src/paths.js';
-import { jsBackend, type RmsBackend, type VadBackendName } from '../src/vad/energy.js';
+import { ConfigError, FramehubError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { jsBackend, type RmsBackend, type VadBackendName } from './energy.js';
 
-export type { RmsBackend, VadBackendName } from '../src/vad/energy.js';
+export type { RmsBackend, VadBackendName } from './energy.js';
 export type VadBackendChoice = 'auto' | VadBackendName;
 
 /** FRAMEHUB_VAD_BACKEND=native when the addon is not built or does not load. */
@@ -22,7 +22,7 @@ interface NativeKernel {
   frameEnergyF32(samples: Float32Array, frameLen: number, out: Float64Array): number;
 }
 
-// native/index.ts runs from native/ under vitest and from dist/native/ once built.
+// The addon is found from the package root, so this works from src/ under vitest and from dist/ once built.
 export const ADDON_PATH = join(packageRoot, 'native', 'build', 'Release', 'framehub_vad.node');
 
 let addon: { kernels: NativeKernel[] } | Error | undefined;

@@ -1,0 +1,62 @@
+/**
+ * What the pool sends each worker and what comes back: plain types shared by the main thread
+ * and the workers, so neither imports the other.
+ */
+import type { FrameRejection, FrameVariant } from '../image/variant-names.js';
+import type { VadConfig } from '../vad/config.js';
+import type { VadSegment, VadState, VadTransition } from '../vad/detector.js';
+
+/** A camera frame moved (not copied) into the worker, with the size its header claims. */
+export interface ImageTask {
+  camera: string;
+  seq: number;
+  ts: number;
+  width: number;
+  height: number;
+  /** images.maxPixels, applied again by sharp to every call (limitInputPixels). */
+  maxPixels: number;
+  jpeg: ArrayBuffer;
+  variants: FrameVariant[];
+}
+
+export interface ImageTaskResult {
+  written: number;
+  /** Records dropped because the ring stayed full (ring_full). */
+  dropped: number;
+  /** Records larger than the whole ring, dropped on their own (too_large). */
+  tooLarge: number;
+  bytesOut: number;
+  ms: number;
+  /** Set when the frame was dropped whole: nothing of it went out. */
+  rejected?: FrameRejection;
+}
+
+/** What the vad worker writes into its ring for each chunk. */
+export interface VadResultRecord {
+  type: 'vad_result';
+  stream: string;
+  chunk: number;
+  transitions: VadTransition[];
+  segments: VadSegment[];
+  frames: number;
+  backend: 'native' | 'js';
+}
+
+/** The task the vad worker receives; samples are transferred. */
+export interface VadPoolTask {
+  stream: string;
+  chunk: number;
+  samples: ArrayBuffer;
+  format: 'i16' | 'f32';
+  config: VadConfig;
+  state: VadState | null;
+  end?: boolean;
+}
+
+export interface VadPoolResult {
+  state: VadState;
+  frames: number;
+  ms: number;
+}
+
+export type RunVad = (task: VadPoolTask) => Promise<VadPoolResult>;
