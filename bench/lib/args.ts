@@ -40,6 +40,8 @@ export interface Options {
   endpoints: string[] | undefined;
   autocannonWorkers: number;
   framehubConfig: Record<string, unknown> | undefined;
+  /** A checkout (built) to run as the `framehub-before` target. */
+  beforeDir: string | undefined;
   resultsDir: string;
   tag: string | undefined;
   quiet: boolean;
@@ -89,6 +91,7 @@ export function parseOptions(argv: string[]): Options {
       endpoints: { type: 'string' },
       'autocannon-workers': { type: 'string', default: '0' },
       'framehub-config': { type: 'string' },
+      before: { type: 'string' },
       'results-dir': { type: 'string', default: resultsDir },
       tag: { type: 'string' },
       quiet: { type: 'boolean', default: false },
@@ -105,7 +108,7 @@ export function parseOptions(argv: string[]): Options {
   if (slowMode !== 'stall' && slowMode !== 'throttle')
     throw new Error('--slow-mode must be stall or throttle');
 
-  const known = [...TARGETS, 'external'];
+  const known = [...TARGETS, 'framehub-before', 'external'];
   let targets: TargetName[];
   if (values.targets) {
     targets = values.targets.split(',').map((t) => {
@@ -116,6 +119,9 @@ export function parseOptions(argv: string[]): Options {
   else targets = BASELINE_SCENARIOS.includes(scenario) ? [...TARGETS] : ['framehub'];
   if (targets.includes('external') && !values.url) throw new Error('target "external" needs --url');
   if (values.url && !targets.includes('external')) targets.unshift('external');
+  if (values.before && !targets.includes('framehub-before')) targets.splice(1, 0, 'framehub-before');
+  if (targets.includes('framehub-before') && !values.before)
+    throw new Error('target "framehub-before" needs --before DIR (a built checkout)');
 
   const cores = os.availableParallelism();
   return {
@@ -149,6 +155,7 @@ export function parseOptions(argv: string[]): Options {
     endpoints: values.endpoints?.split(',').filter(Boolean),
     autocannonWorkers: num(values['autocannon-workers'], 'autocannon-workers', 0, 64),
     framehubConfig: values['framehub-config'] ? readJson(values['framehub-config']) : undefined,
+    beforeDir: values.before,
     resultsDir: values['results-dir'],
     tag: values.tag,
     quiet: values.quiet,

@@ -65,5 +65,6 @@ export async function launch(ctx: BenchContext, name: TargetName): Promise<Runni
     width: opts.width,
     height: opts.height,
     framehubConfig: opts.framehubConfig,
+    beforeDir: opts.beforeDir,
   });
 }

@@ -9,7 +9,16 @@ import { benchDir } from './results.js';
 
 /** The servers a scenario can run against: framehub and the two references in bench/baselines. */
 export const TARGETS = ['framehub', 'uws-bare', 'ws-http'] as const;
-export type TargetName = (typeof TARGETS)[number] | 'external';
+/**
+ * `framehub-before` is framehub built from another checkout (`--before DIR`, a clone at an
+ * older commit with `npm run build` done), so a change is measured against the code before it
+ * in the same run, under the same load.
+ */
+export type TargetName = (typeof TARGETS)[number] | 'framehub-before' | 'external';
+
+/** framehub's own builds (this checkout, or `--before`): generated config, Prometheus metrics. */
+export const isFramehub = (name: TargetName): boolean =>
+  name === 'framehub' || name === 'framehub-before' || name === 'external';
 
 export interface TargetSetup {
   cameras: string[];
@@ -18,6 +27,8 @@ export interface TargetSetup {
   height: number;
   /** Extra framehub config merged over the generated one (from --framehub-config). */
   framehubConfig?: Record<string, unknown>;
+  /** `--before DIR`: the checkout whose dist/src/main.js is the `framehub-before` target. */
+  beforeDir?: string;
 }
 
 export interface RunningTarget {
@@ -51,12 +62,14 @@ process.once('exit', () => {
 
 /** Starts a target in its own process on an ephemeral loopback port and waits for its listening line. */
 export async function startTarget(
-  name: (typeof TARGETS)[number],
+  name: Exclude<TargetName, 'external'>,
   setup: TargetSetup,
 ): Promise<RunningTarget> {
   let args: string[];
   let tmp: string | undefined;
-  if (name === 'framehub') {
+  if (name === 'framehub' || name === 'framehub-before') {
+    const entry =
+      name === 'framehub' ? entries.framehub : join(setup.beforeDir ?? '', 'dist', 'src', 'main.js');
     tmp = mkdtempSync(join(tmpdir(), 'framehub-bench-'));
     const config = deepMerge(
       {
@@ -74,7 +87,7 @@ export async function startTarget(
       setup.framehubConfig ?? {},
     );
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(config));
-    args = [entries.framehub, '--port', '0', '--config', join(tmp, 'config.json')];
+    args = [entry, '--port', '0', '--config', join(tmp, 'config.json')];
   } else {
     args = [entries[name], '--port', '0', '--width', String(setup.width), '--height', String(setup.height)];
   }
@@ -103,7 +116,7 @@ export async function startTarget(
       port,
       wsBase: url.replace(/^http/, 'ws'),
       pid: proc.pid,
-      hasMetrics: name === 'framehub',
+      hasMetrics: isFramehub(name),
       stderrTail: () => stderr.join('').slice(-2000),
       async stop() {
         if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');

@@ -19,7 +19,7 @@ import {
 } from '../lib/load-result.js';
 import { Monitor, round1, round3 } from '../lib/monitor.js';
 import { sampleProc } from '../lib/proc-stats.js';
-import type { TargetName } from '../lib/target.js';
+import { isFramehub, type TargetName } from '../lib/target.js';
 import { CLIENT_BOUND } from './fanout-figures.js';
 
 /** Endpoint key → path; keys name the figures (`healthz.reqPerSec`). */
@@ -31,13 +31,9 @@ function endpoints(ctx: BenchContext, target: TargetName): Record<string, string
     jpg: `/cams/${ctx.cameras[0]}/raw.jpg`,
   };
   // The reference servers only have what they need to be compared on.
-  const keys =
-    ctx.opts.endpoints ??
-    (target === 'framehub' || target === 'external' ? Object.keys(all) : ['healthz', 'jpg']);
+  const keys = ctx.opts.endpoints ?? (isFramehub(target) ? Object.keys(all) : ['healthz', 'jpg']);
   return Object.fromEntries(
-    keys
-      .filter((k) => target === 'framehub' || target === 'external' || k === 'healthz' || k === 'jpg')
-      .map((k) => [k, all[k] ?? k]),
+    keys.filter((k) => isFramehub(target) || k === 'healthz' || k === 'jpg').map((k) => [k, all[k] ?? k]),
   );
 }
 

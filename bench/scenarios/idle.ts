@@ -21,7 +21,7 @@ import { fdLimits, sampleProc } from '../lib/proc-stats.js';
 import { median } from '../lib/results.js';
 import { Swarm } from '../lib/swarm.js';
 import type { OpenResult, WorkerReport } from '../lib/swarm-protocol.js';
-import type { TargetName } from '../lib/target.js';
+import { isFramehub, type TargetName } from '../lib/target.js';
 import { CLIENT_BOUND, planGroups } from './fanout-figures.js';
 
 const MiB = 2 ** 20;
@@ -159,7 +159,7 @@ export async function idleScenario(ctx: BenchContext): Promise<LoadResult> {
     ctx.environment,
   );
   let targets = opts.targets;
-  if (opts.transport !== 'ws') targets = targets.filter((t) => t === 'framehub' || t === 'external');
+  if (opts.transport !== 'ws') targets = targets.filter((t) => isFramehub(t));
   for (const { target, repeat } of runOrder(targets, opts.repeat))
     result.runs.push(await runIdle(ctx, target, repeat));
   result.summary = summarize(result.runs);
