@@ -276,6 +276,26 @@ function pictureIn(selector: string): string {
   return `${width}:${Array.from(ctx.getImageData(0, 0, 16, 9).data).join(',')}`;
 }
 
+/**
+ * Runs in the page: the top-left corner of a canvas (where the test pattern's clock is drawn)
+ * at 64×16, as text. The clock ticks every second, so even a still pattern (bars) changes here.
+ */
+function cornerIn(selector: string): string {
+  const doc = (globalThis as unknown as { document: PageDocument }).document;
+  const el = doc.querySelector(selector) as (PageElement & { height: number }) | null;
+  if (!el?.width) return 'no picture yet';
+  const probe = doc.createElement('canvas');
+  probe.width = 64;
+  probe.height = 16;
+  const ctx = probe.getContext('2d', { willReadFrequently: true }) as unknown as {
+    drawImage(src: PageElement, ...xywh: number[]): void;
+    getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> };
+  } | null;
+  if (!ctx) return 'no 2d context';
+  ctx.drawImage(el, 0, 0, el.width * 0.45, el.height * 0.2, 0, 0, 64, 16);
+  return Array.from(ctx.getImageData(0, 0, 64, 16).data).join(',');
+}
+
 /** What the tile's canvas shows now. */
 const canvasPrint = async (t: Locator) =>
   t.page().evaluate(pictureIn, `.tile[data-camera="${await t.getAttribute('data-camera')}"] canvas`);
@@ -567,6 +587,44 @@ describe('camera wall at /', () => {
     await idle.expectNoDrops();
 
     // Failed connections during the outages are expected; nothing else may go wrong.
+    const unexpected = pageErrors.filter((e) => !/net::ERR_|WebSocket connection/.test(e));
+    expect(unexpected).toEqual([]);
+  }, 90_000);
+
+  it("npm start's default config fills the wall with four live demo cameras", async () => {
+    expect(existsSync(CHROMIUM), `${CHROMIUM} not found`).toBe(true);
+    // No cameras in the config: the defaults npm start uses (four test patterns, sizes, rates).
+    const demo = await startDaemon({});
+    const p = await newPage(1280, 720);
+    try {
+      await p.goto(`${demo.url}/`, nav);
+      const cameras = ['demo', 'bars', 'life', 'rgb'];
+      await expect.poll(() => p.locator('.tile').count(), poll).toBe(4);
+      for (const camera of cameras) {
+        const t = tileIn(p, camera);
+        await expect.poll(() => t.getAttribute('data-state'), poll).toBe('live');
+        const seq0 = await num(t, 'seq');
+        const painted0 = await num(t, 'painted');
+        const corner = () => p.evaluate(cornerIn, `.tile[data-camera="${camera}"] canvas`);
+        const corner0 = await corner();
+        await expect.poll(() => num(t, 'seq'), poll).toBeGreaterThan(seq0);
+        await expect.poll(() => num(t, 'painted'), poll).toBeGreaterThanOrEqual(painted0 + 2);
+        // A new picture, not only a new seq: the clock in the corner moved.
+        await expect.poll(corner, poll).not.toBe(corner0);
+      }
+      // All four share the window: every tile is on screen, none below the fold.
+      await expect.poll(() => p.locator('#wall').getAttribute('data-fit'), poll).toBe('fill');
+      for (const camera of cameras) {
+        const box = (await tileIn(p, camera).boundingBox())!;
+        expect(box.y + box.height, camera).toBeLessThanOrEqual(720);
+        expect(box.width * box.height, camera).toBeGreaterThan((1280 * 720) / 4 / 3);
+      }
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await p.screenshot({ path: join(ARTIFACTS, 'wall-demo.png') });
+    } finally {
+      await p.close();
+      await demo.stop();
+    }
     const unexpected = pageErrors.filter((e) => !/net::ERR_|WebSocket connection/.test(e));
     expect(unexpected).toEqual([]);
   }, 90_000);
