@@ -36,7 +36,8 @@ RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 
 # The install script only warns when the addon fails to build (the JS VAD still works); an image
 # should not silently ship the slow path, so fail here instead.
-RUN test -f native/build/Release/framehub_vad.node && test -f dist/src/main.js
+RUN test -f native/build/Release/framehub_vad.node && test -f dist/src/main.js \
+ && test -f dist/src/threadpool-preload.cjs
 
 # Dev dependencies go only now: `prepare` needed typescript. --ignore-scripts makes sure nothing
 # (node-gyp, tsc) runs again without them.
@@ -77,4 +78,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.FRAMEHUB_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/src/main.js"]
+# The preload sets UV_THREADPOOL_SIZE from the config (one libuv thread per image worker, at
+# least 4) before Node starts libuv's thread pool, where sharp resizes; an ES module is too late.
+# `-e UV_THREADPOOL_SIZE=N` overrides it.
+CMD ["node", "--require", "./dist/src/threadpool-preload.cjs", "dist/src/main.js"]

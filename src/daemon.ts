@@ -2,24 +2,25 @@ import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config/schema.js';
+import { WorkersBusyError } from './errors.js';
 import { Hub } from './hub/hub.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
-import { CameraSupervisor } from './ingest/camera-supervisor.js';
+import { createCameraSource } from './ingest/camera-source.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
+import { routeRecords } from './ingest/record-router.js';
 import { AudioJobs } from './jobs/audio-job.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
 import { packageRoot } from './paths.js';
-import type { RunVad, VadResultRecord } from './pool/tasks.js';
+import type { RunVad } from './pool/tasks.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
 import type { ServerContext } from './server/context.js';
 import { registerHttpRoutes } from './server/http.js';
-import { guardFraming } from './server/http-guard.js';
+import { guardRoutes } from './server/http-guard.js';
 import { HttpStreams } from './server/http-stream.js';
-import { onInternalError } from './server/http-util.js';
 import { registerJobs } from './server/jobs.js';
 import { ConnectionBudget, ConnectionLimits } from './server/limits.js';
 import { registerMjpeg } from './server/mjpeg.js';
@@ -29,9 +30,8 @@ import { publishAudio } from './server/publish-audio.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { createWsEndpoint } from './server/ws.js';
-import { STOP_MARGIN_MS, WorkersBusyError } from './shutdown.js';
+import { STOP_MARGIN_MS } from './shutdown.js';
 import { loadRmsBackend } from './vad/backend.js';
-import { decode, type FrameRecord } from './wire/records.js';
 
 export interface Daemon {
   url: string;
@@ -43,7 +43,7 @@ const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf
   .version;
 
 /**
- * Wires config into running parts: metrics, hub, worker pool, uWS app, camera supervisors.
+ * Wires config into running parts: metrics, hub, worker pool, uWS app, camera sources.
  * Everything with a lifecycle is started here and stopped in reverse order by stop().
  */
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
@@ -58,10 +58,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log.error({ err }, 'unhandled promise rejection (a bug: please report it)');
   };
   process.on('unhandledRejection', onUnhandled);
-  onInternalError((err) => {
-    metrics.handlerErrors.labels('http').inc();
-    log.error({ err }, 'HTTP handler failed; answered 500');
-  });
   const cameras = new Map(config.cameras.map((c) => [c.id, c]));
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
   let ready = false;
@@ -93,11 +89,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ...config.pool,
     log,
     metrics,
-    onRecord: (bytes) => {
-      const r = decode(bytes) as FrameRecord | VadResultRecord;
-      if (r.type === 'frame') hub.publishFrame({ ...r, record: bytes });
-      else if (r.type === 'vad_result') (r.stream.startsWith('job/') ? audioJobs : audio).deliver(r);
-    },
+    onRecord: routeRecords({ hub, audio, jobs: audioJobs }),
   });
 
   const v = config.viewers;
@@ -116,7 +108,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
   limitSweep.unref();
 
-  const app = guardFraming(uWS.App(), { metrics, log });
+  const app = guardRoutes(uWS.App(), { metrics, log });
   const ws = createWsEndpoint(app, ctx, { ...config.ws, sweepIntervalMs: 100 });
   const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
@@ -138,39 +130,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   registerJobs(app, ctx, jobStore, audioJobs, config.jobs);
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
-  const clockFont = findClockFont();
-  const supervisors = config.cameras
-    .filter((cam) => cam.source !== 'push')
-    .map(
-      (cam) =>
-        new CameraSupervisor(cam, {
-          ffmpegPath,
-          clockFont,
-          log,
-          metrics,
-          onFrame: (jpeg, ts) => ingest.submit(cam, jpeg, ts),
-          onAudio: (samples) => audio.push(cam.id, samples, cam.audioRate),
-          onUpChange: (up, reason) => {
-            if (!up) audio.reset(cam.id);
-            hub.publishEvent('system', {
-              type: 'system',
-              kind: up ? 'camera_up' : 'camera_down',
-              camera: cam.id,
-              reason,
-            });
-          },
-        }),
-    );
+  const sourceDeps = { ingest, audio, hub, ffmpegPath, clockFont: findClockFont(), log, metrics };
+  const sources = config.cameras.map((cam) => createCameraSource(cam, sourceDeps));
   registerStatus(app, ctx, {
     version,
     startedAt,
-    cameras: () => supervisors.map((s) => s.status()),
+    cameras: () => sources.flatMap((s) => s.status() ?? []),
     pool: () => pool.stats(),
     ws: () => ws.census(),
     streams: () => streams.census(),
   });
   registerNotices(app, ctx);
-  registerHttpRoutes(app, { metrics, isReady: () => ready, version });
+  registerHttpRoutes(app, { metrics, log, isReady: () => ready, version });
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (socket) =>
@@ -179,7 +150,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   const port = uWS.us_socket_local_port(listenSocket);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  for (const s of supervisors) s.start();
+  for (const s of sources) s.start();
 
   ready = true;
   log.info(
@@ -208,7 +179,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ws.closeAll();
       streams.closeAll();
       audioJobs.stopAll();
-      await Promise.all(supervisors.map((c) => c.stop()));
+      await Promise.all(sources.map((s) => s.stop()));
       const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
       app.close();
       process.off('unhandledRejection', onUnhandled);

@@ -4,16 +4,6 @@ import { FramehubError } from './errors.js';
 import type { Logger } from './log.js';
 import { killAllChildren } from './media/children.js';
 
-/**
- * stop() gave the worker threads until the deadline and one had still not exited: it is inside
- * a native call (libvips decoding a huge frame, say) that termination cannot interrupt.
- */
-export class WorkersBusyError extends FramehubError {
-  constructor() {
-    super('WORKERS_BUSY', 'a worker thread was still inside a native call at the shutdown deadline');
-  }
-}
-
 /** stop() aims to finish this long before the deadline, so its own report wins the race. */
 export const STOP_MARGIN_MS = 250;
 

@@ -14,23 +14,19 @@ import {
 } from 'jose';
 import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { AuthError, type AuthFailure } from '../src/errors.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 import {
   type AuthConfig,
-  AuthError,
   type Authenticator,
-  type AuthFailure,
   assertAuthAllowedForHost,
   authConfigSchema,
-  canPublish,
   canView,
   createAuthenticator,
   extractToken,
-  isAdmin,
-  logAuthFailure,
   type Principal,
-  recordAuthFailure,
 } from '../src/server/auth.js';
+import { hasRole, logAuthFailure, recordAuthFailure, requireRole } from '../src/server/auth-guard.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
 const OTHER_SECRET = 'another-secret-that-is-also-32-bytes-or-more';
@@ -380,6 +376,31 @@ describe('auth failure records', () => {
     ]);
   });
 
+  it('requireRole refuses a bad token with 401 and a low role with 403, counting each reason', async () => {
+    const metrics = createMetrics();
+    const auth = await createAuthenticator({ hs256Secret: SECRET });
+    const publisher = await signHs(claims({ role: 'publisher' }));
+    await expect(requireRole({ auth, metrics }, 'status', publisher, 'publisher')).resolves.toMatchObject({
+      role: 'publisher',
+    });
+    await expect(requireRole({ auth, metrics }, 'status', publisher, 'admin')).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+      status: 403,
+      reason: 'forbidden',
+      message: 'token does not allow this',
+    });
+    await expect(requireRole({ auth, metrics }, 'status', 'not.a.jwt', 'viewer')).rejects.toMatchObject({
+      code: 'UNAUTHORIZED',
+      status: 401,
+      reason: 'malformed',
+    });
+    const values = (await metrics.authFailures.get()).values;
+    expect(values.map((v) => [v.labels.transport, v.labels.reason, v.value])).toEqual([
+      ['status', 'forbidden', 1],
+      ['status', 'malformed', 1],
+    ]);
+  });
+
   it('counts the failure by transport and reason', async () => {
     const metrics = createMetrics();
     recordAuthFailure({ metrics }, 'sse', new AuthError('UNAUTHORIZED', 'lifetime'));
@@ -422,16 +443,14 @@ describe('permissions', () => {
     expect(canView(principal('*'), 'back')).toBe(true);
   });
 
-  it('canPublish needs the publisher or admin role and the camera', () => {
-    expect(canPublish(principal(new Set(['front'])), 'front')).toBe(false);
-    expect(canPublish(principal(new Set(['front']), 'publisher'), 'front')).toBe(true);
-    expect(canPublish(principal(new Set(['front']), 'publisher'), 'back')).toBe(false);
-    expect(canPublish(principal('*', 'admin'), 'back')).toBe(true);
-  });
-
-  it('isAdmin only for the admin role', () => {
-    expect(isAdmin(principal('*', 'admin'))).toBe(true);
-    expect(isAdmin(principal('*', 'publisher'))).toBe(false);
+  it('hasRole orders the roles viewer < publisher < admin', () => {
+    const roles = ['viewer', 'publisher', 'admin'] as const;
+    const table = roles.map((has) => roles.map((needed) => hasRole(principal('*', has), needed)));
+    expect(table).toEqual([
+      [true, false, false],
+      [true, true, false],
+      [true, true, true],
+    ]);
   });
 
   it('FORBIDDEN carries 403 and keeps the detail out of the message', () => {

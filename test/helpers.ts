@@ -8,7 +8,8 @@ import WebSocket from 'ws';
 
 export const root = resolve(import.meta.dirname, '..');
 export const mainJs = join(root, 'dist', 'src', 'main.js');
-const packr = new Packr({ useRecords: false });
+// int64AsType: the server sends ts and other integers beyond 32 bits as uint64.
+const packr = new Packr({ useRecords: false, int64AsType: 'number' });
 export const pack = (v: unknown) => packr.pack(v);
 export const unpack = (b: Uint8Array) => packr.unpack(b) as Record<string, unknown>;
 
@@ -46,13 +47,15 @@ export async function startDaemon(
   config: unknown,
   extraArgs: string[] = [],
   env: Record<string, string> = {},
+  /** `nodeArgs` go before the script (`--require` preloads); `ipc` opens a channel (`proc.send`). */
+  spawnOptions: { nodeArgs?: string[]; ipc?: boolean } = {},
 ): Promise<RunningDaemon> {
   const proc = spawn(
     process.execPath,
-    [mainJs, '--port', '0', '--config', writeConfig(config), ...extraArgs],
+    [...(spawnOptions.nodeArgs ?? []), mainJs, '--port', '0', '--config', writeConfig(config), ...extraArgs],
     {
       env: { ...process.env, FRAMEHUB_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: spawnOptions.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     },
   );
   const logs: LogLine[] = [];

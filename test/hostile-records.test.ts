@@ -1,7 +1,7 @@
 import { SignJWT } from 'jose';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MsgpackRefusedError } from '../src/wire/msgpack-scan.js';
+import { MsgpackRefusedError } from '../src/errors.js';
 import { decodeUntrusted } from '../src/wire/records.js';
 import { get, metricValue, noiseJpeg, pack, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
 
@@ -72,8 +72,8 @@ describe('single hostile messages (auth on)', () => {
       {
         host: '127.0.0.1',
         cameras: [
-          { id: 'p1', source: 'push', fps: 30, width: 64, height: 48 },
-          { id: 'a1', source: 'push', fps: 30, width: 64, height: 48, audio: false },
+          { id: 'p1', source: 'push', fps: 30 },
+          { id: 'a1', source: 'push', fps: 30, audio: false },
         ],
         ws: { subscribeRatePerSecond: 5, subscribeBurst: 10 },
         auth: { clockToleranceSeconds: 0 },
@@ -228,7 +228,7 @@ describe('tokenless sockets (auth on)', () => {
   beforeAll(async () => {
     daemon = await startDaemon(
       {
-        cameras: [{ id: 'p1', source: 'push', fps: 30, width: 64, height: 48 }],
+        cameras: [{ id: 'p1', source: 'push', fps: 30 }],
         viewers: { maxConnections: 10 },
         ws: { maxUnauthenticated: 8, maxUnauthenticatedPerIp: 8, authTimeoutMs: 20_000 },
       },

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ViewerTopics } from '../src/hub/viewer-state.js';
+import { ViewerTopics } from '../src/viewers/viewer-topics.js';
 import { get, metricValue, noiseJpeg, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
 
 /**
@@ -16,7 +16,7 @@ let jpeg: Buffer;
 beforeAll(async () => {
   jpeg = await noiseJpeg(64, 48);
   daemon = await startDaemon({
-    cameras: [{ id: 'p1', source: 'push', fps: 30, width: 64, height: 48 }],
+    cameras: [{ id: 'p1', source: 'push', fps: 30 }],
     viewers: { maxConnectionsPerIp: 100_000, connectRatePerIp: 1_000_000, connectBurstPerIp: 100_000 },
   });
 });

@@ -39,7 +39,7 @@ describe('SSE', () => {
     await first.until(() => first.events.findIndex((e) => e.event === 'system') < first.events.length - 3);
     first.close();
     const lastSeenId = first.events.filter((e) => e.id !== undefined).at(-1)!.id!;
-    expect(lastSeenId).toBe(`system:${seen}`);
+    expect(lastSeenId).toMatch(new RegExp(`^system:${seen}:[0-9a-z]{8}$`));
 
     const missed = [await postNotice(daemon.url, 'mixed two'), await postNotice(daemon.url, 'mixed three')];
     const again = new SseReader(`${daemon.url}/sse?topics=system,cam/demo/low&frames=ref`, {
@@ -68,7 +68,9 @@ describe('SSE', () => {
     await first.until(() => first.of('system').length >= 2);
     first.close();
     const lastId = first.of('system').at(-1)!.id!;
-    expect(lastId).toBe(`system:${seen[1]}`);
+    // <topic>:<seq>:<epoch> (README "SSE").
+    expect(lastId).toMatch(new RegExp(`^system:${seen[1]}:[0-9a-z]{8}$`));
+    const epoch = lastId.split(':')[2];
 
     const missed = [
       await postNotice(daemon.url, 'three'),
@@ -89,7 +91,7 @@ describe('SSE', () => {
       `${daemon.url}/sse?topics=system&lastEventId=${encodeURIComponent(lastId)}`,
     );
     await viaQuery.until(() => viaQuery.of('system').length >= 3);
-    expect(viaQuery.of('system').map((e) => e.id)).toEqual(missed.map((s) => `system:${s}`));
+    expect(viaQuery.of('system').map((e) => e.id)).toEqual(missed.map((s) => `system:${s}:${epoch}`));
     again.close();
     viaQuery.close();
   });

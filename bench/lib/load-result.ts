@@ -138,6 +138,27 @@ export function fmt(v: number | null | undefined, digits = 2): string {
   return v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
+/**
+ * This checkout against `--before` (the same daemon at an older commit), same run, medians:
+ * one row per figure, `[label, figure name, digits]`.
+ */
+export function beforeTable(
+  now: Figures,
+  before: Figures,
+  figures: [string, string, number?][],
+): ResultTable {
+  return {
+    caption: 'framehub against framehub-before (same run, medians)',
+    columns: ['figure', 'framehub-before', 'framehub', 'framehub / before'],
+    rows: figures.map(([label, name, digits = 3]) => [
+      label,
+      fmt(before[name], digits),
+      fmt(now[name], digits),
+      fmt(ratio(now[name], before[name]), 3),
+    ]),
+  };
+}
+
 /** A target check; a figure that could not be measured is reported as not met. */
 export function check(
   name: string,

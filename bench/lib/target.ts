@@ -73,13 +73,8 @@ export async function startTarget(
     tmp = mkdtempSync(join(tmpdir(), 'framehub-bench-'));
     const config = deepMerge(
       {
-        cameras: setup.cameras.map((id) => ({
-          id,
-          source: 'push',
-          width: setup.width,
-          height: setup.height,
-          fps: setup.fps,
-        })),
+        // A push camera takes the size of the frames it is sent; only the baselines need --width.
+        cameras: setup.cameras.map((id) => ({ id, source: 'push', fps: setup.fps })),
         // Every swarm connection comes from 127.0.0.1: the per-IP limits that protect a real
         // deployment would otherwise turn most of the swarm away (1013 after the upgrade).
         viewers: LOAD_TEST_LIMITS,

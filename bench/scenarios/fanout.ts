@@ -1,5 +1,6 @@
 import { type BenchContext, runOrder } from '../lib/context.js';
 import {
+  beforeTable,
   check,
   conditionsOf,
   type Figures,
@@ -69,7 +70,18 @@ export async function fanoutScenario(ctx: BenchContext): Promise<LoadResult> {
     });
   }
   const before = result.summary['framehub-before'];
-  if (fh && before) result.tables.push(beforeTable(fh, before));
+  if (fh && before) {
+    result.tables.push(
+      beforeTable(fh, before, [
+        ['server CPU s per delivered GB', 'serverCpuSecondsPerGB'],
+        ['delivered GB per server CPU s', 'gbPerServerCpuSecond'],
+        ['delivered MB/s', 'deliveredMBPerSec', 1],
+        ['p99 latency ms', 'latencyP99Ms'],
+        ['delivered fraction', 'deliveredFraction', 5],
+        ['probe time to first frame p99 ms', 'probeTtffP99Ms'],
+      ]),
+    );
+  }
   if (fh) {
     const big = opts.viewers >= 1000 && opts.seconds >= 30 && opts.fps >= 30 && opts.frameKb >= 20;
     const suffix = big ? '' : ' (smaller run than the target conditions)';
@@ -135,28 +147,6 @@ export function fanoutTable(summary: Record<string, Figures>) {
     ['clientCpuPct', 'client CPU %', 0],
     ['machineBusyPct', 'machine busy %', 0],
   ]);
-}
-
-/** This checkout against `--before` (the same daemon at an older commit), same run, medians. */
-function beforeTable(now: Figures, before: Figures) {
-  const row = (label: string, name: string, digits = 3) => [
-    label,
-    fmt(before[name], digits),
-    fmt(now[name], digits),
-    fmt(ratio(now[name], before[name]), 3),
-  ];
-  return {
-    caption: 'framehub against framehub-before (same run, medians)',
-    columns: ['figure', 'framehub-before', 'framehub', 'framehub / before'],
-    rows: [
-      row('server CPU s per delivered GB', 'serverCpuSecondsPerGB'),
-      row('delivered GB per server CPU s', 'gbPerServerCpuSecond'),
-      row('delivered MB/s', 'deliveredMBPerSec', 1),
-      row('p99 latency ms', 'latencyP99Ms'),
-      row('delivered fraction', 'deliveredFraction', 5),
-      row('probe time to first frame p99 ms', 'probeTtffP99Ms'),
-    ],
-  };
 }
 
 function cmpRow(

@@ -20,10 +20,11 @@ const DEMO_CAMERAS = [
 ] as const;
 
 /**
- * `test` is ffmpeg's testsrc2 pattern; anything with a scheme must use a scheme ffmpeg
- * can ingest from; anything else is a file path (looped).
+ * Where an ffmpeg camera reads from: `test` is a lavfi pattern (testsrc2 unless `pattern`
+ * says otherwise); anything with a scheme must use a scheme ffmpeg can ingest from; anything
+ * else is a file path (looped).
  */
-const cameraSource = z
+const ffmpegSource = z
   .string()
   .min(1)
   .superRefine((source, ctx) => {
@@ -32,16 +33,24 @@ const cameraSource = z
     if (scheme && !URL_SCHEMES.includes(scheme)) {
       ctx.addIssue({
         code: 'custom',
-        message: `unknown source type "${scheme}" (use "test", a file path, or one of ${URL_SCHEMES.join(' ')})`,
+        message: `unknown source type "${scheme}" (use "test", "push", a file path, or one of ${URL_SCHEMES.join(' ')})`,
       });
     }
   });
 
-export const cameraSchema = z
+const cameraId = z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63}');
+/**
+ * Frames per second: what ffmpeg produces, or what a publisher is expected to send. Either way
+ * it sets how often variants nobody watches are refreshed (every `fps`-th frame: about 1 s).
+ */
+const fps = z.number().int().min(1).max(60).default(15);
+
+/** A camera whose frames (and optionally audio) come from an ffmpeg child the daemon runs. */
+export const ffmpegCameraSchema = z
   .strictObject({
-    id: z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63}'),
-    source: cameraSource,
-    fps: z.number().int().min(1).max(60).default(15),
+    id: cameraId,
+    source: ffmpegSource,
+    fps,
     width: z.number().int().min(16).max(7680).multipleOf(2).default(1280),
     height: z.number().int().min(16).max(4320).multipleOf(2).default(720),
     /** JPEG quality ffmpeg uses for the raw frames (ffmpeg's -q:v, 2 best .. 31 worst). */
@@ -60,6 +69,61 @@ export const cameraSchema = z
     message: '"pattern" applies only to source "test"',
     path: ['pattern'],
   });
+
+/**
+ * ffmpeg settings a push camera refuses, each with the reason the refusal gives: silently
+ * ignoring one would let an operator believe the daemon scales or re-encodes pushed frames.
+ */
+const NOT_FOR_PUSH = {
+  width: 'pushed frames keep the size the publisher encoded',
+  height: 'pushed frames keep the size the publisher encoded',
+  quality: 'pushed frames are relayed as the publisher encoded them',
+  pattern: 'only a "test" source draws a pattern',
+  audioRate: 'a publisher states the rate in each audio record',
+} as const;
+
+const refused = (why: string) =>
+  z.never({ error: `not a push camera setting (${why}); remove it` }).optional();
+
+/** A camera whose frames and audio a publisher sends on `/publish`; the daemon runs nothing for it. */
+export const pushCameraSchema = z.strictObject({
+  id: cameraId,
+  source: z.literal('push'),
+  fps,
+  /** Only `false`: a push camera's audio comes from its publisher's `audio` records, never from ffmpeg. */
+  audio: z
+    .literal(false, {
+      error:
+        'a push camera takes its audio from its publisher ("audio" records on /publish): only false is allowed',
+    })
+    .optional(),
+  width: refused(NOT_FOR_PUSH.width),
+  height: refused(NOT_FOR_PUSH.height),
+  quality: refused(NOT_FOR_PUSH.quality),
+  pattern: refused(NOT_FOR_PUSH.pattern),
+  audioRate: refused(NOT_FOR_PUSH.audioRate),
+});
+
+export type FfmpegCameraConfig = z.infer<typeof ffmpegCameraSchema>;
+export type PushCameraConfig = z.infer<typeof pushCameraSchema>;
+/** A camera, told apart by `source`: `"push"`, or anything else for ffmpeg. */
+export type CameraConfig = FfmpegCameraConfig | PushCameraConfig;
+
+/** Narrows a camera to its kind (an ffmpeg source's type is any string, so `source === 'push'` alone cannot). */
+export const isPushCamera = (cam: CameraConfig): cam is PushCameraConfig => cam.source === 'push';
+
+/**
+ * A camera of either kind, chosen by `source` before the kind's own schema runs, so an error
+ * names the offending field of that kind (`cameras.0.width`), not a "no union member matched".
+ * zod's discriminatedUnion needs a literal on every branch; an ffmpeg source is any string.
+ */
+export const cameraSchema = z.unknown().transform((input, ctx): CameraConfig => {
+  const push = typeof input === 'object' && input !== null && 'source' in input && input.source === 'push';
+  const parsed = (push ? pushCameraSchema : ffmpegCameraSchema).safeParse(input);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ ...issue });
+  return z.NEVER;
+});
 
 /** VAD tuning (every field optional; see src/vad/config.ts for meaning and defaults). */
 const vadSchema = z
@@ -241,4 +305,3 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.infer<typeof configSchema>;
-export type CameraConfig = z.infer<typeof cameraSchema>;

@@ -44,6 +44,20 @@ export class EventHistory {
     return out;
   }
 
+  /**
+   * The first seq history still holds for `topic`, and the seq its next event will get (the
+   * newest entry is always kept, so an empty ring means the topic has published nothing yet,
+   * or was forgotten and starts again at 1). A client that saw `after` missed events history
+   * cannot give back exactly when `first > after + 1`.
+   */
+  span(topic: string): { first: number; next: number } {
+    const ring = this.rings.get(topic);
+    if (!ring || ring.next === 0) return { first: 1, next: 1 };
+    const newest = ring.entries[(ring.next - 1) % this.perTopic]!;
+    const oldest = ring.entries[Math.max(0, ring.next - this.perTopic) % this.perTopic]!;
+    return { first: oldest.seq, next: newest.seq + 1 };
+  }
+
   /** Hub-wide order of `topic`'s event `seq`, if still in history. */
   orderOf(topic: string, seq: number): number | undefined {
     return this.entries(topic).find((e) => e.seq === seq)?.order;

@@ -1,6 +1,7 @@
 import type { Metrics } from '../metrics/metrics.js';
 import { encode } from '../wire/records.js';
 import { EventHistory, type HistoryEntry } from './history.js';
+import { newEpoch } from './resume.js';
 import { describeInput, parseTopic, type Topic } from './topics.js';
 
 /** A published frame: the encoded WS record plus the fields other transports re-frame. */
@@ -74,6 +75,11 @@ export class Hub {
   private readonly sinks: RecordSink[] = [];
   private order = 0;
   readonly history: EventHistory;
+  /**
+   * This process's event epoch: seq restarts at 1 with every process, so a position (topic,
+   * seq) means something only together with the epoch it came from (see resume.ts).
+   */
+  readonly epoch = newEpoch();
   private readonly staleDrops;
   private readonly latency;
 

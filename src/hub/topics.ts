@@ -32,6 +32,17 @@ export function parseTopic(name: string): Topic | undefined {
   return undefined;
 }
 
+/** Whether a topic carries frames (`cam/<id>/<variant>`): the latest frame wins, nothing is replayed. */
+export function isFrameTopic(name: string): boolean {
+  return parseTopic(name)?.kind === 'frame';
+}
+
+/** Whether a topic carries events (`cam/<id>/vad`, `job/<id>`, `system`): kept in history, resumable. */
+export function isEventTopic(name: string): boolean {
+  const kind = parseTopic(name)?.kind;
+  return kind === 'vad' || kind === 'job' || kind === 'system';
+}
+
 /**
  * A client value as safe text for an error message: a string quoted and cut to `max`
  * characters, anything else by its type. Never calls the value's own toString (a decoded map

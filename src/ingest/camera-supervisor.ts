@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import type { CameraConfig } from '../config/schema.js';
+import type { FfmpegCameraConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import {
   buildCameraCommand,
@@ -81,7 +81,7 @@ export class CameraSupervisor {
   private readonly upGauge;
 
   constructor(
-    readonly camera: CameraConfig,
+    readonly camera: FfmpegCameraConfig,
     private readonly opts: SupervisorOptions,
   ) {
     this.framesInCounter = opts.metrics.framesIn.labels(camera.id);

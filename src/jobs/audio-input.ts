@@ -1,4 +1,4 @@
-import { FramehubError } from '../errors.js';
+import { AudioInputError, DecoderError } from '../errors.js';
 import { AUDIO_DEMUXERS, type AudioContainer } from '../media/audio-containers.js';
 import { spawnFfmpeg } from '../media/ffmpeg-child.js';
 
@@ -8,24 +8,6 @@ export { AUDIO_CONTAINER_NAMES, type AudioContainer, sniffContainer } from '../m
 export interface PcmFormat {
   format: 's16le' | 'f32le';
   rate: number;
-}
-
-/** Bad audio input, or a job stopped by a limit, with the HTTP status it maps to. */
-export class AudioInputError extends FramehubError {}
-
-/**
- * ffmpeg failed. The client gets the code and a fixed message; `detail` (exit status and the
- * stderr tail) goes to the log only, since stderr tells a refused port from a missing file.
- */
-export class DecoderError extends AudioInputError {
-  constructor(
-    code: 'DECODE_FAILED' | 'INTERNAL',
-    message: string,
-    status: number,
-    readonly detail: string,
-  ) {
-    super(code, message, status);
-  }
 }
 
 /** Validates raw PCM bytes and views them as samples (copying into an aligned buffer). */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { AudioInputError, DecoderError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
@@ -6,9 +7,7 @@ import type { VadSegment } from '../vad/detector.js';
 import { VadStream } from '../vad/stream.js';
 import {
   AUDIO_CONTAINER_NAMES,
-  AudioInputError,
   type DecodeHandle,
-  DecoderError,
   decodeAudio,
   type PcmFormat,
   pcmSamples,

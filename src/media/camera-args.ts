@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import type { CameraConfig } from '../config/schema.js';
+import type { CameraConfig, FfmpegCameraConfig } from '../config/schema.js';
 import { hasCredentials } from './source-credentials.js';
 
 export interface CameraArgsOptions {
@@ -36,7 +36,7 @@ export const SCRIPT_FD = 4;
  * @example
  *   buildCameraCommand({ id: 'demo', source: 'test', fps: 15, width: 640, height: 360, quality: 5 }).args
  */
-export function buildCameraCommand(cam: CameraConfig, opts: CameraArgsOptions = {}): CameraCommand {
+export function buildCameraCommand(cam: FfmpegCameraConfig, opts: CameraArgsOptions = {}): CameraCommand {
   const size = `${cam.width}x${cam.height}`;
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'error'];
   const filters: string[] = [];
@@ -89,13 +89,13 @@ export function buildCameraCommand(cam: CameraConfig, opts: CameraArgsOptions = 
 }
 
 /** yuvj420p is what browsers and sharp decode fastest; -q:v sets a fixed JPEG quality. */
-const mjpegOutput = (cam: CameraConfig) => [
+const mjpegOutput = (cam: FfmpegCameraConfig) => [
   ...['-c:v', 'mjpeg', '-pix_fmt', 'yuvj420p', '-q:v', String(cam.quality)],
   ...['-f', 'mjpeg', 'pipe:1'],
 ];
 
 /** Second output: mono PCM for the VAD on fd 3 (the supervisor opens it as a pipe). */
-const pcmOutput = (cam: CameraConfig) => [
+const pcmOutput = (cam: FfmpegCameraConfig) => [
   ...['-ac', '1', '-ar', String(cam.audioRate)],
   ...['-c:a', 'pcm_s16le', '-f', 's16le', 'pipe:3'],
 ];
@@ -135,6 +135,7 @@ const TEST_TONE = '0.3*sin(2*PI*440*t)*lt(mod(t\\,4)\\,2)+0.001*(2*random(0)-1)'
 /** The test tone's period: on for the first half of each period, measured from ffmpeg's start. */
 export const TEST_TONE_PERIOD_MS = 4000;
 
+/** Whether the camera's own ffmpeg decodes audio for the VAD (never for a push camera: its publisher sends it). */
 export function cameraHasAudio(cam: CameraConfig): boolean {
   return cam.audio ?? cam.source === 'test';
 }

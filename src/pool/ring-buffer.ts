@@ -2,10 +2,10 @@
  * The worker→main result ring: one SharedArrayBuffer, one RingWriter on a worker, one
  * RingReader on the main thread. Layout and doorbell protocol are described in ring-layout.ts.
  */
-import { RingCorruptError } from './ring-layout.js';
+import { RingCorruptError } from '../errors.js';
 import type { RingReader } from './ring-reader.js';
 
-export { createRing, MAX_CAPACITY, RingCorruptError } from './ring-layout.js';
+export { createRing, MAX_CAPACITY } from './ring-layout.js';
 export { RingReader, type RingStats } from './ring-reader.js';
 export { DEFAULT_WRITE_TIMEOUT_MS, RingWriter } from './ring-writer.js';
 

@@ -1,5 +1,3 @@
-import { FramehubError } from '../errors.js';
-
 // The shared layout of one worker→main result ring: a single producer (the worker's
 // RingWriter) and a single consumer (the main thread's RingReader) over one
 // SharedArrayBuffer. Both sides import this module so the word indices cannot drift.
@@ -129,11 +127,4 @@ export function openRing(sab: SharedArrayBuffer): { header: Int32Array; capacity
     throw new TypeError('expected a SharedArrayBuffer made by createRing()');
   }
   return { header, capacity };
-}
-
-/** The header of a record was not one the writer could have written: memory was overwritten. */
-export class RingCorruptError extends FramehubError {
-  constructor(offset: number, detail: string) {
-    super('RING_CORRUPT', `ring record at offset ${offset} is corrupt: ${detail}`);
-  }
 }

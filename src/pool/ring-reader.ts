@@ -1,13 +1,5 @@
-import {
-  align8,
-  HEADER_BYTES,
-  openRing,
-  RECORD_HEADER_BYTES,
-  RingCorruptError,
-  TAG,
-  W,
-  WRAP,
-} from './ring-layout.js';
+import { RingCorruptError } from '../errors.js';
+import { align8, HEADER_BYTES, openRing, RECORD_HEADER_BYTES, TAG, W, WRAP } from './ring-layout.js';
 
 /** Records up to this size are copied into a shared slab instead of a buffer each. */
 const SMALL_RECORD_BYTES = 1024;

@@ -1,7 +1,7 @@
-import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { poolThreads } from '../threadpool.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
 import { type PoolWorkerData, releaseOrphanRings } from './ring-claim.js';
 import type { ImageTask, ImageTaskResult, VadPoolResult, VadPoolTask } from './tasks.js';
@@ -52,7 +52,7 @@ export class WorkerPool {
   private readonly maxInFlightFrames: number;
 
   constructor(private readonly opts: WorkerPoolOptions) {
-    this.threads = opts.threads > 0 ? opts.threads : availableParallelism();
+    this.threads = poolThreads(opts.threads);
     // One spare ring: piscina may start a replacement before it reports the dead worker destroyed.
     const rings = Array.from({ length: this.threads + 1 }, () => createRing(opts.ringBytes));
     const claims = new SharedArrayBuffer(4 * rings.length);

@@ -1,7 +1,7 @@
 import { decodeProtectedHeader, errors, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
 import { type AuthConfig, type ResolvedAuthConfig, resolveAuthConfig } from '../config/auth.js';
 import { CAMERA_ID } from '../config/camera-id.js';
-import { AuthError, type AuthFailure } from './auth-error.js';
+import { AuthError, type AuthFailure } from '../errors.js';
 import { loadVerifyKey, type VerifyKey } from './auth-keys.js';
 
 export {
@@ -14,16 +14,6 @@ export {
   isLoopbackHost,
   type ResolvedAuthConfig,
 } from '../config/auth.js';
-export {
-  AUTH_CLIENT_MESSAGES,
-  AuthError,
-  type AuthErrorCode,
-  type AuthFailure,
-  type AuthFailureLog,
-  authReason,
-  logAuthFailure,
-  recordAuthFailure,
-} from './auth-error.js';
 export { BEARER_PROTOCOL_PREFIX, type ExtractedToken, extractToken, type TokenSource } from './auth-token.js';
 
 export const ROLES = ['viewer', 'publisher', 'admin'] as const;
@@ -49,9 +39,10 @@ export interface Authenticator {
   readonly description: string;
   /**
    * Resolves the token's Principal or rejects with AuthError UNAUTHORIZED, and with nothing
-   * else: its `message` is safe to send to the client, its `reason` and `detail` are not (see
-   * recordAuthFailure). When auth is off, resolves an all-access anonymous admin whatever the
-   * token. Call once per connection or request, never per frame.
+   * else: its `message` is safe to send to the client, its `reason` and `detail` are not. When
+   * auth is off, resolves an all-access anonymous admin whatever the token. Call once per
+   * connection or request, never per frame, and only through requireRole (auth-guard.ts), which
+   * also checks the role and counts every refusal.
    */
   verify(token: string | undefined): Promise<Principal>;
 }
@@ -231,9 +222,3 @@ function principalFrom(payload: JWTPayload, toleranceSeconds: number): Principal
 const badClaims = (detail: string) => new AuthError('UNAUTHORIZED', 'claims', detail);
 
 export const canView = (p: Principal, camera: string): boolean => p.cams === '*' || p.cams.has(camera);
-
-export const isAdmin = (p: Principal): boolean => p.role === 'admin';
-
-/** Pushing frames or audio needs the publisher (or admin) role and the camera in `cams`. */
-export const canPublish = (p: Principal, camera: string): boolean =>
-  (p.role === 'publisher' || p.role === 'admin') && canView(p, camera);

@@ -1,22 +1,12 @@
-import type { AutoVariantOptions } from '../hub/auto-variant.js';
-import type { Hub } from '../hub/hub.js';
-import type { SlowOptions } from '../hub/viewer-state.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics/metrics.js';
-import type { ErrorCode } from '../wire/protocol.js';
+import type { ErrorCode } from '../errors.js';
+import type { ViewerContext } from '../viewers/viewer-group.js';
 import { type Authenticator, canView, type Principal } from './auth.js';
 import type { ConnectionBudget, ConnectionLimits } from './limits.js';
 
-/** What every viewer endpoint needs; built once in daemon.ts. */
-export interface ServerContext {
-  hub: Hub;
-  metrics: Metrics;
-  log: Logger;
+/** What every viewer endpoint needs (the viewer core's context, and auth and limits); built once in daemon.ts. */
+export interface ServerContext extends ViewerContext {
   auth: Authenticator;
   limits: ConnectionLimits;
-  slow: SlowOptions;
-  adaptive: AutoVariantOptions;
-  maxTopicsPerConnection: number;
   sseHeartbeatMs: number;
   /** Sockets still waiting for their `hello` token: their own budget, apart from the viewer limits. */
   unauthenticated: ConnectionBudget;

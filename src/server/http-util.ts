@@ -1,7 +1,14 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { FramehubError } from '../errors.js';
-import { parseTopic } from '../hub/topics.js';
-import type { ErrorCode } from '../wire/protocol.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  type ErrorCode,
+  isClientError,
+  RetryLaterError,
+  UploadTooSlowError,
+} from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
@@ -62,13 +69,74 @@ export function sendError(
   sendJson(res, status, { error: { code, message } }, headers, closeConnection);
 }
 
+/** Where an unexpected HTTP failure is counted and logged; ServerContext is one. */
+export interface ErrorSink {
+  metrics: Pick<Metrics, 'handlerErrors'>;
+  log: Pick<Logger, 'error' | 'warn'>;
+}
+
+export interface ErrorAnswerOptions {
+  /** The request's body, maybe still unread: dropped, and the connection closed if much is left. */
+  body?: BodyReader;
+  /** The client is gone: count and log as usual, answer nothing. */
+  aborted?: boolean;
+  /** Close the connection after the answer (a body nobody will read may follow). */
+  closeConnection?: boolean;
+}
+
+/**
+ * The one way an HTTP failure is answered, whether a route threw it synchronously (see
+ * guardRoutes) or from an async handler (handleAsync). A client error (a FramehubError with a
+ * status other than 500; see isClientError) gets its own status, code and message, plus
+ * `Retry-After` for a RetryLaterError. Anything else is counted in
+ * `framehub_handler_errors_total{handler="http"}`, logged with its cause, and answered with a
+ * generic 500 `INTERNAL`: the raw message may name files, hosts or library internals. It never
+ * throws: a response already answered or aborted (uWS throws on any use of it) is logged.
+ *
+ * @example
+ *   answerError(ctx, res, new BodyTooLargeError(16384), { body }); // 413 TOO_LARGE
+ */
+export function answerError(
+  sink: ErrorSink,
+  res: HttpResponse,
+  err: unknown,
+  opts: ErrorAnswerOptions = {},
+): void {
+  if (!isClientError(err)) {
+    sink.metrics.handlerErrors.labels('http').inc();
+    sink.log.error({ err }, 'HTTP handler failed; answered 500');
+  }
+  if (opts.aborted) return;
+  const close = (opts.body?.release() ?? false) || opts.closeConnection;
+  try {
+    if (!isClientError(err)) sendError(res, 500, 'INTERNAL', 'internal error', {}, close);
+    else {
+      const headers: Record<string, string> =
+        err instanceof RetryLaterError ? { 'Retry-After': String(err.retryAfterSeconds) } : {};
+      sendError(res, err.status, err.code, err.message, headers, close);
+    }
+  } catch (answerErr) {
+    sink.log.warn(
+      { err: answerErr, cause: err },
+      'could not answer an HTTP error: already answered or aborted',
+    );
+  }
+}
+
 /**
  * Runs an async handler safely: marks the response aborted before any await (uWS forbids
- * touching an aborted response) and turns a thrown error into a generic 500 `INTERNAL`, reported
- * through onInternalError (the daemon counts and logs it). Pass the
- * request's BodyReader, if any, so an abort ends its read and a 500 does not leave it half read.
+ * touching an aborted response), and answers whatever it throws through answerError, so a route
+ * refuses a request by throwing a FramehubError. Pass the request's BodyReader, if any, so an
+ * abort ends its read and an error answer does not leave it half read.
+ *
+ * @example
+ *   handleAsync(ctx, res, async (isAborted) => {
+ *     await requireRole(ctx, 'status', token, 'admin'); // a refusal throws: 401 or 403
+ *     if (!isAborted()) sendJson(res, 200, status());
+ *   });
  */
 export function handleAsync(
+  sink: ErrorSink,
   res: HttpResponse,
   work: (isAborted: () => boolean) => Promise<void>,
   body?: BodyReader,
@@ -78,57 +146,12 @@ export function handleAsync(
     aborted = true;
     body?.abort();
   });
-  work(() => aborted).catch((err: unknown) => {
-    reportInternalError(err);
-    if (aborted) return;
-    // The raw message may name files, hosts or library internals: it goes to the log only.
-    if (body) refuseBody(res, body, 500, 'INTERNAL', 'internal error');
-    else sendError(res, 500, 'INTERNAL', 'internal error');
-  });
-}
-
-/** Where handleAsync reports an unexpected error (set once by the daemon: count and log). */
-let reportInternalError: (err: unknown) => void = () => {};
-
-export function onInternalError(report: (err: unknown) => void): void {
-  reportInternalError = report;
+  work(() => aborted).catch((err: unknown) => answerError(sink, res, err, { body, aborted }));
 }
 
 /** The peer address as text; read synchronously, before any await (uWS frees it after). */
 export function remoteIp(res: HttpResponse): string {
   return Buffer.from(res.getRemoteAddressAsText()).toString();
-}
-
-/** Tallies a requested frame topic by variant (`auto` included) for the connections census. */
-export function countVariant(counts: Record<string, number>, requested: string): void {
-  const t = parseTopic(requested);
-  const key = t?.kind === 'auto' ? 'auto' : t?.kind === 'frame' ? t.variant : undefined;
-  if (key) counts[key] = (counts[key] ?? 0) + 1;
-}
-
-/** Body over the endpoint's limit; answered as 413 `TOO_LARGE`. */
-export class BodyTooLargeError extends FramehubError {
-  constructor(readonly limit: number) {
-    super('TOO_LARGE', `request body over ${limit} bytes`, 413);
-  }
-}
-
-/** The client went away before the whole body arrived; there is nobody left to answer. */
-export class BodyAbortedError extends FramehubError {
-  constructor() {
-    super('ABORTED', 'the client closed the connection before the body was complete', 400);
-  }
-}
-
-/** The body arrived slower than the endpoint's minimum rate; answered as 408 `UPLOAD_TOO_SLOW`. */
-export class UploadTooSlowError extends FramehubError {
-  constructor(minBytesPerSecond: number, graceSeconds: number) {
-    super(
-      'UPLOAD_TOO_SLOW',
-      `upload slower than ${minBytesPerSecond} bytes/s on average after ${graceSeconds} s; send it faster`,
-      408,
-    );
-  }
 }
 
 /**
@@ -146,12 +169,13 @@ export interface MinUploadRate {
 const RATE_CHECK_MS = 1000;
 
 /**
- * True when the request declares a `Content-Length` over `maxBytes`: refuse it with 413 before
- * reading a byte. A chunked body has no length and is held to the limit as it streams.
+ * Throws BodyTooLargeError when the request declares a `Content-Length` over `maxBytes`, so it
+ * is refused with 413 before a byte is read (guardRoutes closes the connection after it). A
+ * chunked body has no length and is held to the limit as it streams.
  */
-export function declaresTooLarge(req: HttpRequest, maxBytes: number): boolean {
+export function refuseDeclaredTooLarge(req: HttpRequest, maxBytes: number): void {
   const declared = req.getHeader('content-length');
-  return declared !== '' && !(Number(declared) <= maxBytes);
+  if (declared !== '' && !(Number(declared) <= maxBytes)) throw new BodyTooLargeError(maxBytes);
 }
 
 /**
@@ -169,15 +193,15 @@ const LINGER_BYTES = 64 * 1024;
  * what came with the headers is held (one socket read, about 100 KB), and a refused upload is
  * never read. With a `MinUploadRate`, a body that trickles in is cut off with
  * UploadTooSlowError, so a slow client cannot hold what the upload holds (a job slot) for long.
- * A reply sent before the body is complete goes through `refuseBody`, which drops
- * the body and closes the connection when much of it is still to come, or uWS would go on
- * delivering it (and a socket left paused would never finish). Rejections happen only inside
- * `read()`, so no promise is ever left unobserved.
+ * An error answered before the body is complete (handleAsync passes the reader to answerError)
+ * drops the body and closes the connection when much of it is still to come, or uWS would go
+ * on delivering it (and a socket left paused would never finish). Rejections happen only
+ * inside `read()`, so no promise is ever left unobserved.
  *
  * @example
  *   const body = new BodyReader(res, req, 16 * 1024);
- *   handleAsync(res, async (isAborted) => {
- *     if (!(await allowed())) return refuseBody(res, body, 403, 'FORBIDDEN', 'admins only');
+ *   handleAsync(ctx, res, async (isAborted) => {
+ *     await requireRole(ctx, 'notices', token, 'admin'); // a 401 or 403 drops the body unread
  *     const bytes = await body.read(); // rejects BodyTooLargeError past the limit
  *   }, body);
  */
@@ -309,16 +333,4 @@ export class BodyReader {
     this.chunks = [];
     waiter.resolve(body);
   }
-}
-
-/** Refuses a request whose body may be unread: drops it, and closes unless little of it is left. */
-export function refuseBody(
-  res: HttpResponse,
-  body: BodyReader,
-  status: number,
-  code: ErrorCode,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
-  sendError(res, status, code, message, headers, body.release());
 }

@@ -2,13 +2,16 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, sep } from 'node:path';
+import { FramehubError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { packageRoot } from '../paths.js';
-import { handleAsync, sendError, sendJson } from './http-util.js';
+import { handleAsync, sendJson } from './http-util.js';
 import { pageSecurityHeaders } from './page-headers.js';
 
 export interface HttpDeps {
   metrics: Metrics;
+  log: Logger;
   isReady: () => boolean;
   version: string;
 }
@@ -71,13 +74,12 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
   const files = staticFiles();
 
   app.get('/healthz', (res) => sendJson(res, 200, { status: 'ok', version: deps.version }));
-  app.get('/readyz', (res) =>
-    deps.isReady()
-      ? sendJson(res, 200, { status: 'ready' })
-      : sendError(res, 503, 'NOT_READY', 'starting or draining'),
-  );
+  app.get('/readyz', (res) => {
+    if (!deps.isReady()) throw new FramehubError('NOT_READY', 'starting or draining', 503);
+    sendJson(res, 200, { status: 'ready' });
+  });
   app.get('/metrics', (res) =>
-    handleAsync(res, async (isAborted) => {
+    handleAsync(deps, res, async (isAborted) => {
       const body = await deps.metrics.registry.metrics();
       if (isAborted()) return;
       res.cork(() => {
@@ -91,9 +93,15 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
   for (const [path, file] of files) {
     app.get(path, (res) => serveFile(res, file));
   }
-  app.any('/*', (res, req) =>
-    sendError(res, 404, 'NOT_FOUND', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`),
-  );
+  app.any('/*', (_res, req) => {
+    // The path is the client's: cut short, and JSON-encoded like every error body.
+    const path = req.getUrl().slice(0, 200);
+    throw new FramehubError(
+      'NOT_FOUND',
+      `no route for ${req.getCaseSensitiveMethod().slice(0, 16)} ${path}`,
+      404,
+    );
+  });
 }
 
 function serveFile(res: HttpResponse, file: StaticFile): void {

@@ -1,7 +1,8 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
+import type { Framing } from '../viewers/transport.js';
 import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
-import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
+import type { HttpStreams } from './http-stream.js';
 import { sendError, statusLine } from './http-util.js';
 import { openViewerRequest } from './stream-open.js';
 
@@ -16,11 +17,12 @@ function part(frame: Frame): Uint8Array {
   return Buffer.concat([head, frame.data, Buffer.from('\r\n')]);
 }
 
-const mjpegFraming: StreamFraming = {
+/** MJPEG carries frames only: no events, gaps or variant records, and no keep-alive. */
+const mjpegFraming: Framing = {
   frame: (frame) => encodingOf(frame, 'mjpeg', part),
   event: () => undefined,
+  gap: () => undefined,
   variant: () => undefined,
-  keepAlive: () => undefined,
 };
 
 const FILE = /^([a-z]+)\.(mjpeg|jpg)$/;
@@ -30,6 +32,7 @@ const FILE = /^([a-z]+)\.(mjpeg|jpg)$/;
  * `GET /cams/<id>/<variant>.jpg` (the latest frame, with ETag/Last-Modified and 304s).
  */
 export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: HttpStreams): void {
+  const group = streams.register('mjpeg');
   app.get('/cams/:camera/:file', (res, req) => {
     const camera = req.getParameter(0) ?? '';
     const m = FILE.exec(req.getParameter(1) ?? '');
@@ -48,9 +51,6 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
       }
       if (ext === 'jpg') return snapshot(ctx, res, topic, r.headers);
 
-      const viewer = new StreamViewer(res, 'mjpeg', mjpegFraming, r.ip, ctx);
-      viewer.expiresAtMs = principal.expiresAtMs;
-      res.onAborted(() => streams.close(viewer));
       res.cork(() => {
         res
           .writeStatus('200 OK')
@@ -58,7 +58,8 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
           .writeHeader('Cache-Control', 'no-cache, no-store')
           .writeHeader('Pragma', 'no-cache');
       });
-      streams.open(viewer, [topic], []);
+      if (r.head) return r.endHead();
+      streams.open(group, res, mjpegFraming, r.ip, principal, [topic]);
     });
   });
 }

@@ -1,13 +1,14 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { CameraConfig } from '../config/schema.js';
+import type { ErrorCode } from '../errors.js';
 import { describeInput } from '../hub/topics.js';
 import type { FrameIngest } from '../ingest/frame-ingest.js';
-import { BAD_PING_ID, CloseCode, type ErrorCode, validPingId } from '../wire/protocol.js';
+import { BAD_PING_ID, CloseCode, validPingId } from '../wire/protocol.js';
 import { decodeUntrusted, encode } from '../wire/records.js';
-import { canPublish, type Principal } from './auth.js';
+import { canView, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
-import { upgradeWithAuth } from './ws-upgrade.js';
+import { type UpgradeOutcome, upgradeWithAuth } from './ws-upgrade.js';
 
 export interface PublishOptions {
   maxPayloadBytes: number;
@@ -22,7 +23,7 @@ export type PublishHandler = (
 
 interface Publisher {
   principal: Principal | undefined;
-  reject: string | undefined;
+  reject: UpgradeOutcome['reject'];
   closed: boolean;
   /** Closes the socket when its token expires (publishers are few: one timer each). */
   expiry: NodeJS.Timeout | undefined;
@@ -55,7 +56,8 @@ export function registerPublisher(
     }
     const cam = typeof rec.camera === 'string' ? cameras.get(rec.camera) : undefined;
     if (!cam) return sendError(ws, 'UNKNOWN_TOPIC', `no camera ${describeInput(rec.camera, 64)}`);
-    if (!canPublish(ws.getUserData().principal!, cam.id)) {
+    // The role was checked at the upgrade (requireRole); each record names its camera.
+    if (!canView(ws.getUserData().principal!, cam.id)) {
       return sendError(ws, 'FORBIDDEN', `token may not publish to "${cam.id}"`);
     }
     if (rec.type === 'frame') {
@@ -65,7 +67,8 @@ export function registerPublisher(
       if (!(data instanceof Uint8Array) || data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
         return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
       }
-      const ts = typeof rec.ts === 'number' && Number.isFinite(rec.ts) ? rec.ts : Date.now();
+      // Rounded: ts goes out as an integer (README "Wire protocol"), whatever the publisher sent.
+      const ts = typeof rec.ts === 'number' && Number.isFinite(rec.ts) ? Math.round(rec.ts) : Date.now();
       const verdict = ingest.submit(cam, data, ts);
       if (!verdict.ok) sendError(ws, verdict.code, verdict.message);
       return;
@@ -91,10 +94,10 @@ export function registerPublisher(
           res,
           req,
           context,
-          { transport: 'publish', limited: false, tokenRequired: true },
+          { transport: 'publish', role: 'publisher', limited: false, tokenRequired: true },
           (o) => ({
             principal: o.principal,
-            reject: o.reject?.reason,
+            reject: o.reject,
             closed: false,
             expiry: undefined,
           }),
@@ -102,7 +105,7 @@ export function registerPublisher(
     ),
     open: guardSocket(ctx, 'publish.open', (ws) => {
       const p = ws.getUserData();
-      if (p.reject) return ws.end(CloseCode.UNAUTHORIZED, p.reject);
+      if (p.reject) return ws.end(p.reject.code, p.reject.reason);
       const left = (p.principal?.expiresAtMs ?? Number.POSITIVE_INFINITY) - Date.now();
       // Timers cap at 2^31-1 ms (24.8 days): a socket whose token lives longer is closed then, and reconnects.
       if (Number.isFinite(left)) {

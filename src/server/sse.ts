@@ -1,11 +1,12 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { HistoryEntry } from '../hub/history.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
-import { parseTopic } from '../hub/topics.js';
+import { resumeStreams } from '../hub/resume.js';
+import type { Framing } from '../viewers/transport.js';
 import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
-import { type HttpStreams, type StreamFraming, StreamViewer } from './http-stream.js';
+import type { HttpStreams } from './http-stream.js';
 import { sendError } from './http-util.js';
-import { parseLastEventId } from './last-event-id.js';
+import { lastEventId, parseLastEventId } from './last-event-id.js';
 import { openViewerRequest } from './stream-open.js';
 
 const text = (s: string) => Buffer.from(s);
@@ -13,43 +14,75 @@ const text = (s: string) => Buffer.from(s);
 /** A frame as an SSE message; JSON with the JPEG base64-encoded, or with a snapshot URL (`frames=ref`). */
 function frameMessage(frame: Frame, byRef: boolean, cached: boolean): Uint8Array {
   const { topic, seq, ts, mime, width, height } = frame;
-  const t = parseTopic(topic);
-  const body =
-    byRef && t?.kind === 'frame'
-      ? { type: 'frame', topic, seq, ts, mime, width, height, url: `/cams/${t.camera}/${t.variant}.jpg` }
-      : {
-          type: 'frame',
-          topic,
-          seq,
-          ts,
-          mime,
-          width,
-          height,
-          data: Buffer.from(frame.data).toString('base64'),
-        };
+  const body = byRef
+    ? // A frame topic is cam/<id>/<variant>; its snapshot is /cams/<id>/<variant>.jpg.
+      { type: 'frame', topic, seq, ts, mime, width, height, url: `/cams/${topic.slice(4)}.jpg` }
+    : {
+        type: 'frame',
+        topic,
+        seq,
+        ts,
+        mime,
+        width,
+        height,
+        data: Buffer.from(frame.data).toString('base64'),
+      };
   if (cached) Object.assign(body, { cached: true });
   // No `id:` on frames: frames are never replayed, and an id here would become the browser's
   // Last-Event-ID, so a reconnect would name a frame and replay none of the missed events.
   return text(`event: frame\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
-const sseFraming: StreamFraming = {
-  frame: (frame, viewer, cached) =>
-    viewer.framesByRef
-      ? encodingOf(frame, cached ? 'sse-ref-cached' : 'sse-ref', (f) => frameMessage(f, true, cached))
-      : encodingOf(frame, cached ? 'sse-cached' : 'sse', (f) => frameMessage(f, false, cached)),
-  event: (e: HistoryEntry) => text(`event: ${e.type}\nid: ${e.topic}:${e.seq}\ndata: ${e.json}\n\n`),
-  variant: (requested, variant) =>
-    text(`event: variant\ndata: ${JSON.stringify({ type: 'variant', topic: requested, variant })}\n\n`),
-  keepAlive: () => text(`: heartbeat ${Date.now()}\n\n`),
-};
+/**
+ * SSE framings (base64 frames, and `frames=ref`). Frame messages are cached on the frame
+ * (`Frame.encodings`), event messages on the history entry (a WeakMap keyed by it, so one
+ * lives exactly as long as its entry): each is built once, whatever the number of viewers and
+ * replays. An event's `id:` is its position with this process's epoch, `<topic>:<seq>:<epoch>`.
+ */
+export function sseFramings(epoch: string): { inline: Framing; byRef: Framing } {
+  const events = new WeakMap<HistoryEntry, Uint8Array>();
+  const event = (e: HistoryEntry) => {
+    let bytes = events.get(e);
+    if (!bytes) {
+      bytes = text(`event: ${e.type}\nid: ${lastEventId(e.topic, e.seq, epoch)}\ndata: ${e.json}\n\n`);
+      events.set(e, bytes);
+    }
+    return bytes;
+  };
+  const shared = {
+    event,
+    // No `id:`: a gap is not a position to resume from.
+    gap: (record: object) => text(`event: gap\ndata: ${JSON.stringify(record)}\n\n`),
+    variant: (requested: string, variant: string) =>
+      text(`event: variant\ndata: ${JSON.stringify({ type: 'variant', topic: requested, variant })}\n\n`),
+  };
+  return {
+    inline: {
+      ...shared,
+      frame: (frame, cached) =>
+        encodingOf(frame, cached ? 'sse-cached' : 'sse', (f) => frameMessage(f, false, cached)),
+    },
+    byRef: {
+      ...shared,
+      frame: (frame, cached) =>
+        encodingOf(frame, cached ? 'sse-ref-cached' : 'sse-ref', (f) => frameMessage(f, true, cached)),
+    },
+  };
+}
 
 /**
  * `GET /sse?topics=a,b[&frames=ref][&lastEventId=…]`. Frames resume at the latest frame;
  * events missed since `Last-Event-ID` are replayed from history, across every requested
- * topic, in publish order.
+ * topic, in publish order, after a `gap` event wherever history cannot say exactly what was
+ * missed (another epoch, or a position it no longer holds).
  */
 export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: HttpStreams): void {
+  const framings = sseFramings(ctx.hub.epoch);
+  // One heartbeat per sweep that sends it, the same bytes for every stream.
+  const group = streams.register('sse', {
+    everyMs: ctx.sseHeartbeatMs,
+    bytes: (now) => text(`: heartbeat ${now}\n\n`),
+  });
   app.get('/sse', (res, req) =>
     openViewerRequest(ctx, res, req, 'sse', (principal, r) => {
       const release = () => ctx.limits.release(r.ip);
@@ -58,15 +91,10 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
         release();
         return sendError(res, 400, 'BAD_TOPIC', 'give at least one topic: /sse?topics=cam/<id>/<variant>');
       }
-      if (topics.length > ctx.maxTopicsPerConnection) {
+      const tooMany = group.tooManyTopics(topics.length);
+      if (tooMany) {
         release();
-        ctx.metrics.limitRejections.labels('topics_per_connection').inc();
-        return sendError(
-          res,
-          400,
-          'TOO_MANY_TOPICS',
-          `at most ${ctx.maxTopicsPerConnection} topics per connection`,
-        );
+        return sendError(res, 400, tooMany.code, tooMany.message);
       }
       for (const t of topics) {
         const access = checkTopicAccess(ctx, principal, t);
@@ -77,12 +105,6 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
       }
       const unique = [...new Set(topics)];
       const last = parseLastEventId(r.headers.lastEventId || (r.query.get('lastEventId') ?? ''));
-      const afterOrder = last ? ctx.hub.history.orderOf(last.topic, last.seq) : undefined;
-      const replay = afterOrder === undefined ? [] : ctx.hub.history.since(unique, afterOrder);
-
-      const viewer = new StreamViewer(res, 'sse', sseFraming, r.ip, ctx, r.query.get('frames') === 'ref');
-      viewer.expiresAtMs = principal.expiresAtMs;
-      res.onAborted(() => streams.close(viewer));
       res.cork(() => {
         res
           .writeStatus('200 OK')
@@ -91,7 +113,10 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
           .writeHeader('X-Accel-Buffering', 'no');
         res.write(`retry: 2000\n\n`);
       });
-      streams.open(viewer, unique, replay);
+      if (r.head) return r.endHead();
+      const framing = r.query.get('frames') === 'ref' ? framings.byRef : framings.inline;
+      const plan = resumeStreams(ctx.hub.history, ctx.hub.epoch, unique, last);
+      streams.open(group, res, framing, r.ip, principal, unique, plan);
     }),
   );
 }

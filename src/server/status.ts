@@ -1,8 +1,8 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { CameraStatus } from '../ingest/camera-supervisor.js';
-import { extractToken, isAdmin } from './auth.js';
+import { httpToken, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
-import { handleAsync, sendError, sendJson } from './http-util.js';
+import { handleAsync, sendJson } from './http-util.js';
 
 export interface StatusSources {
   version: string;
@@ -23,21 +23,10 @@ function merge(a: Record<string, number>, b: Record<string, number>): Record<str
 export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: StatusSources): void {
   const guarded = (path: string, body: () => unknown) =>
     app.get(path, (res, req) => {
-      const { token } = extractToken({
-        authorization: req.getHeader('authorization'),
-        query: req.getQuery() ?? '',
-      });
-      handleAsync(res, async (isAborted) => {
-        let allowed = true;
-        try {
-          allowed = isAdmin(await ctx.auth.verify(token));
-        } catch (err) {
-          if (!isAborted()) sendError(res, 401, 'UNAUTHORIZED', (err as Error).message);
-          return;
-        }
-        if (isAborted()) return;
-        if (!allowed) return sendError(res, 403, 'FORBIDDEN', 'the status API needs role admin');
-        sendJson(res, 200, body());
+      const token = httpToken(req);
+      handleAsync(ctx, res, async (isAborted) => {
+        await requireRole(ctx, 'status', token, 'admin');
+        if (!isAborted()) sendJson(res, 200, body());
       });
     });
 

@@ -1,21 +1,34 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { extractToken, type Principal, recordAuthFailure } from './auth.js';
+import { RetryLaterError } from '../errors.js';
+import type { Principal } from './auth.js';
+import { requireRole } from './auth-guard.js';
+import { extractToken } from './auth-token.js';
 import type { ServerContext } from './context.js';
 import type { StreamTransport } from './http-stream.js';
-import { remoteIp, sendError } from './http-util.js';
+import { answerError, remoteIp } from './http-util.js';
 
 export interface StreamRequest {
   ip: string;
   query: URLSearchParams;
   headers: { lastEventId: string; ifNoneMatch: string; ifModifiedSince: string };
   isAborted(): boolean;
+  /**
+   * A HEAD request. `res` is then a HEAD response (see headResponse): what the handler writes
+   * keeps only its status and headers. A stream writes its headers as for GET, then calls
+   * endHead() instead of opening a viewer.
+   */
+  head: boolean;
+  /** Ends a HEAD stream after its headers, and gives back its connection-limit slot. */
+  endHead(): void;
 }
 
 /**
  * The common start of every authenticated viewer request (SSE, MJPEG, snapshots): copy what
  * is needed out of the uWS request before any await, admit it against the connection limits
- * (streams only), verify the token, then call `start` with the principal. Rejections are
- * answered here with the right status and code.
+ * (streams only), pass the auth gate (requireRole, role viewer), then call `start` with the
+ * principal. A refused admission is thrown (to the routing layer) before anything else; an auth
+ * refusal, and whatever `start` throws (a FramehubError to refuse the request), is answered
+ * through answerError like every other HTTP error, and the stream's connection slot given back.
  */
 export function openViewerRequest(
   ctx: ServerContext,
@@ -41,31 +54,34 @@ export function openViewerRequest(
     const admission = ctx.limits.admit(ip);
     if (!admission.ok) {
       ctx.metrics.limitRejections.labels(admission.limit).inc();
-      sendError(res, admission.status, admission.code, `${admission.limit} limit reached`, {
-        'Retry-After': String(admission.retryAfterSeconds),
-      });
-      return;
+      const { code, status, limit, retryAfterSeconds } = admission;
+      throw new RetryLaterError(code, `${limit} limit reached`, status, retryAfterSeconds);
     }
   }
+  /** Gives the admission back once, whichever of endHead, an abort or a refusal comes first. */
+  let admitted = streaming;
+  const release = () => {
+    if (admitted) ctx.limits.release(ip);
+    admitted = false;
+  };
   const request: StreamRequest = {
     ip,
     query: new URLSearchParams(rawQuery),
     headers,
     isAborted: () => aborted,
+    head: req.getMethod() === 'head',
+    endHead: () => {
+      release();
+      res.cork(() => res.endWithoutBody());
+    },
   };
-  ctx.auth.verify(token).then(
-    (principal) => {
-      if (aborted) {
-        if (streaming) ctx.limits.release(ip);
-        return;
-      }
+  requireRole(ctx, transport, token, 'viewer')
+    .then((principal) => {
+      if (aborted) return release();
       start(principal, request);
-    },
-    (err: Error) => {
-      if (streaming) ctx.limits.release(ip);
-      recordAuthFailure(ctx, transport, err);
-      // verify() rejects only with AuthError, whose message is the generic client text.
-      if (!aborted) sendError(res, 401, 'UNAUTHORIZED', err.message);
-    },
-  );
+    })
+    .catch((err: unknown) => {
+      release();
+      answerError(ctx, res, err, { aborted });
+    });
 }

@@ -1,6 +1,9 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
+import type { AuthError } from '../errors.js';
 import { CloseCode } from '../wire/protocol.js';
-import { extractToken, type Principal, recordAuthFailure } from './auth.js';
+import type { Principal, Role } from './auth.js';
+import { requireRole } from './auth-guard.js';
+import { extractToken } from './auth-token.js';
 import type { ServerContext } from './context.js';
 import { remoteIp } from './http-util.js';
 
@@ -22,6 +25,8 @@ export interface UpgradeOutcome {
 export interface UpgradeOptions {
   /** Metric label for auth failures. */
   transport: string;
+  /** The least role the endpoint takes (requireRole; default viewer); a lower one is closed with 4003. */
+  role?: Role;
   /** Count the socket against the viewer connection limits. */
   limited: boolean;
   /** Without a token, verify anyway (so auth-on refuses) instead of deferring to a hello. */
@@ -30,9 +35,9 @@ export interface UpgradeOptions {
 
 /**
  * The common upgrade of `/ws` and `/publish`: copy headers out before any await, admit against
- * the limits, verify the token, then upgrade inside cork. Refusals still upgrade and are closed
- * at open with a documented code (1013, 4001), because a browser WebSocket cannot read an
- * HTTP status; `makeData` turns the outcome into the socket's user data.
+ * the limits, pass the auth gate (requireRole), then upgrade inside cork. Refusals still upgrade
+ * and are closed at open with a documented code (1013, 4001, 4003), because a browser WebSocket
+ * cannot read an HTTP status; `makeData` turns the outcome into the socket's user data.
  */
 export function upgradeWithAuth<T>(
   ctx: ServerContext,
@@ -103,16 +108,15 @@ export function upgradeWithAuth<T>(
     finish();
     return;
   }
-  ctx.auth
-    .verify(token)
+  requireRole(ctx, opts.transport, token, opts.role ?? 'viewer')
     .then(
       (principal) => {
         outcome.principal = principal;
         finish();
       },
-      (err: Error) => {
-        recordAuthFailure(ctx, opts.transport, err);
-        outcome.reject = { code: CloseCode.UNAUTHORIZED, reason: err.message.slice(0, 120) };
+      (err: AuthError) => {
+        const code = err.code === 'FORBIDDEN' ? CloseCode.FORBIDDEN : CloseCode.UNAUTHORIZED;
+        outcome.reject = { code, reason: err.message };
         finish();
       },
     )

@@ -1,14 +1,18 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
+import type { ErrorCode } from '../errors.js';
 import type { HistoryEntry } from '../hub/history.js';
 import { cachedRecord, type Frame, type RecordSink } from '../hub/hub.js';
-import { describeInput, parseTopic } from '../hub/topics.js';
-import { SlowState, ViewerTopics } from '../hub/viewer-state.js';
-import { BAD_PING_ID, CloseCode, type ErrorCode, type ErrorRecord, validPingId } from '../wire/protocol.js';
+import { BAD_EPOCH, validEpoch } from '../hub/resume.js';
+import { describeInput, isEventTopic } from '../hub/topics.js';
+import type { CloseReason, Framing, ViewerTransport } from '../viewers/transport.js';
+import { ViewerGroup } from '../viewers/viewer-group.js';
+import { ViewerSession } from '../viewers/viewer-session.js';
+import { BAD_PING_ID, CloseCode, type ErrorRecord, validPingId } from '../wire/protocol.js';
 import { decodeUntrusted, encode } from '../wire/records.js';
-import { type Principal, recordAuthFailure } from './auth.js';
+import type { Principal } from './auth.js';
+import { requireRole } from './auth-guard.js';
 import { checkTopicAccess, type ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
-import { countVariant } from './http-util.js';
 import { refilled } from './limits.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
 
@@ -24,24 +28,78 @@ export interface WsOptions {
   subscribeBurst: number;
 }
 
+const TRANSPORT = 'ws';
+
+/** WS records: frames as the worker encoded them, events as the hub did; nothing per viewer. */
+const wsFraming: Framing = {
+  frame: (frame, cached) => (cached ? cachedRecord(frame) : frame.record),
+  event: (entry) => entry.msgpack,
+  gap: (record) => encode(record),
+  variant: (requested, variant) => encode({ type: 'variant', topic: requested, variant }),
+};
+
+const CLOSES: Record<CloseReason, [code: number, reason: string]> = {
+  slow: [CloseCode.SLOW_CONSUMER, 'slow consumer'],
+  expired: [CloseCode.UNAUTHORIZED, 'token expired; reconnect or send hello with a new token'],
+  shutdown: [CloseCode.GOING_AWAY, 'server shutting down'],
+  error: [CloseCode.INTERNAL_ERROR, 'internal error'],
+};
+
+/**
+ * The WS adapter: a few lines over uWS's socket, one object for every connection. Frames
+ * reach a socket through uWS's native publish (`subscribe`), fanned out in C++: a frame costs
+ * no JS per viewer.
+ */
+const wsTransport: ViewerTransport<Ws> = {
+  name: TRANSPORT,
+  backpressure: 'sampled',
+  write: (ws, bytes) => ws.send(bytes, true) === 1,
+  bufferedAmount: (ws) => ws.getBufferedAmount(),
+  cork: (ws, fn) => {
+    ws.cork(fn);
+  },
+  close: (ws, reason) => {
+    const [code, text] = CLOSES[reason];
+    ws.end(code, text);
+  },
+  subscribe: (ws, topic) => {
+    ws.subscribe(topic);
+  },
+  unsubscribe: (ws, topic) => {
+    ws.unsubscribe(topic);
+  },
+};
+
+/**
+ * One `/ws` connection's state. uWS copies the own fields of the object given at upgrade onto
+ * its socket object, so this is a plain record, and every field is paid for by every
+ * connection: what only some need (the subscription bucket, resume positions) is made on use.
+ */
 interface WsViewer {
   ip: string;
   admitted: boolean;
   /** Holds a slot of the unauthenticated budget until its hello brings a valid token. */
   unauthenticated: boolean;
-  /** Subscription-change tokens left, and when they were last refilled (performance.now()). */
-  subTokens: number;
-  subRefilledAt: number;
+  /** Subscription-change tokens and when they were last refilled (performance.now()); made at the first change. */
+  bucket: { tokens: number; at: number } | undefined;
   reject: { code: number; reason: string } | undefined;
   principal: Principal | undefined;
   /** Topics from `/ws?topics=`, subscribed once the viewer is authenticated. */
-  pending: string[];
-  topics: ViewerTopics;
-  slow: SlowState;
-  /** Event resume positions from `hello`: topic → last seq seen. */
-  resume: Map<string, number>;
+  pending: string[] | undefined;
   closed: boolean;
   authTimer: NodeJS.Timeout | undefined;
+  /** Made at open (a refused socket never gets one). */
+  session: ViewerSession<Ws> | undefined;
+}
+
+/** A principal's expiry for the session: undefined when it never expires (auth off). */
+const expiryOf = (p: Principal) => (Number.isFinite(p.expiresAtMs) ? p.expiresAtMs : undefined);
+
+/** `/ws?topics=a,b`: at most one over the limit, so a too-long list is still refused with TOO_MANY_TOPICS. */
+function queryTopics(query: string, maxTopics: number): string[] | undefined {
+  if (!query.includes('topics=')) return undefined;
+  const topics = new URLSearchParams(query).get('topics')?.split(',').filter(Boolean);
+  return topics?.length ? topics.slice(0, maxTopics + 1) : undefined;
 }
 
 type Ws = WebSocket<WsViewer>;
@@ -57,32 +115,25 @@ function parseResume(value: unknown, max: number): Map<string, number> | string 
   if (entries.length > max) return wrong;
   const resume = new Map<string, number>();
   for (const [topic, seq] of entries) {
-    const kind = parseTopic(topic)?.kind;
-    if (kind === undefined || kind === 'frame' || kind === 'auto') return wrong;
+    if (!isEventTopic(topic)) return wrong;
     if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0) return wrong;
     resume.set(topic, seq);
   }
   return resume;
 }
-const TRANSPORT = 'ws';
 
 /**
- * The `/ws` endpoint: binary msgpack records both ways. Healthy viewers get frames through
- * uWS's native publish (one encoded record, fanned out in C++). A viewer whose buffer passes
- * the soft limit is taken out of its frame topics, so it costs nothing while it lags, and is
- * put back with the newest frame once it drains: the latest frame wins. Events stay
- * subscribed, so they are never dropped while the viewer is connected.
+ * The `/ws` endpoint: binary msgpack records both ways. Each connection is a viewer session
+ * (viewers/) over a small adapter; healthy viewers get frames through uWS's native publish (one
+ * encoded record, fanned out in C++). What to do with a slow viewer, an `auto` topic or a
+ * resume is the session's; this file speaks the protocol (hello, sub, unsub, ping).
  */
 export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: WsOptions) {
   const { hub, metrics } = ctx;
-  const sockets = new Set<Ws>();
-  /** Concrete frame topic → viewers subscribed to it but currently skipped as slow. */
-  const slowPerTopic = new Map<string, number>();
-  const connections = metrics.connections.labels(TRANSPORT);
-  const framesSent = metrics.framesSent.labels(TRANSPORT);
-  const bytesSent = metrics.bytesSent.labels(TRANSPORT);
-  const slowDrops = metrics.framesDropped.labels('slow');
-  const slowViewers = metrics.slowViewers.labels(TRANSPORT);
+  const group = new ViewerGroup(ctx, wsTransport, {
+    sweepIntervalMs: opts.sweepIntervalMs,
+    nativeSubscribers: (topic) => app.numSubscribers(topic),
+  });
 
   const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
   const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
@@ -91,32 +142,6 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       ? { type: 'error', code, message, topic }
       : { type: 'error', code, message };
     send(ws, record);
-  };
-  const addSlow = (topic: string, delta: number) =>
-    slowPerTopic.set(topic, (slowPerTopic.get(topic) ?? 0) + delta);
-  const isFrameTopic = (topic: string) => parseTopic(topic)?.kind === 'frame';
-
-  /** Starts receiving a concrete topic: natively if healthy, counted as skipped if slow. */
-  const attach = (ws: Ws, topic: string) => {
-    const v = ws.getUserData();
-    if (isFrameTopic(topic)) {
-      if (v.slow.slow) {
-        addSlow(topic, 1);
-        return;
-      }
-      ws.subscribe(topic);
-      const latest = hub.latest(topic);
-      if (latest) ws.send(cachedRecord(latest), true);
-      return;
-    }
-    ws.subscribe(topic);
-    const after = v.resume.get(topic);
-    if (after !== undefined) for (const e of hub.history.after(topic, after)) ws.send(e.msgpack, true);
-  };
-
-  const detach = (ws: Ws, topic: string) => {
-    if (isFrameTopic(topic) && ws.getUserData().slow.slow) addSlow(topic, -1);
-    else ws.unsubscribe(topic);
   };
 
   /**
@@ -129,14 +154,16 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     // A request as large as the topic limit must always be possible, whatever the burst.
     const cost = Math.min(topics, opts.subscribeBurst);
     const now = performance.now();
-    v.subTokens = refilled(
-      v.subTokens,
-      now - v.subRefilledAt,
+    v.bucket ??= { tokens: opts.subscribeBurst, at: now };
+    const bucket = v.bucket;
+    bucket.tokens = refilled(
+      bucket.tokens,
+      now - bucket.at,
       opts.subscribeRatePerSecond,
       opts.subscribeBurst,
     );
-    v.subRefilledAt = now;
-    if (v.subTokens < cost) {
+    bucket.at = now;
+    if (bucket.tokens < cost) {
       metrics.limitRejections.labels('subscribe_rate').inc();
       sendError(
         ws,
@@ -145,7 +172,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       );
       return false;
     }
-    v.subTokens -= cost;
+    bucket.tokens -= cost;
     return true;
   };
 
@@ -153,82 +180,21 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     const v = ws.getUserData();
     const principal = v.principal;
     if (!principal) return sendError(ws, 'UNAUTHORIZED', 'send hello with a token first');
+    const now = Date.now();
     for (const name of names) {
       const access = checkTopicAccess(ctx, principal, name);
-      const shown = typeof name === 'string' ? name.slice(0, 100) : undefined;
       if (!access.ok) {
-        sendError(ws, access.code, access.message, shown);
+        sendError(ws, access.code, access.message, typeof name === 'string' ? name.slice(0, 100) : undefined);
         continue;
       }
-      const requested = name as string;
-      if (v.topics.has(requested)) continue;
-      if (v.topics.size >= ctx.maxTopicsPerConnection) {
-        metrics.limitRejections.labels('topics_per_connection').inc();
-        sendError(
-          ws,
-          'TOO_MANY_TOPICS',
-          `at most ${ctx.maxTopicsPerConnection} topics per connection`,
-          requested,
-        );
-        continue;
-      }
-      const { concrete, attach: isNew } = v.topics.add(requested, Date.now());
-      if (concrete !== requested)
-        send(ws, { type: 'variant', topic: requested, variant: concrete.split('/')[2] });
-      if (isNew) attach(ws, concrete);
+      const added = v.session!.add(name as string, now);
+      if (typeof added === 'object') sendError(ws, added.code, added.message, name as string);
     }
   };
 
   const unsubscribe = (ws: Ws, names: unknown[]) => {
-    for (const name of names) {
-      if (typeof name !== 'string') continue;
-      const concrete = ws.getUserData().topics.remove(name);
-      if (concrete) detach(ws, concrete);
-    }
+    for (const name of names) if (typeof name === 'string') ws.getUserData().session!.remove(name);
   };
-
-  /** Samples one viewer's buffer: slow/recover/close, then adaptive variant switches. */
-  const sweepOne = (ws: Ws, now: number) => {
-    const v = ws.getUserData();
-    if (v.principal && v.principal.expiresAtMs <= now) {
-      // Tokens are checked at connect; an open connection must not outlive its token.
-      metrics.authFailures.labels(TRANSPORT, 'expired').inc();
-      ws.end(CloseCode.UNAUTHORIZED, 'token expired; reconnect or send hello with a new token');
-      return;
-    }
-    const change = v.slow.observe(ws.getBufferedAmount(), now);
-    if (change === 'close') {
-      metrics.slowDisconnects.labels(TRANSPORT).inc();
-      ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer');
-      return;
-    }
-    if (change === 'slow') {
-      slowViewers.inc();
-      for (const t of v.topics.frameTopics()) {
-        ws.unsubscribe(t);
-        addSlow(t, 1);
-      }
-    } else if (change === 'recovered') {
-      slowViewers.dec();
-      for (const t of v.topics.frameTopics()) {
-        addSlow(t, -1);
-        attach(ws, t);
-      }
-    }
-    for (const sw of v.topics.adapt(v.slow.slow, now)) {
-      metrics.variantSwitches.labels(TRANSPORT).inc();
-      if (sw.detach) detach(ws, sw.detach);
-      send(ws, { type: 'variant', topic: sw.requested, variant: sw.variant });
-      if (sw.attach) attach(ws, sw.attach);
-    }
-  };
-
-  const sweepGuarded = guardSocket(ctx, 'ws.sweep', sweepOne);
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const ws of sockets) ws.cork(() => sweepGuarded(ws, now));
-  }, opts.sweepIntervalMs);
-  sweep.unref();
 
   /** Logs and counts a failure outside uWS's own callbacks (a promise continuation), then closes. */
   const failed = (err: unknown, ws: Ws, handler: string) => {
@@ -256,39 +222,49 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     return true;
   };
 
-  const onHello = (ws: Ws, record: { token?: unknown; resume?: unknown }) => {
+  const subscribePending = (ws: Ws) => {
+    const v = ws.getUserData();
+    const pending = v.pending;
+    v.pending = undefined;
+    if (pending?.length) subscribe(ws, pending);
+  };
+
+  const onHello = (ws: Ws, record: { token?: unknown; resume?: unknown; epoch?: unknown }) => {
     const v = ws.getUserData();
     if (record.token !== undefined && typeof record.token !== 'string') {
       return sendError(ws, 'BAD_MESSAGE', '"token" must be a string');
     }
+    if (record.epoch !== undefined && !validEpoch(record.epoch)) {
+      return sendError(ws, 'BAD_MESSAGE', BAD_EPOCH);
+    }
     if (record.resume !== undefined) {
-      const resume = parseResume(record.resume, ctx.maxTopicsPerConnection);
-      if (typeof resume === 'string') return sendError(ws, 'BAD_MESSAGE', resume);
+      const after = parseResume(record.resume, ctx.maxTopicsPerConnection);
+      if (typeof after === 'string') return sendError(ws, 'BAD_MESSAGE', after);
       // A valid resume replays history for each of its topics: charged like subscriptions.
-      if (!subscribeAllowed(ws, Math.max(1, resume.size))) return;
-      // Replaces, never adds to, earlier positions: the map stays within the topic limit.
-      v.resume = resume;
+      if (!subscribeAllowed(ws, Math.max(1, after.size))) return;
+      v.session!.setResume({ after, epoch: record.epoch as string | undefined });
     }
     const welcome = () => {
       const p = v.principal!;
-      send(ws, { type: 'hello', sub: p.sub, role: p.role, cams: p.cams === '*' ? ['*'] : [...p.cams] });
+      const session = v.session!;
+      session.expiresAtMs = expiryOf(p);
+      send(ws, {
+        type: 'hello',
+        sub: p.sub,
+        role: p.role,
+        cams: p.cams === '*' ? ['*'] : [...p.cams],
+        epoch: hub.epoch,
+      });
       // Topics already subscribed replay what they missed now; later ones replay on subscribe.
-      for (const [, concrete] of v.topics.requested()) {
-        const after = v.resume.get(concrete);
-        if (after !== undefined && !isFrameTopic(concrete)) {
-          for (const e of hub.history.after(concrete, after)) ws.send(e.msgpack, true);
-        }
-      }
-      const pending = v.pending.splice(0);
-      if (pending.length) subscribe(ws, pending);
+      session.replaySubscribed();
+      subscribePending(ws);
     };
     if (typeof record.token !== 'string') {
       if (!v.principal) return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
       if (v.principal.expiresAtMs <= Date.now()) return ws.end(CloseCode.UNAUTHORIZED, 'token expired');
       return welcome();
     }
-    ctx.auth
-      .verify(record.token)
+    requireRole(ctx, TRANSPORT, record.token, 'viewer')
       .then(
         (principal) => {
           if (v.closed) return;
@@ -297,10 +273,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
           v.principal = principal;
           ws.cork(welcome);
         },
-        (err: { code?: string; message: string }) => {
-          if (v.closed) return;
-          recordAuthFailure(ctx, TRANSPORT, err);
-          ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
+        (err: { message: string }) => {
+          // requireRole has counted and logged it; its message is the client-safe text.
+          if (!v.closed) ws.cork(() => ws.end(CloseCode.UNAUTHORIZED, err.message.slice(0, 120)));
         },
       )
       .catch((err: unknown) => failed(err, ws, 'ws.hello'));
@@ -326,19 +301,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       case 'hello':
         return onHello(ws, record);
       case 'sub':
-      case 'unsub':
+      case 'unsub': {
         if (!Array.isArray(record.topics))
           return sendError(ws, 'BAD_MESSAGE', '"topics" must be an array of strings');
-        if (record.topics.length > ctx.maxTopicsPerConnection) {
-          metrics.limitRejections.labels('topics_per_connection').inc();
-          return sendError(
-            ws,
-            'TOO_MANY_TOPICS',
-            `at most ${ctx.maxTopicsPerConnection} topics per connection`,
-          );
-        }
+        const tooMany = group.tooManyTopics(record.topics.length);
+        if (tooMany) return sendError(ws, tooMany.code, tooMany.message);
         if (!subscribeAllowed(ws, Math.max(1, record.topics.length))) return;
         return record.type === 'sub' ? subscribe(ws, record.topics) : unsubscribe(ws, record.topics);
+      }
       case 'ping':
         if (!validPingId(record.id)) return sendError(ws, 'BAD_MESSAGE', BAD_PING_ID);
         send(ws, { type: 'pong', id: record.id ?? null, ts: Date.now() });
@@ -366,68 +336,55 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
         req,
         context,
         { transport: TRANSPORT, limited: true, tokenRequired: false },
-        (o) => ({
+        (o): WsViewer => ({
           ip: o.ip,
           admitted: o.admitted,
           unauthenticated: o.unauthenticated,
-          subTokens: opts.subscribeBurst,
-          subRefilledAt: performance.now(),
+          bucket: undefined,
           reject: o.reject,
           principal: o.principal,
-          pending: (new URLSearchParams(o.query).get('topics')?.split(',').filter(Boolean) ?? []).slice(
-            0,
-            ctx.maxTopicsPerConnection + 1,
-          ),
-          topics: new ViewerTopics(ctx.adaptive),
-          slow: new SlowState(ctx.slow),
-          resume: new Map(),
+          pending: queryTopics(o.query, ctx.maxTopicsPerConnection),
           closed: false,
           authTimer: undefined,
+          session: undefined,
         }),
       ),
     ),
     open: guardSocket(ctx, 'ws.open', (ws) => {
       const v = ws.getUserData();
       if (v.reject) return ws.end(v.reject.code, v.reject.reason);
-      sockets.add(ws);
-      connections.inc();
+      const session = new ViewerSession(group, ws, wsFraming);
+      v.session = session;
+      session.open();
       if (v.principal) {
-        const pending = v.pending.splice(0);
-        if (pending.length) subscribe(ws, pending);
-      } else {
-        v.authTimer = setTimeout(() => {
-          if (v.closed) return;
-          metrics.authFailures.labels(TRANSPORT, 'timeout').inc();
-          ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
-        }, opts.authTimeoutMs);
+        session.expiresAtMs = expiryOf(v.principal);
+        return subscribePending(ws);
       }
+      v.authTimer = setTimeout(() => {
+        if (v.closed) return;
+        metrics.authFailures.labels(TRANSPORT, 'timeout').inc();
+        ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
+      }, opts.authTimeoutMs);
     }),
     message: guardSocket(ctx, 'ws.message', onMessage),
-    drain: guardSocket(ctx, 'ws.drain', (ws) => sweepOne(ws, Date.now())),
+    drain: guardSocket(ctx, 'ws.drain', (ws) => ws.getUserData().session?.sweep(Date.now(), undefined)),
     close: guard(ctx, 'ws.close', (ws: Ws) => {
       const v = ws.getUserData();
       v.closed = true;
+      v.session?.close();
       clearTimeout(v.authTimer);
       if (v.admitted) ctx.limits.release(v.ip);
       if (v.unauthenticated) ctx.unauthenticated.give(v.ip);
-      if (!sockets.delete(ws)) return;
-      connections.dec();
-      if (v.slow.slow) {
-        slowViewers.dec();
-        for (const t of v.topics.frameTopics()) addSlow(t, -1);
-      }
     }),
   });
 
   const sink: RecordSink = {
     publishFrame(frame: Frame) {
-      const skipped = slowPerTopic.get(frame.topic);
-      if (skipped) slowDrops.inc(skipped);
+      group.countSlowDrops(frame.topic);
       const n = app.numSubscribers(frame.topic);
       if (n === 0) return;
       app.publish(frame.topic, frame.record, true);
-      framesSent.inc(n);
-      bytesSent.inc(n * frame.record.byteLength);
+      group.metrics.sent(n, n * frame.record.byteLength);
     },
     publishEvent(event: HistoryEntry) {
       app.publish(event.topic, event.msgpack, true);
@@ -437,22 +394,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   return {
     sink,
     /** Viewers receiving `topic`, slow ones included (drives which variants workers make). */
-    subscribers: (topic: string) => app.numSubscribers(topic) + (slowPerTopic.get(topic) ?? 0),
+    subscribers: (topic: string) => group.subscribers(topic),
     /** Per-viewer counts for the status API (not a hot path). */
-    census() {
-      const byVariant: Record<string, number> = {};
-      let slow = 0;
-      for (const ws of sockets) {
-        const v = ws.getUserData();
-        if (v.slow.slow) slow++;
-        for (const [requested] of v.topics.requested()) countVariant(byVariant, requested);
-      }
-      return { total: sockets.size, slow, byVariant };
-    },
+    census: () => group.census(),
     /** Closes every viewer with 1001 so clients know to reconnect elsewhere. */
-    closeAll(): void {
-      clearInterval(sweep);
-      for (const ws of [...sockets]) ws.end(CloseCode.GOING_AWAY, 'server shutting down');
-    },
+    closeAll: () => group.closeAll(),
   };
 }

@@ -2,19 +2,12 @@
 // (SIMD, built by scripts/build-native.mjs) or the pure-JS loop in src/vad/energy.ts.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { ConfigError, FramehubError } from '../errors.js';
+import { ConfigError, VadBackendUnavailableError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { jsBackend, type RmsBackend, type VadBackendName } from './energy.js';
 
 export type { RmsBackend, VadBackendName } from './energy.js';
 export type VadBackendChoice = 'auto' | VadBackendName;
-
-/** FRAMEHUB_VAD_BACKEND=native when the addon is not built or does not load. */
-export class VadBackendUnavailableError extends FramehubError {
-  constructor(reason: string) {
-    super('VAD_BACKEND_UNAVAILABLE', `native VAD backend requested but unavailable: ${reason}`, 503);
-  }
-}
 
 interface NativeKernel {
   name: string;

@@ -1,4 +1,4 @@
-import { FramehubError } from '../errors.js';
+import { VadStreamError } from '../errors.js';
 import { frameLength, msToFrames, msToSamples, type VadConfig } from './config.js';
 import { MIN_DBFS, meanSquareToDbfs } from './dbfs.js';
 import type { RmsBackend } from './energy.js';
@@ -59,13 +59,6 @@ export interface VadOutput {
 export interface VadChunkOutput extends VadOutput {
   /** Frames completed by this chunk. */
   frames: number;
-}
-
-/** A chunk's sample type differs from the stream's earlier chunks, or the config changed under the state. */
-export class VadStreamError extends FramehubError {
-  constructor(message: string) {
-    super('VAD_STREAM_MISMATCH', message, 422);
-  }
 }
 
 /** @example let state = initialVadState(cfg); */

@@ -1,21 +1,7 @@
-import { FramehubError } from '../errors.js';
+import { VadChunkError } from '../errors.js';
 import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import type { VadConfig } from './config.js';
 import type { VadState } from './detector.js';
-
-/**
- * A chunk of a stream failed in the pool (a worker threw, crashed, or found its result ring
- * full); `cause` is the pool's error.
- *
- * @example
- *   await stream.end().catch((e) => e.code === 'VAD_CHUNK_FAILED' && log.warn(e.cause));
- */
-export class VadChunkError extends FramehubError {
-  constructor(stream: string, chunk: number, cause: Error) {
-    super('VAD_CHUNK_FAILED', `VAD chunk ${chunk} of ${stream} failed: ${cause.message}`);
-    this.cause = cause;
-  }
-}
 
 /** Why a stream dropped its state and started again at sample 0. */
 export type VadRestart =

@@ -1,3 +1,5 @@
+import { MsgpackRefusedError } from '../errors.js';
+
 /**
  * Limits every msgpack message from a client must meet before it is decoded. The scan walks
  * the bytes once without allocating values, so a hostile message costs its length and nothing
@@ -16,8 +18,6 @@ export interface ScanLimits {
    */
   maxItems: number;
 }
-
-export class MsgpackRefusedError extends Error {}
 
 const refuse = (why: string, at: number): never => {
   throw new MsgpackRefusedError(`${why} at byte ${at}`);

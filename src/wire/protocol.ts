@@ -1,3 +1,5 @@
+import type { ErrorCode } from '../errors.js';
+
 /**
  * WebSocket close codes framehub uses (README "Close codes"). 1xxx are RFC 6455; 4xxx are ours.
  */
@@ -12,42 +14,11 @@ export const CloseCode = {
   TRY_AGAIN_LATER: 1013,
   /** Missing, invalid or expired token, or no `hello` with a token in time when auth is on. */
   UNAUTHORIZED: 4001,
+  /** A valid token whose role does not allow the endpoint (a viewer token on `/publish`). */
+  FORBIDDEN: 4003,
   /** Held over the hard buffer limit for longer than viewers.slowCloseMs. */
   SLOW_CONSUMER: 4008,
 } as const;
-
-/** Stable codes carried by `{type:'error', code, message}` records and HTTP error bodies. */
-export type ErrorCode =
-  | 'BAD_MESSAGE'
-  | 'UNKNOWN_TYPE'
-  | 'BAD_TOPIC'
-  | 'UNKNOWN_TOPIC'
-  | 'TOO_MANY_TOPICS'
-  | 'UNAUTHORIZED'
-  | 'FORBIDDEN'
-  | 'TOO_MANY_CONNECTIONS'
-  | 'RATE_LIMITED'
-  | 'NOT_PUSH_CAMERA'
-  | 'NOT_FOUND'
-  | 'BAD_REQUEST'
-  | 'TOO_LARGE'
-  | 'UNSUPPORTED_MEDIA_TYPE'
-  | 'INVALID_FIELD'
-  | 'EMPTY_BODY'
-  | 'BAD_PCM_LENGTH'
-  | 'DECODE_FAILED'
-  | 'NO_FRAME_YET'
-  | 'NOT_READY'
-  | 'INTERNAL'
-  | 'BAD_PCM_VALUES'
-  | 'NO_AUDIO'
-  | 'ABORTED'
-  | 'IMAGE_TOO_LARGE'
-  | 'CORRUPT_IMAGE'
-  | 'JOB_TIMEOUT'
-  | 'UPLOAD_TOO_SLOW'
-  | 'AUDIO_TOO_LONG'
-  | 'SAMPLE_RATE_TOO_LOW';
 
 export interface ErrorRecord {
   type: 'error';

@@ -1,12 +1,22 @@
-import { Packr, Unpackr } from 'msgpackr';
+import { type Options, Packr, Unpackr } from 'msgpackr';
+import { integersAsIntegers } from './msgpack-integers.js';
 import { scanMsgpack } from './msgpack-scan.js';
 
 /**
- * The one msgpack codec for everything that crosses the worker ring or the wire.
- * `useRecords: false` keeps records plain msgpack maps, so any msgpack client (browsers included)
- * can decode them without msgpackr's record extension.
+ * The one msgpack codec for everything that crosses the worker ring or the wire. Records are
+ * plain msgpack that any decoder reads: `useRecords: false` keeps them maps without msgpackr's
+ * record extension; an `undefined` field is left out (as JSON.stringify does, so the msgpack
+ * and JSON of an event agree) and an `undefined` in an array is nil, never msgpackr's
+ * undefined extension; 64-bit integers decode as numbers (every one framehub writes is below
+ * 2^53), never BigInt.
  */
-export const packr = new Packr({ useRecords: false, moreTypes: false });
+const packr = new Packr({
+  useRecords: false,
+  moreTypes: false,
+  skipValues: [undefined],
+  encodeUndefinedAsNil: true,
+  int64AsType: 'number',
+} as Options & { skipValues: unknown[] }); // in msgpackr's README and code, not in its types
 
 /** A frame as viewers receive it: DESIGN.md "WS" contract. */
 export interface FrameRecord {
@@ -20,8 +30,9 @@ export interface FrameRecord {
   data: Uint8Array;
 }
 
+/** Encodes a record; integers go out as msgpack integers whatever their size (see integersAsIntegers). */
 export function encode(value: unknown): Uint8Array {
-  return packr.pack(value);
+  return integersAsIntegers(packr.pack(value));
 }
 
 export function decode(bytes: Uint8Array): unknown {

@@ -26,7 +26,7 @@ export const MAX_RSS_GROWTH_MIB = 512;
 /** A camera that frames arrive on whatever the fuzzer does: small and slow, so it costs little. */
 const watchedCamera = { id: 'demo', source: 'test', fps: 5, width: 160, height: 120, audio: false };
 /** Where the fuzzer's publishers push. */
-export const pushCamera = { id: 'p1', source: 'push', fps: 30, width: 64, height: 48 };
+export const pushCamera = { id: 'p1', source: 'push', fps: 30 };
 
 /** Limits opened up so one client can send thousands of cases; the limits have their own tests. */
 export function fuzzConfig(auth: boolean, extra: Record<string, unknown> = {}) {

@@ -134,6 +134,9 @@ describe('Last-Event-ID', () => {
       'system:0x10',
       'system: 7 ',
       'a:b:3',
+      'system:3:',
+      'system:3:k2x9a0qz:1',
+      'system:3:not an epoch',
     ),
   );
 
@@ -153,10 +156,12 @@ describe('Last-Event-ID', () => {
         }),
         budget.params(2, 0x1a57, CASES, { shrink: true }),
       );
+      // Topics never contain ':' (parseTopic refuses it), which is what lets an id carry an epoch.
       fc.assert(
         fc.property(topicLike, fc.nat(), (topic, seq) => {
-          const r = parseLastEventId(`${topic}:${seq}`);
-          if (topic.length > 0) expect(r).toEqual({ topic, seq });
+          if (topic.length === 0 || topic.includes(':')) return;
+          expect(parseLastEventId(`${topic}:${seq}`)).toEqual({ topic, seq });
+          expect(parseLastEventId(`${topic}:${seq}:k2x9a0qz`)).toEqual({ topic, seq, epoch: 'k2x9a0qz' });
         }),
         budget.params(3, 0x1a58, 1000, { shrink: true }),
       );

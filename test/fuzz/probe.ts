@@ -27,7 +27,7 @@ export interface ProbeResult {
   timedOut: boolean;
 }
 
-const serverRecords = new Unpackr({ mapsAsObjects: true });
+const serverRecords = new Unpackr({ mapsAsObjects: true, int64AsType: 'number' });
 
 /**
  * One WebSocket that sends a case and then a ping sentinel, and collects what came back in

@@ -31,6 +31,10 @@ export function dispatchRecord(host, value, frameBytes) {
       const rec = readVariant(value);
       return typeof rec === 'string' ? host.malformed('variant', rec) : host.variantChanged(rec);
     }
+    case 'hello':
+      // The server's reply to the transport's hello: remember its epoch for the next resume.
+      if (typeof value.epoch === 'string') host.epoch(value.epoch.slice(0, 32));
+      return;
     case 'error': {
       const rec = readError(value);
       return typeof rec === 'string' ? host.malformed('error', rec) : host.serverError(rec);

@@ -12,8 +12,8 @@
 
 import { FRAME_VARIANTS } from './lists.js';
 
-/** @typedef {import('../../../pool/records.js').FrameRecord} ServerFrameRecord */
-/** @typedef {import('../../protocol.js').ErrorRecord} ErrorRecord */
+/** @typedef {import('../../../wire/records.js').FrameRecord} ServerFrameRecord */
+/** @typedef {import('../../../wire/protocol.js').ErrorRecord} ErrorRecord */
 /** @typedef {import('./lists.js').FrameVariant} FrameVariant */
 
 /**
@@ -50,11 +50,11 @@ import { FRAME_VARIANTS } from './lists.js';
 
 /**
  * Record types the page receives and deliberately does not use: segment events share the
- * VAD topic; `hello` and `pong` answer the page's own messages; `gap` tells a resuming
+ * VAD topic; `pong` answers the page's own ping (`hello` is read for its epoch); `gap` tells a resuming
  * client that history no longer covers its position, which costs the voice dot nothing it
  * will not get again at the next change. Any other type counts as malformed.
  */
-export const IGNORED_TYPES = new Set(['segment', 'hello', 'pong', 'gap']);
+export const IGNORED_TYPES = new Set(['segment', 'pong', 'gap']);
 
 /** @param {unknown} v @returns {v is Record<string, unknown>} */
 export const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -31,13 +31,17 @@ export function open(host) {
   /** @type {Record<string, string>} */
   const query = { topics: `${host.frameTopic},${host.vadTopic}`, token: host.token };
   // Resume VAD events missed while away (frames always restart at the newest one).
-  if (host.vadSeq !== undefined) query.lastEventId = `${host.vadTopic}:${host.vadSeq}`;
+  if (host.vadSeq !== undefined)
+    query.lastEventId = `${host.vadTopic}:${host.vadSeq}${host.vadEpoch ? `:${host.vadEpoch}` : ''}`;
   const url = host.url('sse', query).href;
   const es = new EventSource(url);
   let opened = false;
   /** @param {MessageEvent} ev */
   const onRecord = (ev) => {
     host.alive();
+    // Event ids are `<topic>:<seq>:<epoch>`; frames carry none.
+    const epoch = ev.lastEventId.split(':')[2];
+    if (epoch) host.epoch(epoch);
     let record;
     try {
       record = JSON.parse(ev.data);

@@ -67,6 +67,8 @@ export class Tile {
      * @type {number | undefined}
      */
     this.vadSeq = undefined;
+    /** @type {string | undefined} */
+    this.vadEpoch = undefined;
     this.vadEvents = 0;
     /** Frames drawn on the canvas since the page loaded (data-painted): the picture is moving. */
     this.painted = 0;
@@ -159,6 +161,7 @@ export class Tile {
       frameTopic: this.frameTopic,
       vadTopic: this.vadTopic,
       vadSeq: this.vadSeq,
+      vadEpoch: this.vadEpoch,
       token: this.ctx.token,
       url: this.ctx.url,
       alive: () => {
@@ -169,6 +172,9 @@ export class Tile {
       },
       vad: (rec) => {
         if (current()) this.onVad(rec);
+      },
+      epoch: (epoch) => {
+        if (current()) this.vadEpoch = epoch;
       },
       variantChanged: (rec) => {
         if (!current()) return;

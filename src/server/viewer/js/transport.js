@@ -22,6 +22,9 @@
  * @property {string} frameTopic  `cam/<id>/<variant>`, as requested
  * @property {string} vadTopic    `cam/<id>/vad`
  * @property {number | undefined} vadSeq  seq of the last VAD event seen, to resume after a reconnect
+ * @property {string | undefined} vadEpoch  the server process that seq came from (its `epoch`):
+ *   a resume names it, so after a daemon restart the server replays history and sends `gap`
+ *   instead of skipping the new process's first events
  * @property {(path: string, query?: Record<string, string>) => URL} url
  *   A same-origin URL relative to the page, so a proxy's path prefix is kept. Empty query
  *   values are left out.
@@ -31,6 +34,7 @@
  * @property {() => void} alive  anything arrived, keep-alives included
  * @property {(frame: import('./records.js').FrameIn) => void} frame
  * @property {(rec: import('./records.js').VadRecord) => void} vad
+ * @property {(epoch: string) => void} epoch  the server's epoch, from `hello` (WS) or an event id (SSE)
  * @property {(rec: import('./records.js').VariantRecord) => void} variantChanged  `auto` switched variant
  * @property {(rec: import('./records.js').ErrorRecord) => void} serverError  an `error` record; the connection stays up
  * @property {(kind: string, detail: string) => void} malformed

@@ -16,9 +16,16 @@ export function open(host) {
   // The token goes in a subprotocol entry, not the URL: browsers cannot set headers here.
   const ws = new WebSocket(url, wsProtocols(host.token));
   ws.binaryType = 'arraybuffer';
-  // Resume VAD events missed while away (frames always restart at the newest one).
+  // hello asks for the server's epoch, and on a reconnect resumes the VAD events missed while
+  // away, naming the epoch they came from (frames always restart at the newest one).
   ws.onopen = () => {
-    if (host.vadSeq !== undefined) ws.send(pack({ type: 'hello', resume: { [host.vadTopic]: host.vadSeq } }));
+    const { vadSeq, vadEpoch, vadTopic } = host;
+    /** @type {Record<string, unknown>} */
+    const hello = { type: 'hello' };
+    if (vadSeq !== undefined) hello.resume = { [vadTopic]: vadSeq };
+    // Never an undefined field: msgpack would carry it as an extension, which the server refuses.
+    if (vadSeq !== undefined && vadEpoch) hello.epoch = vadEpoch;
+    ws.send(pack(hello));
   };
   ws.onmessage = (ev) => {
     host.alive();

@@ -1,0 +1,220 @@
+import type { HistoryEntry } from '../hub/history.js';
+import type { Frame, Hub, RecordSink } from '../hub/hub.js';
+import { parseTopic } from '../hub/topics.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { AutoVariantOptions } from './auto-variant.js';
+import type { SlowOptions } from './slow-state.js';
+import type { ViewerTransport } from './transport.js';
+import { TransportMetrics } from './transport-metrics.js';
+import type { ViewerSession } from './viewer-session.js';
+
+/** What the viewer core needs from the daemon; the server's context is a superset. */
+export interface ViewerContext {
+  hub: Hub;
+  metrics: Metrics;
+  log: Logger;
+  slow: SlowOptions;
+  adaptive: AutoVariantOptions;
+  maxTopicsPerConnection: number;
+}
+
+export interface ViewerGroupOptions {
+  /** How often every session is swept: buffered bytes sampled, token expiry, `auto` steps. */
+  sweepIntervalMs: number;
+  /** A transport that needs keep-alive bytes on an idle stream (SSE): how often, and the bytes. */
+  heartbeat?: { everyMs: number; bytes(now: number): Uint8Array };
+  /** Subscribers of a topic reached by the transport's native publish (uWS `numSubscribers`). */
+  nativeSubscribers?(topic: string): number;
+}
+
+/** `TOO_MANY_TOPICS`, the same for a WS `sub`, a WS subscription and an SSE request. */
+export interface TopicLimitError {
+  code: 'TOO_MANY_TOPICS';
+  message: string;
+}
+
+/**
+ * The sessions of one transport, and what they share: bound metrics, the 100 ms sweep, the
+ * topic limit, the count of slow viewers per frame topic (whose skipped frames are counted
+ * once per publish), and, for transports without native pub/sub, the fan-out itself.
+ */
+export class ViewerGroup<C> implements RecordSink {
+  readonly sessions = new Set<ViewerSession<C>>();
+  readonly metrics: TransportMetrics;
+  /** Concrete frame topic → sessions that receive it but are skipped while slow. */
+  private readonly slowPerTopic = new Map<string, number>();
+  /** JS fan-out: concrete topic → sessions whose transport has no native subscribe. */
+  private readonly byTopic = new Map<string, Set<ViewerSession<C>>>();
+  private readonly topicLimit: TopicLimitError;
+  private readonly timer: NodeJS.Timeout;
+  private lastHeartbeat: number;
+  /** The newest heartbeat bytes: also what a drained stream with nothing else to send gets. */
+  keepAlive: Uint8Array | undefined;
+
+  constructor(
+    readonly ctx: ViewerContext,
+    readonly transport: ViewerTransport<C>,
+    readonly opts: ViewerGroupOptions,
+  ) {
+    this.metrics = new TransportMetrics(ctx.metrics, transport.name);
+    this.topicLimit = {
+      code: 'TOO_MANY_TOPICS',
+      message: `at most ${ctx.maxTopicsPerConnection} topics per connection`,
+    };
+    this.lastHeartbeat = Date.now();
+    this.keepAlive = opts.heartbeat?.bytes(this.lastHeartbeat);
+    this.timer = setInterval(() => this.sweep(Date.now()), opts.sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  /**
+   * The topic limit: undefined when a viewer may hold `count` topics, else the error to send
+   * (counted under framehub_limit_rejections_total{limit="topics_per_connection"}).
+   */
+  tooManyTopics(count: number): TopicLimitError | undefined {
+    if (count <= this.ctx.maxTopicsPerConnection) return undefined;
+    this.metrics.topicLimit.inc();
+    return this.topicLimit;
+  }
+
+  add(session: ViewerSession<C>): void {
+    this.sessions.add(session);
+    this.metrics.connections.inc();
+  }
+
+  /** Forgets a session; false if it was not here (never opened, or already gone). */
+  remove(session: ViewerSession<C>): boolean {
+    if (!this.sessions.delete(session)) return false;
+    this.metrics.connections.dec();
+    return true;
+  }
+
+  subscribe(session: ViewerSession<C>, topic: string): void {
+    if (this.transport.subscribe) {
+      this.transport.subscribe(session.conn, topic);
+      return;
+    }
+    let subs = this.byTopic.get(topic);
+    if (!subs) {
+      subs = new Set();
+      this.byTopic.set(topic, subs);
+    }
+    subs.add(session);
+  }
+
+  /** Stops a session receiving a topic; a JS topic nobody receives is forgotten, since any client may name one. */
+  unsubscribe(session: ViewerSession<C>, topic: string): void {
+    if (this.transport.unsubscribe) {
+      this.transport.unsubscribe(session.conn, topic);
+      return;
+    }
+    const subs = this.byTopic.get(topic);
+    if (!subs) return;
+    subs.delete(session);
+    if (subs.size === 0) this.byTopic.delete(topic);
+  }
+
+  /** A closed session's topics: native pub/sub forgets a closed socket itself. */
+  release(session: ViewerSession<C>, topics: string[]): void {
+    if (this.transport.subscribe) return;
+    for (const t of topics) this.unsubscribe(session, t);
+  }
+
+  addSlow(topic: string, delta: number): void {
+    const n = (this.slowPerTopic.get(topic) ?? 0) + delta;
+    if (n > 0) this.slowPerTopic.set(topic, n);
+    else this.slowPerTopic.delete(topic);
+  }
+
+  /** A frame was published on `topic`: every slow session receiving it skipped it. */
+  countSlowDrops(topic: string): void {
+    const skipped = this.slowPerTopic.get(topic);
+    if (skipped) this.metrics.slowDrops.inc(skipped);
+  }
+
+  /** Sessions receiving `topic`, slow ones included (drives which variants workers make). */
+  subscribers(topic: string): number {
+    return (
+      (this.opts.nativeSubscribers?.(topic) ?? 0) +
+      (this.byTopic.get(topic)?.size ?? 0) +
+      (this.slowPerTopic.get(topic) ?? 0)
+    );
+  }
+
+  /** JS fan-out of a frame: one framing per transport framing, cached on the frame; counted once. */
+  publishFrame(frame: Frame): void {
+    // Before the fan-out: a session that turns slow during it did get this frame.
+    this.countSlowDrops(frame.topic);
+    const subs = this.byTopic.get(frame.topic);
+    if (subs?.size) {
+      let frames = 0;
+      let bytes = 0;
+      for (const s of subs) {
+        const encoded = s.framing.frame(frame, false);
+        s.write(encoded);
+        frames++;
+        bytes += encoded.byteLength;
+      }
+      this.metrics.sent(frames, bytes);
+    }
+  }
+
+  publishEvent(entry: HistoryEntry): void {
+    const subs = this.byTopic.get(entry.topic);
+    if (!subs) return;
+    for (const s of subs) s.write(s.framing.event(entry));
+  }
+
+  /**
+   * Samples every session. The heartbeat, when due, is built here once and the same bytes go
+   * to every session. One session's failure is counted, logged and ends that session only.
+   */
+  sweep(now: number): void {
+    let heartbeat: Uint8Array | undefined;
+    const hb = this.opts.heartbeat;
+    if (hb && now - this.lastHeartbeat >= hb.everyMs) {
+      this.lastHeartbeat = now;
+      heartbeat = this.keepAlive = hb.bytes(now);
+    }
+    for (const s of this.sessions) {
+      try {
+        s.sweep(now, heartbeat);
+      } catch (err) {
+        this.failed(s, err);
+      }
+    }
+  }
+
+  /** Per-session counts for the status API (not a hot path). */
+  census(): { total: number; slow: number; byVariant: Record<string, number> } {
+    const byVariant: Record<string, number> = {};
+    let slow = 0;
+    for (const s of this.sessions) {
+      if (s.slow) slow++;
+      for (const requested of s.requestedTopics()) {
+        const t = parseTopic(requested);
+        const key = t?.kind === 'auto' ? 'auto' : t?.kind === 'frame' ? t.variant : undefined;
+        if (key) byVariant[key] = (byVariant[key] ?? 0) + 1;
+      }
+    }
+    return { total: this.sessions.size, slow, byVariant };
+  }
+
+  /** Stops the sweep and ends every session (shutdown). */
+  closeAll(): void {
+    clearInterval(this.timer);
+    for (const s of this.sessions) s.end('shutdown');
+  }
+
+  private failed(session: ViewerSession<C>, err: unknown): void {
+    this.metrics.sweepErrors.inc();
+    const handler = `${this.transport.name}.sweep`;
+    this.ctx.log.error({ err, handler }, 'handler failed; answered with an error');
+    try {
+      session.end('error');
+    } catch (closeErr) {
+      this.ctx.log.warn({ err: closeErr, handler }, 'could not answer a failed handler');
+    }
+  }
+}

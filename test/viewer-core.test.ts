@@ -1,0 +1,219 @@
+import pino from 'pino';
+import { afterEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import type { Frame } from '../src/hub/hub.js';
+import { Hub } from '../src/hub/hub.js';
+import { createMetrics, type Metrics } from '../src/metrics/metrics.js';
+import { sseFramings } from '../src/server/sse.js';
+import type { Backpressure } from '../src/viewers/slow-state.js';
+import { SlowState } from '../src/viewers/slow-state.js';
+import type { CloseReason, Framing, TransportName, ViewerTransport } from '../src/viewers/transport.js';
+import { type ViewerContext, ViewerGroup, type ViewerGroupOptions } from '../src/viewers/viewer-group.js';
+import { ViewerSession } from '../src/viewers/viewer-session.js';
+
+/**
+ * The viewer core in-process, over a transport that records what it is asked to do. These are
+ * the hot-path promises of issue 9, shown by counts (never by time): what is built once per
+ * record or per sweep, how often a metric is touched per fan-out, and that an idle viewer's
+ * sweep does no work that allocates.
+ */
+
+/** A connection that records what its transport was asked to do. */
+class RecordingConn {
+  readonly written: Uint8Array[] = [];
+  corks = 0;
+  closedWith: CloseReason | undefined;
+  buffered = 0;
+  /** A signalled transport refuses writes while this is set. */
+  refusing = false;
+}
+
+const recording = (name: TransportName, backpressure: Backpressure): ViewerTransport<RecordingConn> => ({
+  name,
+  backpressure,
+  write: (c, bytes) => {
+    c.written.push(bytes);
+    return !c.refusing;
+  },
+  bufferedAmount: (c) => c.buffered,
+  cork: (c, fn) => {
+    c.corks++;
+    fn();
+  },
+  close: (c, reason) => {
+    c.closedWith = reason;
+  },
+});
+
+const groups: ViewerGroup<RecordingConn>[] = [];
+afterEach(() => {
+  for (const g of groups.splice(0)) g.closeAll();
+});
+
+/** A group over a fresh hub; `beforeBind` may spy on metrics before the group binds its children. */
+function setup(
+  transport = recording('sse', 'signalled'),
+  opts: Partial<ViewerGroupOptions> = {},
+  beforeBind?: (m: Metrics) => void,
+) {
+  const metrics = createMetrics();
+  beforeBind?.(metrics);
+  const ctx: ViewerContext = {
+    hub: new Hub(new Set(['c1']), metrics),
+    metrics,
+    log: pino({ level: 'silent' }),
+    slow: { softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 },
+    adaptive: { downAfterMs: 200, upAfterMs: 1000 },
+    maxTopicsPerConnection: 4,
+  };
+  // The sweep is driven by hand below: its timer must never fire during a test.
+  const group = new ViewerGroup(ctx, transport, { sweepIntervalMs: 3_600_000, ...opts });
+  groups.push(group);
+  return { ctx, metrics, group };
+}
+
+function viewers(group: ViewerGroup<RecordingConn>, framing: Framing, n: number, topics: string[]) {
+  return Array.from({ length: n }, () => {
+    const session = new ViewerSession(group, new RecordingConn(), framing);
+    session.open();
+    for (const t of topics) session.add(t, 0);
+    return { conn: session.conn, session };
+  });
+}
+
+const frame = (seq: number): Omit<Frame, 'encodings'> => ({
+  topic: 'cam/c1/raw',
+  seq,
+  ts: 1_700_000_000_000 + seq,
+  width: 4,
+  height: 4,
+  mime: 'image/jpeg',
+  data: new Uint8Array([0xff, 0xd8, 0xff, 0xd9]),
+  record: new Uint8Array(8),
+});
+
+describe('hot path: built once, counted once', () => {
+  it('builds an SSE event once, whatever the number of viewers and replays', () => {
+    const { ctx, group } = setup();
+    ctx.hub.addSink(group);
+    const framing = sseFramings(ctx.hub.epoch).inline;
+    const vs = viewers(group, framing, 100, ['system']);
+    const entry = ctx.hub.publishEvent('system', { type: 'system', kind: 'notice', message: 'hi' });
+    const sent = new Set(vs.map((v) => v.conn.written.at(-1)));
+    expect(sent.size).toBe(1);
+    // A replay of the same event (Last-Event-ID) sends those bytes again, not a new encoding.
+    const [late] = viewers(group, framing, 1, []);
+    late!.session.replay({ gaps: [], entries: [entry] });
+    expect(late!.conn.written.at(-1)).toBe([...sent][0]);
+    expect(Buffer.from([...sent][0]!).toString()).toBe(
+      `event: system\nid: system:1:${ctx.hub.epoch}\ndata: ${entry.json}\n\n`,
+    );
+  });
+
+  it('builds the heartbeat once per sweep that sends it, for every viewer', () => {
+    const bytes = vi.fn((now: number) => Buffer.from(`: heartbeat ${now}\n\n`));
+    const { ctx, group } = setup(undefined, { heartbeat: { everyMs: 1000, bytes } });
+    const vs = viewers(group, sseFramings(ctx.hub.epoch).inline, 50, ['system']);
+    const built = bytes.mock.calls.length;
+    group.sweep(Date.now() + 500);
+    expect(bytes.mock.calls.length).toBe(built);
+    group.sweep(Date.now() + 1500);
+    expect(bytes.mock.calls.length).toBe(built + 1);
+    expect(new Set(vs.map((v) => v.conn.written.at(-1))).size).toBe(1);
+  });
+
+  it('binds metric children once and counts a fan-out with one increment', () => {
+    let frames: MockInstance | undefined;
+    let bytes: MockInstance | undefined;
+    const { ctx, metrics, group } = setup(recording('mjpeg', 'signalled'), {}, (m) => {
+      frames = vi.spyOn(m.framesSent, 'inc');
+      bytes = vi.spyOn(m.bytesSent, 'inc');
+    });
+    ctx.hub.addSink(group);
+    const framing: Framing = {
+      frame: (f) => f.data,
+      event: () => undefined,
+      gap: () => undefined,
+      variant: () => undefined,
+    };
+    viewers(group, framing, 50, ['cam/c1/raw']);
+    const labels = vi.spyOn(metrics.framesSent, 'labels');
+    frames!.mockClear();
+    bytes!.mockClear();
+    for (let seq = 1; seq <= 10; seq++) ctx.hub.publishFrame(frame(seq));
+    expect(labels).not.toHaveBeenCalled();
+    // One increment per published frame, carrying the number of viewers (and bytes) reached.
+    expect(frames!.mock.calls.map((c) => c[1])).toEqual(Array(10).fill(50));
+    expect(bytes!.mock.calls.map((c) => c[1])).toEqual(Array(10).fill(50 * 4));
+  });
+
+  it('sweeps an idle viewer without corking, writing or changing anything', () => {
+    const { ctx, group } = setup(recording('ws', 'sampled'));
+    const vs = viewers(group, sseFramings(ctx.hub.epoch).inline, 100, ['cam/c1/raw']);
+    const written = vs.map((v) => v.conn.written.length);
+    for (let i = 1; i <= 50; i++) group.sweep(Date.now() + i * 100);
+    // Before issue 9 each tick corked every socket: a closure per viewer per sweep.
+    expect(vs.reduce((n, v) => n + v.conn.corks, 0)).toBe(0);
+    expect(vs.map((v) => v.conn.written.length)).toEqual(written);
+    expect(vs.every((v) => !v.session.slow && !v.session.closed)).toBe(true);
+  });
+});
+
+describe('one slow/recover/close policy for every transport', () => {
+  it('sampled: slow above soft, recovered at soft/2, closed after slowCloseMs over hard', () => {
+    const s = new SlowState({ softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 }, 'sampled');
+    expect(s.observe(1500, 0)).toBe('slow');
+    expect(s.observe(800, 100)).toBeUndefined();
+    expect(s.observe(500, 200)).toBe('recovered');
+    expect(s.observe(6000, 300)).toBe('slow');
+    expect(s.observe(6000, 500)).toBeUndefined();
+    expect(s.observe(6000, 600)).toBe('close');
+  });
+
+  it('signalled: slow on a refused write, recovered when drained; the hard clock restarts on drain', () => {
+    const s = new SlowState({ softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 }, 'signalled');
+    expect(s.observe(1_000_000, 0)).toBeUndefined(); // byte counts alone never make it slow
+    expect(s.refused()).toBe('slow');
+    expect(s.refused()).toBeUndefined();
+    expect(s.observe(6000, 100)).toBeUndefined();
+    expect(s.drained()).toBe('recovered');
+    expect(s.refused()).toBe('slow');
+    expect(s.observe(6000, 200)).toBeUndefined();
+    expect(s.observe(6000, 600)).toBe('close');
+  });
+
+  it('a refused write skips frames (counted once per publish) until drained, then sends the newest, cached', () => {
+    let drops: MockInstance | undefined;
+    const { ctx, group } = setup(undefined, {}, (m) => {
+      drops = vi.spyOn(m.framesDropped, 'inc');
+    });
+    ctx.hub.addSink(group);
+    const framing = sseFramings(ctx.hub.epoch).inline;
+    const [v] = viewers(group, framing, 1, ['cam/c1/raw']);
+    drops!.mockClear();
+    ctx.hub.publishFrame(frame(1));
+    v!.conn.refusing = true;
+    ctx.hub.publishFrame(frame(2)); // written, refused: the viewer turns slow
+    ctx.hub.publishFrame(frame(3));
+    ctx.hub.publishFrame(frame(4));
+    expect(v!.session.slow).toBe(true);
+    expect(v!.conn.written).toHaveLength(2);
+    expect(drops!.mock.calls.map((c) => c[1])).toEqual([1, 1]);
+    v!.conn.refusing = false;
+    v!.session.drained();
+    expect(v!.session.slow).toBe(false);
+    const last = JSON.parse(Buffer.from(v!.conn.written.at(-1)!).toString().split('data: ')[1]!);
+    expect(last).toMatchObject({ seq: 4, cached: true });
+  });
+
+  it('refuses the topic over the limit with TOO_MANY_TOPICS, counted', () => {
+    const { ctx, group } = setup();
+    const [v] = viewers(group, sseFramings(ctx.hub.epoch).inline, 1, ['system', 'cam/c1/raw', 'cam/c1/low']);
+    expect(v!.session.add('cam/c1/medium', 0)).toBe('added');
+    expect(v!.session.add('cam/c1/high', 0)).toEqual({
+      code: 'TOO_MANY_TOPICS',
+      message: 'at most 4 topics per connection',
+    });
+    expect(group.tooManyTopics(5)).toBeDefined();
+    expect(group.tooManyTopics(4)).toBeUndefined();
+  });
+});
