@@ -33,6 +33,8 @@ describe('dependency rule (npm run lint)', () => {
     ['src/wire/planted.ts', '../pool/worker-pool.js'],
     ['src/ingest/planted.ts', '../server/context.js'],
     ['src/server/planted.ts', '../daemon.js'],
+    ['src/viewers/planted.ts', '../server/ws.js'],
+    ['src/viewers/planted.ts', 'uWebSockets.js'],
     ['workers/planted.ts', '../src/vad/stream.js'],
     ['workers/planted.ts', '../src/metrics/metrics.js'],
   ])('%s importing %s fails', (file, importPath) => {

@@ -96,10 +96,11 @@ export function machineLine(): string {
   return `${cpus[0]?.model ?? 'unknown cpu'} x${cpus.length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, node ${process.version}`;
 }
 
-export function gitCommit(): string {
+/** The short commit of a checkout (this one by default). */
+export function gitCommit(cwd = benchDir): string {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: benchDir,
+      cwd,
       stdio: ['ignore', 'pipe', 'ignore'],
     })
       .toString()

@@ -1,7 +1,8 @@
-import { fork, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { forkCase } from '../lib/fork-case.js';
 import { machineLine, median, type ResultTable, type TargetCheck, writeResult } from '../lib/results.js';
 import type { CaseResult, CaseSpec, Transport } from './shared.js';
 
@@ -26,23 +27,7 @@ const throughputCount = (size: number) => (size <= 1024 ? 300_000 : 30_000) / (q
 const latencyCount = quick ? 3_000 : 10_000;
 const caseScript = fileURLToPath(new URL('./case.js', import.meta.url));
 
-function runCase(spec: CaseSpec): Promise<CaseResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(caseScript, [JSON.stringify(spec)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    let result: CaseResult | undefined;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('message', (m) => {
-      result = m as CaseResult;
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (result) resolve(result);
-      else reject(new Error(`case ${JSON.stringify(spec)} exited with ${signal ?? code} and no result`));
-    });
-  });
-}
+const runCase = (spec: CaseSpec) => forkCase<CaseResult>(caseScript, spec, { timeoutMs: 60_000 });
 
 const label = (size: number) => (size >= 1024 ? `${size / 1024} KB` : `${size} B`);
 const fmt = (n: number, digits = 0) =>

@@ -1,8 +1,8 @@
-import { fork } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchDir, machineLine, median, type TargetCheck, writeResult } from '../lib/results.js';
+import { forkCase } from '../lib/fork-case.js';
+import { benchDir, gitCommit, machineLine, median, type TargetCheck, writeResult } from '../lib/results.js';
 import type { SweepCase, SweepResult } from './shared.js';
 
 // Heap allocated by the WS endpoint's 100 ms sweep per idle viewer per sweep, for this tree
@@ -22,29 +22,16 @@ const viewers = Number(args.viewers);
 const sweeps = Number(args.sweeps);
 const runs = Number(args.runs);
 const trees: [string, string][] = [['this tree', resolve(benchDir, '..')]];
-if (args.before) trees.unshift(['before', resolve(args.before)]);
+if (args.before) trees.unshift([`before (${gitCommit(args.before)})`, resolve(args.before)]);
 const caseScript = fileURLToPath(new URL('./case.js', import.meta.url));
 // Semi-spaces large enough that the window's allocations never trigger a scavenge.
 const semiMb = Math.max(64, Math.ceil((viewers * sweeps * 400) / 2 ** 20) * 2);
 
-function runCase(spec: SweepCase): Promise<SweepResult> {
-  return new Promise((done, fail) => {
-    const child = fork(caseScript, [JSON.stringify(spec)], {
-      execArgv: ['--expose-gc', `--min-semi-space-size=${semiMb}`, `--max-semi-space-size=${semiMb}`],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    let result: SweepResult | undefined;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('message', (m) => {
-      result = m as SweepResult;
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (result) done(result);
-      else fail(new Error(`case ${JSON.stringify(spec)} exited with ${signal ?? code} and no result`));
-    });
+const runCase = (spec: SweepCase) =>
+  forkCase<SweepResult>(caseScript, spec, {
+    execArgv: ['--expose-gc', `--min-semi-space-size=${semiMb}`, `--max-semi-space-size=${semiMb}`],
+    timeoutMs: 120_000,
   });
-}
 
 console.log(`System: ${machineLine()}`);
 console.log(
@@ -89,6 +76,12 @@ const rows = trees.map(([tree]) => {
   ];
 });
 const after = perViewerSweep('this tree');
+/** What the window allocates with no viewers varies between runs: that spread, per viewer per sweep, is the noise. */
+function noise(): string {
+  const empty = results.filter((r) => r.viewers === 0).map((r) => r.heapDeltaBytes / r.sweepsRun);
+  const spread = (Math.max(...empty) - Math.min(...empty)) / viewers;
+  return `Noise: the same window with no viewers varied by ${fmt(spread)} B per viewer per sweep between runs (timers, the metrics' event-loop monitor), so a figure within that of 0 is 0.`;
+}
 const targets: TargetCheck[] = [
   {
     name: 'sweep: heap allocated per idle WS viewer per sweep',
@@ -117,6 +110,7 @@ const file = writeResult({
     },
   ],
   targets,
+  notes: [noise()],
   raw: results,
 });
 console.log(rows.map((r) => r.join(' | ')).join('\n'));

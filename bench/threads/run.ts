@@ -1,4 +1,4 @@
-import { execFileSync, fork, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
 import { resolveFfmpegPath } from '../../src/media/ffmpeg-path.js';
+import { forkCase } from '../lib/fork-case.js';
 import { machineLine, median, type ResultTable, writeResult } from '../lib/results.js';
 import type { CaseResult, CaseSpec } from './shared.js';
 
@@ -78,24 +79,11 @@ function makeFrames(dir: string, count: number): number {
   return bytes / n;
 }
 
-function runCase(spec: CaseSpec): Promise<CaseResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(caseScript, [JSON.stringify(spec)], {
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(spec.uv) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    let result: CaseResult | undefined;
-    const timer = setTimeout(() => child.kill('SIGKILL'), (spec.warmupSeconds + spec.seconds + 30) * 1000);
-    child.on('message', (m) => {
-      result = m as CaseResult;
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (result) resolve(result);
-      else reject(new Error(`case ${JSON.stringify(spec)} exited with ${signal ?? code} and no result`));
-    });
+const runCase = (spec: CaseSpec) =>
+  forkCase<CaseResult>(caseScript, spec, {
+    env: { ...process.env, UV_THREADPOOL_SIZE: String(spec.uv) },
+    timeoutMs: (spec.warmupSeconds + spec.seconds + 30) * 1000,
   });
-}
 
 const fmt = (n: number, digits = 1) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

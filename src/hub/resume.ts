@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { EventHistory, HistoryEntry } from './history.js';
-import { parseTopic } from './topics.js';
+import { isEventTopic } from './topics.js';
 
 /**
  * Resume across restarts. An event position is (topic, seq, epoch): seq restarts at 1 with
@@ -84,11 +84,6 @@ export function resumeTopic(
     return { gaps: [gap(history, epoch, topic, 'evicted', after)], entries: history.entries(topic) };
   }
   return { gaps: [], entries: history.after(topic, after) };
-}
-
-function isEventTopic(topic: string): boolean {
-  const kind = parseTopic(topic)?.kind;
-  return kind === 'vad' || kind === 'job' || kind === 'system';
 }
 
 /**
