@@ -11,8 +11,9 @@
 # AUTH IS REQUIRED: the image binds 0.0.0.0 (FRAMEHUB_HOST below), and framehub refuses to start on
 # a non-loopback address without an auth key. Run it with
 #   -e FRAMEHUB_AUTH_HS256_SECRET=<32+ bytes>
-# or mount a config file that has an `auth` section and pass `--config /path/config.json`
-# (or -e FRAMEHUB_CONFIG=/path/config.json). /metrics and /healthz need no token.
+# or mount a config file that has an `auth` section and set -e FRAMEHUB_CONFIG=/path/config.json
+# (arguments after the image name replace the whole CMD, preload included, so pass settings
+# through the environment). /metrics and /healthz need no token.
 
 ARG NODE_IMAGE=node:22-bookworm-slim
 
@@ -81,4 +82,5 @@ ENTRYPOINT ["/usr/bin/tini", "--"]
 # The preload sets UV_THREADPOOL_SIZE from the config (one libuv thread per image worker, at
 # least 4) before Node starts libuv's thread pool, where sharp resizes; an ES module is too late.
 # `-e UV_THREADPOOL_SIZE=N` overrides it.
-CMD ["node", "--require", "./dist/src/threadpool-preload.cjs", "dist/src/main.js"]
+# Absolute paths, so `docker run -w <dir>` still finds them.
+CMD ["node", "--require", "/app/dist/src/threadpool-preload.cjs", "/app/dist/src/main.js"]

@@ -13,11 +13,15 @@
  * A UV_THREADPOOL_SIZE already in the environment wins. A config error is left to main.js,
  * which reads the same config next and exits 2 naming the field.
  */
-import { loadConfig } from './config/load.js';
-import { ConfigError } from './errors.js';
-import { wantedThreadpoolSize } from './threadpool.js';
+import { isMainThread } from 'node:worker_threads';
 
-if (process.env.UV_THREADPOOL_SIZE === undefined) {
+// Node runs --require preloads in every worker thread too. Workers inherit the variable and
+// must not load the config modules (zod, the schema: about 9 MB per worker), so the main
+// thread alone requires them, lazily.
+if (isMainThread && process.env.UV_THREADPOOL_SIZE === undefined) {
+  const { loadConfig } = require('./config/load.js') as typeof import('./config/load.js');
+  const { ConfigError } = require('./errors.js') as typeof import('./errors.js');
+  const { wantedThreadpoolSize } = require('./threadpool.js') as typeof import('./threadpool.js');
   try {
     const config = loadConfig(process.argv.slice(2), process.env);
     process.env.UV_THREADPOOL_SIZE = String(wantedThreadpoolSize(config.pool.threads));

@@ -142,6 +142,27 @@ describe('resumeStreams (SSE Last-Event-ID)', () => {
     expect(resumeStreams(hub.history, hub.epoch, TOPICS, { topic: 'system', seq: 2 })).toEqual(plan);
   });
 
+  it('same epoch, known id, but a busier topic lost events after it: a gap for that topic', () => {
+    // History keeps 4 per topic: system:1 is still held, vad 1..7 (published after it) are not.
+    const { hub, publish } = hubWith(4);
+    publish('system', 1);
+    publish('cam/demo/vad', 11);
+    const plan = resumeStreams(hub.history, hub.epoch, ['system', 'cam/demo/vad'], {
+      topic: 'system',
+      seq: 1,
+      epoch: hub.epoch,
+    });
+    expect(positions(plan.entries)).toEqual([
+      'cam/demo/vad:8',
+      'cam/demo/vad:9',
+      'cam/demo/vad:10',
+      'cam/demo/vad:11',
+    ]);
+    expect(plan.gaps).toEqual([
+      { type: 'gap', topic: 'cam/demo/vad', epoch: hub.epoch, reason: 'evicted', after: 0, first: 8 },
+    ]);
+  });
+
   it('<topic>:0 replays all history of the requested topics, like WS resume {topic: 0}', () => {
     const { hub } = interleaved(8);
     const plan = resumeStreams(hub.history, hub.epoch, TOPICS, { topic: 'system', seq: 0, epoch: hub.epoch });

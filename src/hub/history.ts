@@ -15,16 +15,22 @@ export interface HistoryEntry {
  * number of topics × perTopic whatever the event rate.
  */
 export class EventHistory {
-  private readonly rings = new Map<string, { entries: (HistoryEntry | undefined)[]; next: number }>();
+  private readonly rings = new Map<
+    string,
+    /** `evictedOrder`: hub order of the newest entry pushed out of the ring (0: none yet). */
+    { entries: (HistoryEntry | undefined)[]; next: number; evictedOrder: number }
+  >();
 
   constructor(private readonly perTopic: number) {}
 
   add(entry: HistoryEntry): void {
     let ring = this.rings.get(entry.topic);
     if (!ring) {
-      ring = { entries: new Array(this.perTopic), next: 0 };
+      ring = { entries: new Array(this.perTopic), next: 0, evictedOrder: 0 };
       this.rings.set(entry.topic, ring);
     }
+    const evicted = ring.entries[ring.next % this.perTopic];
+    if (evicted) ring.evictedOrder = evicted.order;
     ring.entries[ring.next % this.perTopic] = entry;
     ring.next++;
   }
@@ -56,6 +62,14 @@ export class EventHistory {
     const newest = ring.entries[(ring.next - 1) % this.perTopic]!;
     const oldest = ring.entries[Math.max(0, ring.next - this.perTopic) % this.perTopic]!;
     return { first: oldest.seq, next: newest.seq + 1 };
+  }
+
+  /**
+   * Whether `topic` has lost an event published after hub order `afterOrder`: a resume from
+   * that order cannot give it back.
+   */
+  evictedSince(topic: string, afterOrder: number): boolean {
+    return (this.rings.get(topic)?.evictedOrder ?? 0) > afterOrder;
   }
 
   /** Hub-wide order of `topic`'s event `seq`, if still in history. */

@@ -112,7 +112,13 @@ export function resumeStreams(
   }
   const afterOrder = last.seq === 0 ? 0 : history.orderOf(last.topic, last.seq);
   if (afterOrder !== undefined && afterOrder > 0) {
-    return { gaps: [], entries: history.since(events, afterOrder) };
+    // The id is still held, but another, busier topic may have lost events published after it.
+    return {
+      gaps: events
+        .filter((t) => history.evictedSince(t, afterOrder))
+        .map((t) => gap(history, epoch, t, 'evicted', afterOf(t))),
+      entries: history.since(events, afterOrder),
+    };
   }
   // seq 0, or a position no longer (or never) in history: evicted only if history has moved
   // past it; a position ahead of history (a forgotten job topic, a made-up id) replays nothing.

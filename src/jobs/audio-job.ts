@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AudioInputError, DecoderError } from '../errors.js';
+import { AudioInputError, DecoderError, FramehubError, isClientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
@@ -39,7 +39,7 @@ export interface AudioJobOptions {
   tuning: Partial<Omit<VadConfig, 'sampleRate'>>;
   ffmpegPath: string;
   limits: AudioJobLimits;
-  log: Pick<Logger, 'warn'>;
+  log: Pick<Logger, 'warn' | 'error'>;
 }
 
 interface Running {
@@ -240,10 +240,18 @@ export class AudioJobs {
     this.opts.store.finish(job, { result });
   }
 
-  private fail(job: Job, err: Error & { code?: string }): void {
+  private fail(job: Job, err: Error): void {
     this.release(job.id);
     if (job.abort.signal.aborted) return;
-    this.opts.store.finish(job, { error: { code: err.code ?? 'INTERNAL', message: err.message } });
+    if (isClientError(err)) {
+      this.opts.store.finish(job, { error: { code: err.code, message: err.message } });
+      return;
+    }
+    // Inside the daemon (a worker crash, a full ring): the code is documented, but the message
+    // names internals, so it goes to the log and the client gets a fixed one.
+    this.opts.log.error({ job: job.id, err }, 'audio job failed');
+    const code = err instanceof FramehubError ? err.code : 'INTERNAL';
+    this.opts.store.finish(job, { error: { code, message: 'internal error; see the daemon log' } });
   }
 
   /** What went wrong in ffmpeg goes to the log, never to the client; a cancel is not news. */

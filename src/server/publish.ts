@@ -34,6 +34,12 @@ interface Publisher {
  * Separate from `/ws` so viewers keep a small message limit while publishers may send
  * whole frames. With auth on, the token (role publisher or admin) must come with the upgrade.
  */
+/** A publisher's `ts`, if it can be a capture time in ms: 2^32 (1970-02-19) up to 2^53, rounded. */
+function plausibleCaptureTime(ts: unknown): number | undefined {
+  if (typeof ts !== 'number' || !(ts >= 2 ** 32 && ts <= Number.MAX_SAFE_INTEGER)) return undefined;
+  return Math.round(ts);
+}
+
 export function registerPublisher(
   app: TemplatedApp,
   ctx: ServerContext,
@@ -67,8 +73,9 @@ export function registerPublisher(
       if (!(data instanceof Uint8Array) || data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
         return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
       }
-      // Rounded: ts goes out as an integer (README "Wire protocol"), whatever the publisher sent.
-      const ts = typeof rec.ts === 'number' && Number.isFinite(rec.ts) ? Math.round(rec.ts) : Date.now();
+      // ts goes out as a uint64 (README "Wire protocol"): a capture time in ms since the epoch,
+      // rounded. Anything else (negative, tiny, beyond 2^53, not a number) becomes the arrival time.
+      const ts = plausibleCaptureTime(rec.ts) ?? Date.now();
       const verdict = ingest.submit(cam, data, ts);
       if (!verdict.ok) sendError(ws, verdict.code, verdict.message);
       return;

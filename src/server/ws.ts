@@ -116,7 +116,7 @@ function parseResume(value: unknown, max: number): Map<string, number> | string 
   const resume = new Map<string, number>();
   for (const [topic, seq] of entries) {
     if (!isEventTopic(topic)) return wrong;
-    if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0) return wrong;
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return wrong;
     resume.set(topic, seq);
   }
   return resume;

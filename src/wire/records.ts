@@ -11,6 +11,7 @@ import { scanMsgpack } from './msgpack-scan.js';
  * 2^53), never BigInt.
  */
 const packr = new Packr({
+  // Also what lets msgpack-integers.ts walk the bytes: it knows plain msgpack, not msgpackr records.
   useRecords: false,
   moreTypes: false,
   skipValues: [undefined],
