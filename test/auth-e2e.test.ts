@@ -188,7 +188,8 @@ describe('WebSocket with auth on', () => {
     await pub.opened;
     pub.ws.send(pack({ type: 'frame', camera: 'lobby', data: jpeg }));
     pub.ws.send(pack({ type: 'ping', id: 1 }));
-    await pub.until((r) => r.some((x) => x.type === 'pong'));
+    // Wide: it once took over 5 s in a full parallel run on 2 cores.
+    await pub.until((r) => r.some((x) => x.type === 'pong'), 20_000);
     expect(pub.of('error').map((e) => e.code)).toEqual(['FORBIDDEN']);
     pub.close();
   });

@@ -18,7 +18,8 @@ const MB = 1024 * 1024;
 let daemon: RunningDaemon;
 let publisher: Viewer;
 let viewer: Viewer;
-let nextTs = 1_000_000;
+// A plausible capture time (the daemon replaces an implausible ts with the arrival time), counted up.
+let nextTs = Date.now();
 
 /** Sends a frame to the push camera and returns the ts that identifies it at the viewer. */
 const push = (data: Uint8Array): number => {
