@@ -25,6 +25,8 @@ class RecordingConn {
   buffered = 0;
   /** A signalled transport refuses writes while this is set. */
   refusing = false;
+  /** ...and refuses the write that makes `written` this long. */
+  refuseWrite = 0;
 }
 
 const recording = (name: TransportName, backpressure: Backpressure): ViewerTransport<RecordingConn> => ({
@@ -32,7 +34,7 @@ const recording = (name: TransportName, backpressure: Backpressure): ViewerTrans
   backpressure,
   write: (c, bytes) => {
     c.written.push(bytes);
-    return !c.refusing;
+    return !c.refusing && c.written.length !== c.refuseWrite;
   },
   bufferedAmount: (c) => c.buffered,
   cork: (c, fn) => {
@@ -90,6 +92,9 @@ const frame = (seq: number): Omit<Frame, 'encodings'> => ({
   data: new Uint8Array([0xff, 0xd8, 0xff, 0xd9]),
   record: new Uint8Array(8),
 });
+
+/** A frame of another topic. */
+const f = (topic: string, seq: number): Omit<Frame, 'encodings'> => ({ ...frame(seq), topic });
 
 describe('hot path: built once, counted once', () => {
   it('builds an SSE event once, whatever the number of viewers and replays', () => {
@@ -215,5 +220,57 @@ describe('one slow/recover/close policy for every transport', () => {
     });
     expect(group.tooManyTopics(5)).toBeDefined();
     expect(group.tooManyTopics(4)).toBeUndefined();
+  });
+});
+
+describe('counts balance when a write turns a viewer slow in the middle of a topic change', () => {
+  const TOPICS = ['cam/c1/medium', 'cam/c1/high', 'cam/c2/medium', 'cam/c2/high'];
+  const subscribed = (group: ViewerGroup<RecordingConn>) => TOPICS.map((t) => group.subscribers(t));
+
+  /** After the viewer leaves, nothing is held for it and a publish counts nothing for it. */
+  async function expectForgotten(group: ViewerGroup<RecordingConn>, metrics: Metrics, hub: Hub) {
+    expect(subscribed(group)).toEqual([0, 0, 0, 0]);
+    const sent = async () =>
+      (await metrics.framesSent.get()).values.find((v) => v.labels.transport === 'sse');
+    const dropped = async () =>
+      (await metrics.framesDropped.get()).values.find((v) => v.labels.reason === 'slow');
+    const [sent0, dropped0] = [(await sent())?.value ?? 0, (await dropped())?.value ?? 0];
+    for (const t of TOPICS) hub.publishFrame(f(t, 9));
+    expect((await sent())?.value ?? 0).toBe(sent0);
+    expect((await dropped())?.value ?? 0).toBe(dropped0);
+  }
+
+  it('two auto topics step up in one sweep and the first cached frame is refused', async () => {
+    const { ctx, metrics, group } = setup();
+    ctx.hub.addSink(group);
+    for (const t of TOPICS) ctx.hub.publishFrame(f(t, 1));
+    const s = new ViewerSession(group, new RecordingConn(), sseFramings(ctx.hub.epoch).inline);
+    s.open();
+    s.add('cam/c1/auto', 0);
+    s.add('cam/c2/auto', 0);
+    // Both step medium -> high at 1000 ms; the second write of the sweep (c1's cached high frame) is refused.
+    s.conn.refuseWrite = s.conn.written.length + 2;
+    group.sweep(1100);
+    expect(s.slow).toBe(true);
+    // Slow: both concrete topics counted as skipped once, neither old one still held.
+    expect(subscribed(group)).toEqual([0, 1, 0, 1]);
+    s.end('shutdown');
+    await expectForgotten(group, metrics, ctx.hub);
+  });
+
+  it("an auto topic's variant record is refused", async () => {
+    const { ctx, metrics, group } = setup();
+    ctx.hub.addSink(group);
+    for (const t of TOPICS) ctx.hub.publishFrame(f(t, 1));
+    const s = new ViewerSession(group, new RecordingConn(), sseFramings(ctx.hub.epoch).inline);
+    s.open();
+    s.conn.refuseWrite = 1;
+    s.add('cam/c1/auto', 0);
+    expect(s.slow).toBe(true);
+    expect(group.subscribers('cam/c1/medium')).toBe(1);
+    s.drained();
+    expect(group.subscribers('cam/c1/medium')).toBe(1);
+    s.end('shutdown');
+    await expectForgotten(group, metrics, ctx.hub);
   });
 });

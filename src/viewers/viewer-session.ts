@@ -67,9 +67,12 @@ export class ViewerSession<C> {
     const limit = this.group.tooManyTopics(topics.size + 1);
     if (limit) return limit;
     const { concrete, attach } = topics.add(requested, now);
+    // Subscriptions first, writes after: a signalled transport can turn slow inside any write,
+    // and enterSlow must then find every concrete topic already joined (or it counts it twice).
+    if (attach) this.join(concrete);
     if (concrete !== requested)
       this.write(this.framing.variant(requested, concrete.slice(concrete.lastIndexOf('/') + 1)));
-    if (attach) this.attach(concrete);
+    if (attach) this.catchUp(concrete);
     return 'added';
   }
 
@@ -188,18 +191,17 @@ export class ViewerSession<C> {
     return this.topics?.concrete().filter(isFrameTopic) ?? [];
   }
 
-  /** Starts receiving a concrete topic: a frame topic with its cached frame (or, while slow, at recovery); an event topic with its resume. */
-  private attach(topic: string): void {
-    if (!isFrameTopic(topic)) {
-      this.group.subscribe(this, topic);
-      this.replayTopic(topic);
-      return;
-    }
-    if (this.slow) {
-      this.group.addSlow(topic, 1);
-      return;
-    }
-    this.group.subscribe(this, topic);
+  /** Starts receiving a concrete topic; a slow session's frame topic is only counted until it recovers. Writes nothing. */
+  private join(topic: string): void {
+    if (this.slow && isFrameTopic(topic)) this.group.addSlow(topic, 1);
+    else this.group.subscribe(this, topic);
+  }
+
+  /** What a newly joined topic owes the viewer: a frame topic its cached frame (unless slow: at recovery), an event topic its resume. */
+  private catchUp(topic: string): void {
+    if (this.closed) return;
+    if (!isFrameTopic(topic)) return this.replayTopic(topic);
+    if (this.slow) return;
     const latest = this.group.ctx.hub.latest(topic);
     if (latest) this.sendFrame(latest, true);
   }
@@ -261,10 +263,12 @@ export class ViewerSession<C> {
 
   private switchVariants(switches: readonly VariantSwitch[]): void {
     this.group.metrics.variantSwitches.inc(switches.length);
+    // All subscription changes before any write (see add).
     for (const sw of switches) {
       if (sw.detach) this.detach(sw.detach);
-      this.write(this.framing.variant(sw.requested, sw.variant));
-      if (sw.attach) this.attach(sw.attach);
+      if (sw.attach) this.join(sw.attach);
     }
+    for (const sw of switches) this.write(this.framing.variant(sw.requested, sw.variant));
+    for (const sw of switches) if (sw.attach) this.catchUp(sw.attach);
   }
 }
