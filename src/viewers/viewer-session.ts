@@ -200,7 +200,10 @@ export class ViewerSession<C> {
   /** What a newly joined topic owes the viewer: a frame topic its cached frame (unless slow: at recovery), an event topic its resume. */
   private catchUp(topic: string): void {
     if (this.closed) return;
-    if (!isFrameTopic(topic)) return this.replayTopic(topic);
+    if (!isFrameTopic(topic)) {
+      this.replayTopic(topic);
+      return;
+    }
     if (this.slow) return;
     const latest = this.group.ctx.hub.latest(topic);
     if (latest) this.sendFrame(latest, true);
