@@ -122,6 +122,10 @@ export class Viewer {
   readonly opened: Promise<void>;
   readonly closed: Promise<{ code: number; reason: string }>;
   private listeners = new Set<() => void>();
+  /** How the server closed the socket, for a wait's error message. */
+  private closedAs: string | undefined;
+  /** The client's own error (a frame it refused), if any. */
+  private errorAs: string | undefined;
 
   constructor(url: string, protocols?: string | string[], options?: WebSocket.ClientOptions) {
     this.ws = new WebSocket(url, protocols, options);
@@ -129,8 +133,14 @@ export class Viewer {
       this.ws.once('open', () => res());
       this.ws.once('error', rej);
     });
+    this.ws.on('error', (err) => {
+      this.errorAs = err.message;
+    });
     this.closed = new Promise((res) =>
-      this.ws.once('close', (code, reason) => res({ code, reason: reason.toString() })),
+      this.ws.once('close', (code, reason) => {
+        this.closedAs = `${code} ${reason.toString()}`;
+        res({ code, reason: reason.toString() });
+      }),
     );
     this.ws.on('message', (data: Buffer, isBinary) => {
       this.records.push(isBinary ? unpack(data) : { type: '__text', text: data.toString() });
@@ -157,7 +167,8 @@ export class Viewer {
       };
       const timer = setTimeout(() => {
         this.listeners.delete(check);
-        rej(new Error(`condition not met in ${timeoutMs} ms (${this.records.length} records)`));
+        const closed = `${this.closedAs ? `; closed ${this.closedAs}` : ''}${this.errorAs ? `; error ${this.errorAs}` : ''}`;
+        rej(new Error(`condition not met in ${timeoutMs} ms (${this.records.length} records${closed})`));
       }, timeoutMs);
       this.listeners.add(check);
       check();
