@@ -33,6 +33,13 @@ function frameMessage(frame: Frame, byRef: boolean, cached: boolean): Uint8Array
   return text(`event: frame\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
+// One maker per form, made once: the fan-out calls frame() per viewer per frame, and a closure
+// there would be an allocation per viewer per frame even when the bytes are already cached.
+const inlineLive = (f: Frame) => frameMessage(f, false, false);
+const inlineCached = (f: Frame) => frameMessage(f, false, true);
+const refLive = (f: Frame) => frameMessage(f, true, false);
+const refCached = (f: Frame) => frameMessage(f, true, true);
+
 /**
  * SSE framings (base64 frames, and `frames=ref`). Frame messages are cached on the frame
  * (`Frame.encodings`), event messages on the history entry (a WeakMap keyed by it, so one
@@ -60,12 +67,12 @@ export function sseFramings(epoch: string): { inline: Framing; byRef: Framing } 
     inline: {
       ...shared,
       frame: (frame, cached) =>
-        encodingOf(frame, cached ? 'sse-cached' : 'sse', (f) => frameMessage(f, false, cached)),
+        cached ? encodingOf(frame, 'sse-cached', inlineCached) : encodingOf(frame, 'sse', inlineLive),
     },
     byRef: {
       ...shared,
       frame: (frame, cached) =>
-        encodingOf(frame, cached ? 'sse-ref-cached' : 'sse-ref', (f) => frameMessage(f, true, cached)),
+        cached ? encodingOf(frame, 'sse-ref-cached', refCached) : encodingOf(frame, 'sse-ref', refLive),
     },
   };
 }
