@@ -203,7 +203,9 @@ describe('graceful shutdown', () => {
     const t0 = Date.now();
     const code = await d.stop();
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(code).toBe(0);
+    // On failure, say how it ended: a signal, or the forced exit's logged reason.
+    const forced = d.logs.find((l) => l.msg?.startsWith('forced exit'));
+    expect({ code, signal: d.proc.signalCode, forced }).toEqual({ code: 0, signal: null, forced: undefined });
     expect((await v.closed).code).toBe(1001);
     await expect(fetch(`${d.url}/healthz`)).rejects.toThrow();
   });

@@ -9,6 +9,7 @@ import { canView, type Principal } from './auth.js';
 import type { ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
 import { type UpgradeOutcome, upgradeWithAuth } from './ws-upgrade.js';
+import { type AwaitingVerdict, HELD_REFUSED, holdForVerdict, settleVerdict } from './ws-verdict.js';
 
 export interface PublishOptions {
   maxPayloadBytes: number;
@@ -21,7 +22,7 @@ export type PublishHandler = (
   record: Record<string, unknown>,
 ) => { ok: true } | { ok: false; code: ErrorCode; message: string };
 
-interface Publisher {
+interface Publisher extends AwaitingVerdict {
   principal: Principal | undefined;
   reject: UpgradeOutcome['reject'];
   closed: boolean;
@@ -87,6 +88,44 @@ export function registerPublisher(
     if (!result.ok) sendError(ws, result.code, result.message);
   };
 
+  /** A publisher whose token is known: closed when the token expires. */
+  const accept = (ws: WebSocket<Publisher>, principal: Principal) => {
+    const p = ws.getUserData();
+    p.principal = principal;
+    const left = principal.expiresAtMs - Date.now();
+    if (!Number.isFinite(left)) return;
+    // Timers cap at 2^31-1 ms (24.8 days): a socket whose token lives longer is closed then, and reconnects.
+    p.expiry = setTimeout(
+      () => {
+        if (p.closed) return;
+        ctx.metrics.authFailures.labels('publish', 'expired').inc();
+        ws.end(CloseCode.UNAUTHORIZED, 'token expired');
+      },
+      Math.min(Math.max(0, left), 2 ** 31 - 1),
+    );
+  };
+
+  const message = guardSocket(
+    ctx,
+    'publish.message',
+    (ws: WebSocket<Publisher>, data: ArrayBuffer, isBinary: boolean) => {
+      const held = holdForVerdict(ws, data, isBinary, opts.maxPayloadBytes);
+      if (held === 'refused') return sendError(ws, 'RATE_LIMITED', HELD_REFUSED);
+      if (held === 'held') return;
+      let rec: unknown;
+      try {
+        if (!isBinary) throw new Error('send binary msgpack records, not text');
+        rec = decodeUntrusted(new Uint8Array(data));
+      } catch (err) {
+        return sendError(ws, 'BAD_MESSAGE', (err as Error).message.slice(0, 120));
+      }
+      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
+        return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
+      }
+      onRecord(ws, rec as Record<string, unknown>);
+    },
+  );
+
   app.ws<Publisher>('/publish', {
     maxPayloadLength: opts.maxPayloadBytes,
     idleTimeout: opts.idleTimeoutSeconds,
@@ -104,6 +143,8 @@ export function registerPublisher(
           { transport: 'publish', role: 'publisher', limited: false, tokenRequired: true },
           (o) => ({
             principal: o.principal,
+            verdict: o.verdict,
+            held: undefined,
             reject: o.reject,
             closed: false,
             expiry: undefined,
@@ -113,36 +154,14 @@ export function registerPublisher(
     open: guardSocket(ctx, 'publish.open', (ws) => {
       const p = ws.getUserData();
       if (p.reject) return ws.end(p.reject.code, p.reject.reason);
-      const left = (p.principal?.expiresAtMs ?? Number.POSITIVE_INFINITY) - Date.now();
-      // Timers cap at 2^31-1 ms (24.8 days): a socket whose token lives longer is closed then, and reconnects.
-      if (Number.isFinite(left)) {
-        p.expiry = setTimeout(
-          () => {
-            if (p.closed) return;
-            ctx.metrics.authFailures.labels('publish', 'expired').inc();
-            ws.end(CloseCode.UNAUTHORIZED, 'token expired');
-          },
-          Math.min(Math.max(0, left), 2 ** 31 - 1),
-        );
-      }
+      if (p.principal) return accept(ws, p.principal);
+      settleVerdict(ctx, 'publish.verdict', ws, { accept, message });
     }),
     close: (ws) => {
       const p = ws.getUserData();
       p.closed = true;
       clearTimeout(p.expiry);
     },
-    message: guardSocket(ctx, 'publish.message', (ws, message: ArrayBuffer, isBinary: boolean) => {
-      let rec: unknown;
-      try {
-        if (!isBinary) throw new Error('send binary msgpack records, not text');
-        rec = decodeUntrusted(new Uint8Array(message));
-      } catch (err) {
-        return sendError(ws, 'BAD_MESSAGE', (err as Error).message.slice(0, 120));
-      }
-      if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) {
-        return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
-      }
-      onRecord(ws, rec as Record<string, unknown>);
-    }),
+    message,
   });
 }

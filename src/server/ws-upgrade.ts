@@ -1,7 +1,6 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
-import type { AuthError } from '../errors.js';
 import { CloseCode } from '../wire/protocol.js';
-import type { Principal, Role } from './auth.js';
+import { ANONYMOUS, type Principal, type Role } from './auth.js';
 import { requireRole } from './auth-guard.js';
 import { extractToken } from './auth-token.js';
 import type { ServerContext } from './context.js';
@@ -16,8 +15,10 @@ export interface UpgradeOutcome {
   admitted: boolean;
   /** Came without a token (auth on): counted against `ctx.unauthenticated` until its hello; give back on close. */
   unauthenticated: boolean;
-  /** Undefined when no token came and auth is on: the endpoint may still accept a `hello`. */
+  /** Known at once with auth off; otherwise set when the verdict passes (or by a `hello`). */
   principal: Principal | undefined;
+  /** The token's check (auth on, token given), still running: settle it at open (ws-verdict.ts). */
+  verdict: Promise<Principal> | undefined;
   /** Set when the socket must be closed right after opening, with this code and reason. */
   reject: { code: number; reason: string } | undefined;
 }
@@ -34,10 +35,14 @@ export interface UpgradeOptions {
 }
 
 /**
- * The common upgrade of `/ws` and `/publish`: copy headers out before any await, admit against
- * the limits, pass the auth gate (requireRole), then upgrade inside cork. Refusals still upgrade
- * and are closed at open with a documented code (1013, 4001, 4003), because a browser WebSocket
- * cannot read an HTTP status; `makeData` turns the outcome into the socket's user data.
+ * The common upgrade of `/ws` and `/publish`: admit against the limits, start the auth gate
+ * (requireRole), and upgrade at once, inside uWS's upgrade handler. The token's verdict is
+ * settled after the open (ws-verdict.ts), because uWS 3.0.6 may close a socket upgraded after
+ * an await: its `res.cork` wrapper can read the HTTP state of a socket that has just become a
+ * WebSocket at the same address, and close it, 1006, right after its open (uWebSockets #1929).
+ * Refusals still upgrade and are closed at open with a documented code (1013, 4001, 4003),
+ * because a browser WebSocket cannot read an HTTP status; `makeData` turns the outcome into
+ * the socket's user data.
  */
 export function upgradeWithAuth<T>(
   ctx: ServerContext,
@@ -47,8 +52,6 @@ export function upgradeWithAuth<T>(
   opts: UpgradeOptions,
   makeData: (outcome: UpgradeOutcome) => T,
 ): void {
-  const key = req.getHeader('sec-websocket-key');
-  const extensions = req.getHeader('sec-websocket-extensions');
   const query = req.getQuery() ?? '';
   const { token, protocol } = extractToken({
     authorization: req.getHeader('authorization'),
@@ -61,68 +64,60 @@ export function upgradeWithAuth<T>(
     admitted: false,
     unauthenticated: false,
     principal: undefined,
+    verdict: undefined,
     reject: undefined,
   };
-  let aborted = false;
-  res.onAborted(() => {
-    aborted = true;
-  });
-
-  const finish = () => {
-    if (aborted) {
-      if (outcome.admitted) ctx.limits.release(outcome.ip);
-      if (outcome.unauthenticated) ctx.unauthenticated.give(outcome.ip);
-      return;
-    }
-    res.cork(() => res.upgrade(makeData(outcome), key, protocol ?? '', extensions, context));
-  };
-
-  // A socket without a token (auth on) may still send one in `hello`. Until then it is not a
-  // viewer: it takes a slot of the smaller unauthenticated budget, never a viewer's slot.
+  // Without a token (auth on) a socket may still send one in `hello`: it is not checked now.
   const deferred = !token && ctx.auth.enabled && !opts.tokenRequired;
-  if (opts.limited && deferred) {
+  outcome.reject = admit(ctx, opts, outcome, deferred);
+  if (!outcome.reject && !deferred) {
+    if (!ctx.auth.enabled) outcome.principal = ANONYMOUS;
+    else {
+      outcome.verdict = requireRole(ctx, opts.transport, token, opts.role ?? 'viewer');
+      // Settled at open; this keeps a socket that never opens from leaving an unhandled rejection.
+      outcome.verdict.catch(() => {});
+    }
+  }
+  res.upgrade(
+    makeData(outcome),
+    req.getHeader('sec-websocket-key'),
+    protocol ?? '',
+    req.getHeader('sec-websocket-extensions'),
+    context,
+  );
+}
+
+/**
+ * Takes the socket's slot: the viewer limits, or for a socket whose token may come in `hello`
+ * the smaller unauthenticated budget, never a viewer's slot. Returns the close to give at open
+ * when the limits are full.
+ */
+function admit(
+  ctx: ServerContext,
+  opts: UpgradeOptions,
+  outcome: UpgradeOutcome,
+  deferred: boolean,
+): UpgradeOutcome['reject'] {
+  if (!opts.limited) return undefined;
+  if (deferred) {
     if (!ctx.unauthenticated.take(outcome.ip)) {
       ctx.metrics.limitRejections.labels('unauthenticated').inc();
-      outcome.reject = {
+      return {
         code: CloseCode.TRY_AGAIN_LATER,
         reason: 'TOO_MANY_CONNECTIONS: too many sockets without a token; retry in 5s',
       };
-    } else outcome.unauthenticated = true;
-    finish();
-    return;
-  }
-  if (opts.limited) {
-    const admission = ctx.limits.admit(outcome.ip);
-    if (!admission.ok) {
-      ctx.metrics.limitRejections.labels(admission.limit).inc();
-      outcome.reject = {
-        code: CloseCode.TRY_AGAIN_LATER,
-        reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
-      };
-      finish();
-      return;
     }
-    outcome.admitted = true;
+    outcome.unauthenticated = true;
+    return undefined;
   }
-  if (deferred) {
-    finish();
-    return;
+  const admission = ctx.limits.admit(outcome.ip);
+  if (!admission.ok) {
+    ctx.metrics.limitRejections.labels(admission.limit).inc();
+    return {
+      code: CloseCode.TRY_AGAIN_LATER,
+      reason: `${admission.code}: retry in ${admission.retryAfterSeconds}s`,
+    };
   }
-  requireRole(ctx, opts.transport, token, opts.role ?? 'viewer')
-    .then(
-      (principal) => {
-        outcome.principal = principal;
-        finish();
-      },
-      (err: AuthError) => {
-        const code = err.code === 'FORBIDDEN' ? CloseCode.FORBIDDEN : CloseCode.UNAUTHORIZED;
-        outcome.reject = { code, reason: err.message };
-        finish();
-      },
-    )
-    .catch((err: unknown) => {
-      // The upgrade itself threw (a socket uWS had already closed): nothing is left to answer.
-      ctx.metrics.handlerErrors.labels(`${opts.transport}.upgrade`).inc();
-      ctx.log.error({ err }, 'upgrade failed after auth');
-    });
+  outcome.admitted = true;
+  return undefined;
 }

@@ -15,6 +15,7 @@ import { checkTopicAccess, type ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
 import { refilled } from './limits.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
+import { type AwaitingVerdict, HELD_REFUSED, holdForVerdict, settleVerdict } from './ws-verdict.js';
 
 export interface WsOptions {
   maxPayloadBytes: number;
@@ -75,7 +76,7 @@ const wsTransport: ViewerTransport<Ws> = {
  * its socket object, so this is a plain record, and every field is paid for by every
  * connection: what only some need (the subscription bucket, resume positions) is made on use.
  */
-interface WsViewer {
+interface WsViewer extends AwaitingVerdict {
   ip: string;
   admitted: boolean;
   /** Holds a slot of the unauthenticated budget until its hello brings a valid token. */
@@ -286,6 +287,9 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       metrics.wsErrors.labels('TOO_BIG').inc();
       return ws.end(CloseCode.TOO_BIG, `message over ${opts.maxPayloadBytes} bytes`);
     }
+    const held = holdForVerdict(ws, message, isBinary, opts.maxPayloadBytes);
+    if (held === 'refused') return sendError(ws, 'RATE_LIMITED', HELD_REFUSED);
+    if (held === 'held') return;
     if (!isBinary) return sendError(ws, 'BAD_MESSAGE', 'send binary msgpack records, not text');
     let msg: unknown;
     try {
@@ -318,6 +322,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     }
   };
 
+  /** A viewer whose token is known (at the upgrade, or by its verdict): subscribe its `?topics=`. */
+  const accept = (ws: Ws, principal: Principal) => {
+    ws.getUserData().session!.expiresAtMs = expiryOf(principal);
+    ws.getUserData().principal = principal;
+    subscribePending(ws);
+  };
+  const guardedMessage = guardSocket(ctx, 'ws.message', onMessage);
+
   app.ws<WsViewer>('/ws', {
     // uWS drops a connection without a close frame (1006) past maxPayloadLength. Letting it
     // through up to twice our limit lets us close politely with 1009 in that band, while the
@@ -343,6 +355,8 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
           bucket: undefined,
           reject: o.reject,
           principal: o.principal,
+          verdict: o.verdict,
+          held: undefined,
           pending: queryTopics(o.query, ctx.maxTopicsPerConnection),
           closed: false,
           authTimer: undefined,
@@ -356,17 +370,15 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       const session = new ViewerSession(group, ws, wsFraming);
       v.session = session;
       session.open();
-      if (v.principal) {
-        session.expiresAtMs = expiryOf(v.principal);
-        return subscribePending(ws);
-      }
+      if (v.principal) return accept(ws, v.principal);
+      if (v.verdict) return settleVerdict(ctx, 'ws.verdict', ws, { accept, message: guardedMessage });
       v.authTimer = setTimeout(() => {
         if (v.closed) return;
         metrics.authFailures.labels(TRANSPORT, 'timeout').inc();
         ws.end(CloseCode.UNAUTHORIZED, 'no hello with a token in time');
       }, opts.authTimeoutMs);
     }),
-    message: guardSocket(ctx, 'ws.message', onMessage),
+    message: guardedMessage,
     drain: guardSocket(ctx, 'ws.drain', (ws) => ws.getUserData().session?.sweep(Date.now(), undefined)),
     close: guard(ctx, 'ws.close', (ws: Ws) => {
       const v = ws.getUserData();
