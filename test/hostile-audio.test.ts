@@ -39,6 +39,17 @@ async function waitForJob(baseUrl: string, id: string, timeoutMs = 15_000) {
   }
 }
 
+/** Waits until no job slot is held (framehub_job_slots_used is 0). */
+async function slotsFree(baseUrl: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const used = metricValue((await get(`${baseUrl}/metrics`)).text, 'framehub_job_slots_used');
+    if (used === 0) return;
+    if (Date.now() > deadline) throw new Error(`job slots still used after ${timeoutMs} ms: ${used}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Polls an observable condition (a file, /proc) until it holds; false when it never did. */
 async function until(pred: () => boolean, timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -364,6 +375,8 @@ describe('stalled decodes (fake ffmpeg, no deadline in reach, maxActive 1)', () 
   });
 
   it('kills the process group on DELETE, and the slot is free again', async () => {
+    // The previous case's slot is given back once its decode has failed, just after its process died.
+    await slotsFree(daemon.url);
     const before = fake.pids().length;
     const res = await postAudio(daemon.url, mp3ish);
     expect(res.status).toBe(202);
@@ -372,6 +385,7 @@ describe('stalled decodes (fake ffmpeg, no deadline in reach, maxActive 1)', () 
     const del = await fetch(`${daemon.url}/api/v1/jobs/${id}`, { method: 'DELETE' });
     expect(((await del.json()) as { state: string }).state).toBe('cancelled');
     expect(await gone(pids)).toBe(true);
+    await slotsFree(daemon.url);
     const again = await postAudio(daemon.url, mp3ish);
     expect(again.status).toBe(202);
     await fetch(`${daemon.url}/api/v1/jobs/${((await again.json()) as { id: string }).id}`, {

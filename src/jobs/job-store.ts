@@ -73,12 +73,14 @@ export class JobStore {
   claim(max: number): JobSlot | undefined {
     if (this.unfinished + this.claimed >= max) return undefined;
     this.claimed++;
+    this.countSlots();
     let held = true;
     return {
       release: () => {
         if (!held) return;
         held = false;
         this.claimed--;
+        this.countSlots();
       },
     };
   }
@@ -94,6 +96,7 @@ export class JobStore {
     };
     this.jobs.set(job.id, job);
     this.unfinished++;
+    this.countSlots();
     this.emit(job);
     return job;
   }
@@ -126,6 +129,7 @@ export class JobStore {
     }
     job.finishedAt = new Date().toISOString();
     this.unfinished--;
+    this.countSlots();
     this.lastProgress.delete(job.id);
     this.metrics.jobs.labels(job.kind, job.state).inc();
     this.emit(job);
@@ -147,6 +151,10 @@ export class JobStore {
   view(job: Job): JobView {
     const { abort: _abort, ...view } = job;
     return view;
+  }
+
+  private countSlots(): void {
+    this.metrics.jobSlots.set(this.unfinished + this.claimed);
   }
 
   private emit(job: Job): void {

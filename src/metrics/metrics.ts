@@ -200,6 +200,11 @@ export function createMetrics() {
       labelNames: ['kind', 'outcome'],
       registers: r,
     }),
+    jobSlots: new Gauge({
+      name: 'framehub_job_slots_used',
+      help: 'Job slots in use, of jobs.maxActive: uploads being received or checked, and jobs not finished',
+      registers: r,
+    }),
     handlerErrors: new Counter({
       name: 'framehub_handler_errors_total',
       help: 'Exceptions caught in a request, message or callback handler (each answered with an error, never fatal), by handler',
