@@ -9,6 +9,7 @@ import { createCameraSource } from './ingest/camera-source.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
 import { routeRecords } from './ingest/record-router.js';
 import { AudioJobs } from './jobs/audio-job.js';
+import { ImageJobs } from './jobs/image-job.js';
 import { JobStore } from './jobs/job-store.js';
 import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
@@ -75,7 +76,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // after start-up, by which time `pool` exists.
   const runVad: RunVad = (task) => pool.runVad(task);
   const audio = new AudioIngest(hub, metrics, runVad, config.vad, log);
-  const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000);
+  const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000, (job) => {
+    if (job.kind === 'image') void imageJobs.forget(job.id);
+  });
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
   const audioJobs = new AudioJobs({
     store: jobStore,
@@ -85,11 +88,21 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     limits: config.jobs,
     log,
   });
+  const imageJobs: ImageJobs = new ImageJobs({
+    store: jobStore,
+    run: (task, signal) => pool.runImageJob(task, signal),
+    resultsDir: join(config.jobs.dataDir, 'results'),
+    maxPixels: config.images.maxPixels,
+    timeoutSeconds: config.jobs.imageTimeoutSeconds,
+    onStoredBytes: (bytes) => metrics.jobResultBytes.set(bytes),
+    log,
+  });
+  await imageJobs.init();
   const pool = new WorkerPool({
     ...config.pool,
     log,
     metrics,
-    onRecord: routeRecords({ hub, audio, jobs: audioJobs }),
+    onRecord: routeRecords({ hub, audio, jobs: audioJobs, imageJobs }),
   });
 
   const v = config.viewers;
@@ -117,6 +130,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxPixels: config.images.maxPixels,
     metrics,
     log,
+    speechOf: (camera) => audio.speaking(camera),
   });
 
   registerPublisher(
@@ -127,7 +141,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ingest,
     new Map([['audio', publishAudio(audio)]]),
   );
-  registerJobs(app, ctx, jobStore, audioJobs, config.jobs);
+  registerJobs(app, ctx, jobStore, { audio: audioJobs, image: imageJobs }, config.jobs);
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
   const sourceDeps = { ingest, audio, hub, ffmpegPath, clockFont: findClockFont(), log, metrics };
@@ -179,6 +193,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ws.closeAll();
       streams.closeAll();
       audioJobs.stopAll();
+      imageJobs.stopAll();
       await Promise.all(sources.map((s) => s.stop()));
       const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
       app.close();

@@ -505,6 +505,7 @@ describe('camera wall at /', () => {
       'medium',
       'high',
       'raw',
+      'annotated',
     ]);
 
     // The grid fills the window: two tiles side by side, nothing below the fold.

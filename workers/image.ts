@@ -48,7 +48,8 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
     if (task.variants.includes('raw'))
       emit({ variant: 'raw', width: task.width, height: task.height, data: source });
     const resized = task.variants.filter((v) => v !== 'raw');
-    for (const img of await makeVariants(claimed, resized)) emit(img);
+    const annotation = task.annotation && { ...task.annotation, ts: task.ts };
+    for (const img of await makeVariants(claimed, resized, { annotation })) emit(img);
   }
   result.ms = performance.now() - started;
   return result;

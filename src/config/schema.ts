@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { resolveVadConfig } from '../vad/config.js';
 import { authConfigSchema } from './auth.js';
@@ -46,9 +48,13 @@ const cameraId = z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63
 const fps = z.number().int().min(1).max(60).default(15);
 
 /** A camera whose frames (and optionally audio) come from an ffmpeg child the daemon runs. */
+/** What the `annotated` variant shows as the camera's name; the id when absent. */
+const cameraName = z.string().min(1).max(200).optional();
+
 export const ffmpegCameraSchema = z
   .strictObject({
     id: cameraId,
+    name: cameraName,
     source: ffmpegSource,
     fps,
     width: z.number().int().min(16).max(7680).multipleOf(2).default(1280),
@@ -88,6 +94,7 @@ const refused = (why: string) =>
 /** A camera whose frames and audio a publisher sends on `/publish`; the daemon runs nothing for it. */
 export const pushCameraSchema = z.strictObject({
   id: cameraId,
+  name: cameraName,
   source: z.literal('push'),
   fps,
   /** Only `false`: a push camera's audio comes from its publisher's `audio` records, never from ffmpeg. */
@@ -295,6 +302,16 @@ export const configSchema = z.strictObject({
        * few KB into hours of samples. 16 kHz / 8 = 2 kHz is the lowest input rate accepted.
        */
       maxUpsampleRatio: z.number().min(1).max(1000).default(8),
+      /**
+       * Where job results (and tus uploads) live on disk. Results are removed with their job
+       * (`ttlSeconds` after it finishes); what is left from an earlier run is removed at start.
+       */
+      dataDir: z.string().min(1).default(join(tmpdir(), 'framehub')),
+      /**
+       * An image job still in a worker after this long is stopped (its worker is replaced) and
+       * fails with JOB_TIMEOUT: a hostile image never holds a worker from live frames longer.
+       */
+      imageTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
     })
     .prefault({}),
   ffmpegPath: z.string().min(1).optional(),

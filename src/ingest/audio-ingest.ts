@@ -56,6 +56,11 @@ export class AudioIngest {
   }
 
   /** Forgets a camera's stream (its source restarted): the next audio starts a fresh one. */
+  /** Whether the camera's VAD says speech now: the state last published on `cam/<id>/vad`. */
+  speaking(camera: string): boolean {
+    return this.cameras.get(camera)?.speaking ?? false;
+  }
+
   reset(camera: string): void {
     const audio = this.cameras.get(camera);
     if (!audio) return;

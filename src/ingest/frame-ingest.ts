@@ -1,6 +1,6 @@
 import type { CameraConfig } from '../config/schema.js';
 import { type ImageHeader, readJpegHeader } from '../image/image-header.js';
-import { FRAME_VARIANTS, type FrameVariant } from '../image/variant-names.js';
+import { FRAME_VARIANTS, type FrameVariant, isRefreshed } from '../image/variant-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
@@ -10,6 +10,11 @@ export interface FrameIngestOptions {
   maxPixels: number;
   metrics: Metrics;
   log: Logger;
+  /**
+   * Whether the camera's VAD says speech right now, for the `annotated` variant's indicator.
+   * Absent: no camera is ever speaking (a daemon without audio).
+   */
+  speechOf?: (camera: string) => boolean;
 }
 
 /** Why a frame was not taken, for the publisher's error record. */
@@ -26,8 +31,10 @@ const ACCEPTED: FrameVerdict = { ok: true };
 /**
  * Where camera frames enter the pipeline, from an ffmpeg supervisor or a WS publisher.
  * Numbers frames per camera (the seq every variant topic carries) and asks the pool only for
- * the variants someone is watching, plus every variant about once a second so snapshots and
- * new subscribers always find a recent frame.
+ * the variants someone is watching, plus every refreshed variant (all but `annotated`) about
+ * once a second so snapshots and new subscribers always find a recent frame. `annotated` is
+ * made only while watched: its overlay says whether the camera speaks at that frame, so the
+ * name and speech state go with the task.
  *
  * Every frame's JPEG header is read here, on the main thread and before any decode: a frame
  * over images.maxPixels, a progressive one, or one without a readable frame header never
@@ -71,8 +78,11 @@ export class FrameIngest {
     }
     const refresh = seq % cam.fps === 1 || cam.fps === 1;
     const variants = FRAME_VARIANTS.filter(
-      (v: FrameVariant) => v === 'raw' || refresh || this.hasDemand(`cam/${cam.id}/${v}`),
+      (v: FrameVariant) => v === 'raw' || (refresh && isRefreshed(v)) || this.hasDemand(`cam/${cam.id}/${v}`),
     );
+    const annotation = variants.includes('annotated')
+      ? { label: cameraLabel(cam), speech: this.opts.speechOf?.(cam.id) ?? false }
+      : undefined;
     // A private ArrayBuffer the worker can take by transfer (the pipe's Buffer is pooled).
     const owned = new ArrayBuffer(jpeg.byteLength);
     new Uint8Array(owned).set(jpeg);
@@ -86,9 +96,15 @@ export class FrameIngest {
       maxPixels: this.opts.maxPixels,
       jpeg: owned,
       variants,
+      annotation,
     });
     return ACCEPTED;
   }
+}
+
+/** What the overlay names a camera by: its `name` when the config gives one, else its id. */
+function cameraLabel(cam: { id: string; name?: string }): string {
+  return cam.name ?? cam.id;
 }
 
 /** The frame's header when a worker may decode the frame, or why it may not. */

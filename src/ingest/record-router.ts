@@ -1,6 +1,7 @@
 import type { Hub } from '../hub/hub.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
-import type { VadResultRecord } from '../pool/tasks.js';
+import type { ImageJobs } from '../jobs/image-job.js';
+import type { JobProgressRecord, VadResultRecord } from '../pool/tasks.js';
 import { decode, type FrameRecord } from '../wire/records.js';
 import type { AudioIngest } from './audio-ingest.js';
 
@@ -10,6 +11,8 @@ export interface RecordTargets {
   audio: AudioIngest;
   /** Audio jobs: VAD results of streams `job/<id>`. */
   jobs: AudioJobs;
+  /** Image jobs: their workers' progress. */
+  imageJobs: ImageJobs;
 }
 
 /**
@@ -19,12 +22,13 @@ export interface RecordTargets {
  * Records come only from our own workers, so their shape is trusted.
  *
  * @example
- *   new WorkerPool({ ...config.pool, log, metrics, onRecord: routeRecords({ hub, audio, jobs }) })
+ *   new WorkerPool({ ...config.pool, log, metrics, onRecord: routeRecords({ hub, audio, jobs, imageJobs }) })
  */
-export function routeRecords({ hub, audio, jobs }: RecordTargets): (bytes: Uint8Array) => void {
+export function routeRecords({ hub, audio, jobs, imageJobs }: RecordTargets): (bytes: Uint8Array) => void {
   return (bytes) => {
-    const record = decode(bytes) as FrameRecord | VadResultRecord;
+    const record = decode(bytes) as FrameRecord | VadResultRecord | JobProgressRecord;
     if (record.type === 'frame') hub.publishFrame({ ...record, record: bytes });
     else if (record.type === 'vad_result') (record.stream.startsWith('job/') ? jobs : audio).deliver(record);
+    else if (record.type === 'job_progress') imageJobs.progress(record);
   };
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Hub } from '../hub/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 
-export type JobKind = 'audio';
+export type JobKind = 'audio' | 'image';
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
 export interface JobError {
@@ -51,6 +51,8 @@ export class JobStore {
     private readonly hub: Hub,
     private readonly metrics: Metrics,
     private readonly ttlMs: number,
+    /** Called when a finished job is forgotten, to remove what it left (an image job's files). */
+    private readonly onExpire: (job: Job) => void = () => {},
   ) {}
 
   /** Jobs not yet done, failed or cancelled. */
@@ -137,6 +139,7 @@ export class JobStore {
     setTimeout(() => {
       this.jobs.delete(job.id);
       this.hub.forgetTopic(`job/${job.id}`);
+      this.onExpire(job);
     }, this.ttlMs).unref();
   }
 

@@ -200,6 +200,11 @@ export function createMetrics() {
       labelNames: ['kind', 'outcome'],
       registers: r,
     }),
+    jobResultBytes: new Gauge({
+      name: 'framehub_job_result_bytes',
+      help: 'Bytes of job results stored on disk (under jobs.dataDir), until their jobs expire',
+      registers: r,
+    }),
     jobSlots: new Gauge({
       name: 'framehub_job_slots_used',
       help: 'Job slots in use, of jobs.maxActive: uploads being received or checked, and jobs not finished',

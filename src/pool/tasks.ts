@@ -2,6 +2,8 @@
  * What the pool sends each worker and what comes back: plain types shared by the main thread
  * and the workers, so neither imports the other.
  */
+import type { ImageJobResult, ImageOutput } from '../image/compress.js';
+import type { ImageJobOptions } from '../image/job-options.js';
 import type { FrameRejection, FrameVariant } from '../image/variant-names.js';
 import type { VadConfig } from '../vad/config.js';
 import type { VadSegment, VadState, VadTransition } from '../vad/detector.js';
@@ -17,6 +19,8 @@ export interface ImageTask {
   maxPixels: number;
   jpeg: ArrayBuffer;
   variants: FrameVariant[];
+  /** What the `annotated` variant draws (set when it is asked for); the time is `ts`. */
+  annotation?: { label: string; speech: boolean };
 }
 
 export interface ImageTaskResult {
@@ -60,3 +64,32 @@ export interface VadPoolResult {
 }
 
 export type RunVad = (task: VadPoolTask) => Promise<VadPoolResult>;
+
+/** An image job for a pool worker: the upload, moved in, and its checked options. */
+export interface ImageJobTask {
+  job: string;
+  input: ArrayBuffer;
+  options: ImageJobOptions;
+  /** images.maxPixels, applied by sharp to every decode (limitInputPixels). */
+  maxPixels: number;
+}
+
+/** One output as the worker hands it back; the main thread writes it to disk. */
+export interface ImageJobOutput extends Omit<ImageOutput, 'data'> {
+  /** A strong ETag (quoted): the same bytes give the same tag. */
+  etag: string;
+  data: Uint8Array;
+}
+
+export interface ImageJobTaskResult {
+  source: ImageJobResult['source'];
+  outputs: ImageJobOutput[];
+  placeholder?: string;
+}
+
+/** A worker's progress on a job (0..1), through its ring; the job store publishes it on `job/<id>`. */
+export interface JobProgressRecord {
+  type: 'job_progress';
+  job: string;
+  progress: number;
+}

@@ -4,7 +4,14 @@ import type { Metrics } from '../metrics/metrics.js';
 import { poolThreads } from '../threadpool.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
 import { type PoolWorkerData, releaseOrphanRings } from './ring-claim.js';
-import type { ImageTask, ImageTaskResult, VadPoolResult, VadPoolTask } from './tasks.js';
+import type {
+  ImageJobTask,
+  ImageJobTaskResult,
+  ImageTask,
+  ImageTaskResult,
+  VadPoolResult,
+  VadPoolTask,
+} from './tasks.js';
 import { workerPath } from './worker-path.js';
 
 export interface WorkerPoolOptions {
@@ -49,6 +56,7 @@ export class WorkerPool {
   /** Tasks submitted and not finished, by priority (live camera work vs. jobs). */
   private readonly pending = { live: 0, job: 0 };
   private readonly vadFile = workerPath('vad');
+  private readonly imageJobFile = workerPath('image-job');
   private readonly maxInFlightFrames: number;
 
   constructor(private readonly opts: WorkerPoolOptions) {
@@ -172,6 +180,26 @@ export class WorkerPool {
       return result;
     } finally {
       this.pending[priority]--;
+    }
+  }
+
+  /**
+   * Runs one image job. `signal` cancels it: piscina drops it from the queue, or terminates the
+   * worker running it and starts a replacement (a job deep in libvips stops when the call returns).
+   */
+  async runImageJob(task: ImageJobTask, signal: AbortSignal): Promise<ImageJobTaskResult> {
+    this.pending.job++;
+    const started = performance.now();
+    try {
+      const result = (await this.image.run(task, {
+        filename: this.imageJobFile,
+        transferList: [task.input],
+        signal,
+      })) as ImageJobTaskResult;
+      this.opts.metrics.taskDuration.labels('image_job').observe((performance.now() - started) / 1000);
+      return result;
+    } finally {
+      this.pending.job--;
     }
   }
 

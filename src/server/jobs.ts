@@ -1,10 +1,13 @@
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { AudioInputError, type ErrorCode, FramehubError, RetryLaterError } from '../errors.js';
+import { parseImageJobOptions } from '../image/job-options.js';
 import type { PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
+import type { ImageJobs } from '../jobs/image-job.js';
 import type { Job, JobStore } from '../jobs/job-store.js';
 import { httpToken, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
+import { fileRequest, sendFile } from './file-response.js';
 import { BodyReader, handleAsync, refuseDeclaredTooLarge, sendJson } from './http-util.js';
 
 export interface JobRouteOptions {
@@ -39,7 +42,8 @@ function pcmFormat(query: URLSearchParams): PcmFormat | undefined {
 }
 
 /**
- * `POST /api/v1/jobs/audio` → 202 {id}; `GET /api/v1/jobs/<id>`; `DELETE /api/v1/jobs/<id>`.
+ * `POST /api/v1/jobs/audio` and `/image` → 202 {id, topic}; `GET /api/v1/jobs/<id>`;
+ * `GET /api/v1/jobs/<id>/result/<n>` (an image job's output n); `DELETE /api/v1/jobs/<id>`.
  * Submitting needs role publisher (or admin) when auth is on; reading and cancelling need any
  * valid token (job ids are random UUIDs). Every refusal is thrown and answered by handleAsync.
  */
@@ -47,19 +51,44 @@ export function registerJobs(
   app: TemplatedApp,
   ctx: ServerContext,
   store: JobStore,
-  audio: AudioJobs,
+  jobs: { audio: AudioJobs; image: ImageJobs },
   opts: JobRouteOptions,
 ) {
+  const { audio, image } = jobs;
+  const uploadBody = (res: HttpResponse, req: HttpRequest) =>
+    new BodyReader(res, req, opts.maxUploadBytes, {
+      minBytesPerSecond: opts.minUploadBytesPerSecond,
+      graceSeconds: opts.uploadGraceSeconds,
+    });
+
+  /**
+   * Runs `start` holding one of the `maxActive` slots (429 with Retry-After when none is free).
+   * A created job counts as active until it finishes; any failure frees the slot at once.
+   */
+  const withSlot = async (start: () => Promise<void>) => {
+    const slot = store.claim(opts.maxActive);
+    if (!slot) {
+      ctx.metrics.limitRejections.labels('active_jobs').inc();
+      throw new RetryLaterError('RATE_LIMITED', `${opts.maxActive} jobs are already running`, 429, 5);
+    }
+    try {
+      await start();
+    } catch (err) {
+      const limit = err instanceof FramehubError ? LIMIT_OF_CODE[err.code] : undefined;
+      if (limit) ctx.metrics.limitRejections.labels(limit).inc();
+      throw err;
+    } finally {
+      slot.release();
+    }
+  };
+
   // Everything the headers decide (length, token, role, format, a free slot) is decided before
   // the body is read: a refused upload costs its headers, not its bytes.
   app.post('/api/v1/jobs/audio', (res, req) => {
     refuseDeclaredTooLarge(req, opts.maxUploadBytes);
     const token = httpToken(req);
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const body = new BodyReader(res, req, opts.maxUploadBytes, {
-      minBytesPerSecond: opts.minUploadBytesPerSecond,
-      graceSeconds: opts.uploadGraceSeconds,
-    });
+    const body = uploadBody(res, req);
     handleAsync(
       ctx,
       res,
@@ -67,35 +96,63 @@ export function registerJobs(
         await requireRole(ctx, 'jobs', token, 'publisher');
         const pcm = pcmFormat(query);
         if (isAborted()) return;
-        const slot = store.claim(opts.maxActive);
-        if (!slot) {
-          ctx.metrics.limitRejections.labels('active_jobs').inc();
-          throw new RetryLaterError('RATE_LIMITED', `${opts.maxActive} jobs are already running`, 429, 5);
-        }
-        try {
+        await withSlot(async () => {
           // body.signal also fires while the decoder is starting: a client that gives up
           // before the 202 takes its ffmpeg (and its slot) with it.
           const job = await audio.start(await body.read(), pcm, body.signal);
           if (isAborted()) return;
           sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
-        } catch (err) {
-          const limit = err instanceof FramehubError ? LIMIT_OF_CODE[err.code] : undefined;
-          if (limit) ctx.metrics.limitRejections.labels(limit).inc();
-          throw err;
-        } finally {
-          // A created job now counts as active until it finishes; any failure frees the slot.
-          slot.release();
-        }
+        });
       },
       body,
     );
   });
 
-  for (const kind of ['image', 'video']) {
-    app.post(`/api/v1/jobs/${kind}`, () => {
-      throw new FramehubError('NOT_FOUND', `${kind} jobs are not available in this version`, 404);
+  app.post('/api/v1/jobs/image', (res, req) => {
+    refuseDeclaredTooLarge(req, opts.maxUploadBytes);
+    const token = httpToken(req);
+    // Options are checked before the body is read: a bad `format=` costs its headers only.
+    const options = parseImageJobOptions(new URLSearchParams(req.getQuery() ?? ''), req.getHeader('accept'));
+    const body = uploadBody(res, req);
+    handleAsync(
+      ctx,
+      res,
+      async (isAborted) => {
+        await requireRole(ctx, 'jobs', token, 'publisher');
+        if (isAborted()) return;
+        await withSlot(async () => {
+          const job = await image.start(await body.read(), options);
+          if (isAborted()) return;
+          sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
+        });
+      },
+      body,
+    );
+  });
+
+  app.post('/api/v1/jobs/video', () => {
+    throw new FramehubError('NOT_FOUND', 'video jobs are not available in this version', 404);
+  });
+
+  app.get('/api/v1/jobs/:id/result/:n', (res, req) => {
+    const id = req.getParameter(0) ?? '';
+    const n = req.getParameter(1) ?? '';
+    const token = httpToken(req);
+    const request = fileRequest(req);
+    handleAsync(ctx, res, async (isAborted) => {
+      await requireRole(ctx, 'jobs', token, 'viewer');
+      if (isAborted()) return;
+      const output = /^\d{1,3}$/.test(n) ? image.output(id, Number(n)) : undefined;
+      if (!output) {
+        throw new FramehubError(
+          'NOT_FOUND',
+          `no result ${n.slice(0, 8)} of job ${id.slice(0, 64)} (results expire with their job)`,
+          404,
+        );
+      }
+      await sendFile(res, output, request, isAborted);
     });
-  }
+  });
 
   const withJob = (method: 'get' | 'del', handle: (res: HttpResponse, job: Job) => void) =>
     app[method]('/api/v1/jobs/:id', (res, req) => {

@@ -1,5 +1,6 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
+import { type FrameVariant, isRefreshed } from '../image/variant-names.js';
 import type { Framing } from '../viewers/transport.js';
 import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
 import type { HttpStreams } from './http-stream.js';
@@ -72,7 +73,12 @@ function snapshot(
 ): void {
   const frame = ctx.hub.latest(topic);
   if (!frame) {
-    sendError(res, 503, 'NO_FRAME_YET', `no frame on ${topic} yet`, { 'Retry-After': '1' });
+    const variant = topic.slice(topic.lastIndexOf('/') + 1);
+    // A variant made only while watched has no frame to wait for: retrying would not help.
+    if (!isRefreshed(variant as FrameVariant)) {
+      const stream = `/cams/${topic.split('/')[1]}/${variant}.mjpeg`;
+      sendError(res, 503, 'NO_FRAME_YET', `${variant} is made only while someone watches it: open ${stream}`);
+    } else sendError(res, 503, 'NO_FRAME_YET', `no frame on ${topic} yet`, { 'Retry-After': '1' });
     return;
   }
   const etag = `"${frame.seq}-${frame.ts}"`;

@@ -177,7 +177,7 @@ describe('HTTP query and path parsing (auth on, viewer token)', () => {
             fc.oneof(
               fc
                 .tuple(
-                  fc.constantFrom('raw', 'low', 'medium', 'high', 'auto', 'vad', 'x'),
+                  fc.constantFrom('raw', 'low', 'medium', 'high', 'annotated', 'auto', 'vad', 'x'),
                   fc.constantFrom('.jpg', '.mjpeg', '.png', ''),
                 )
                 .map(([v, e]) => Buffer.from(v + e)),

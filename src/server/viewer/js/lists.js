@@ -5,11 +5,12 @@
  * (plus its module, for a transport). DOM-free, so Node tests can import it.
  *
  * `FRAME_VARIANTS` must hold the same names as the server's `FRAME_VARIANTS`
- * (src/image/variants.ts); test/viewer-lists.test.ts compares them. The order here is the
- * order the selects show: smallest to largest.
+ * (src/image/variant-names.ts); test/viewer-lists.test.ts compares them. The order here is the
+ * order the selects show: smallest to largest, then `annotated` (medium with the camera's
+ * name, the time and a speech indicator drawn on it).
  */
 
-export const FRAME_VARIANTS = /** @type {const} */ (['low', 'medium', 'high', 'raw']);
+export const FRAME_VARIANTS = /** @type {const} */ (['low', 'medium', 'high', 'raw', 'annotated']);
 
 /** What a tile may ask for: a concrete variant, or `auto` (the server picks by link speed). */
 export const VARIANTS = /** @type {const} */ (['auto', ...FRAME_VARIANTS]);

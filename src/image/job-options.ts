@@ -1,0 +1,128 @@
+/**
+ * The options of an image job (`POST /api/v1/jobs/image?format=webp&widths=1280,640&maxBytes=200000`),
+ * parsed from the query string and checked before the body is read. Every refusal is
+ * 400 INVALID_FIELD naming the parameter; no message echoes a client's value.
+ */
+import { z } from 'zod';
+import { FramehubError } from '../errors.js';
+import { formatsInAcceptHeader, OUTPUT_FORMATS, type OutputFormat } from './image-formats.js';
+
+export const FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
+export type Fit = (typeof FITS)[number];
+
+/** Outputs per job: each costs up to MAX_ENCODES encodes (compress.ts). */
+export const MAX_WIDTHS = 8;
+/** The largest side an output may ask for, as for WebP (16383) rounded up; sharp never enlarges anyway. */
+export const MAX_SIDE = 16_384;
+const MAX_BUDGET_BYTES = 2 ** 31 - 1;
+
+export interface ImageJobOptions {
+  format: OutputFormat | 'auto';
+  /** What gets encoded: `[format]`, or for `auto` every acceptable format (JPEG always among them). */
+  formats: OutputFormat[];
+  /** 1..100. Without it: 80, or with maxBytes the search ceiling 85. PNG: see compress.ts. */
+  quality?: number;
+  /** One output per entry; undefined means one output at the source width. */
+  widths?: number[];
+  /** The box height for widths[0]; the other widths keep the box's aspect ratio. */
+  height?: number;
+  fit: Fit;
+  /** `#rrggbb`: what alpha is flattened onto for JPEG (default white) and the bars of `contain` (default transparent). */
+  background?: string;
+  keepMetadata: boolean;
+  maxBytes?: number;
+  placeholder?: 'blurhash';
+  priority: 'low' | 'normal';
+}
+
+/** What each parameter must be, as the refusal says it. */
+const RULES = {
+  format: `one of ${OUTPUT_FORMATS.join(', ')}, auto`,
+  accept: `a comma-separated list of ${OUTPUT_FORMATS.join(', ')}`,
+  quality: 'an integer from 1 to 100',
+  widths: `a comma-separated list of 1 to ${MAX_WIDTHS} integers from 1 to ${MAX_SIDE}`,
+  height: `an integer from 1 to ${MAX_SIDE}`,
+  fit: `one of ${FITS.join(', ')}`,
+  background: 'a colour written #rgb or #rrggbb',
+  keepMetadata: 'true or false',
+  maxBytes: `an integer from 1 to ${MAX_BUDGET_BYTES}`,
+  placeholder: 'blurhash',
+  priority: 'low or normal',
+} as const;
+type Field = keyof typeof RULES;
+
+/** Parameters of the endpoint that are not job options: the auth guard reads `token`. */
+const NOT_OPTIONS = new Set(['token']);
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/)
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+const list = <T extends z.ZodType<unknown, string>>(item: T, max: number) =>
+  z
+    .string()
+    .transform((value) => value.split(','))
+    .pipe(z.array(item).min(1).max(max));
+
+const querySchema = z.object({
+  format: z.enum([...OUTPUT_FORMATS, 'auto']).default('auto'),
+  accept: list(z.enum(OUTPUT_FORMATS), OUTPUT_FORMATS.length).optional(),
+  quality: integer(1, 100).optional(),
+  widths: list(integer(1, MAX_SIDE), MAX_WIDTHS).optional(),
+  height: integer(1, MAX_SIDE).optional(),
+  fit: z.enum(FITS).default('inside'),
+  background: z
+    .string()
+    .regex(/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i)
+    .transform((hex) => (hex.length === 4 ? hex.replace(/[0-9a-f]/gi, (d) => d + d) : hex).toLowerCase())
+    .optional(),
+  keepMetadata: z
+    .enum(['true', 'false'])
+    .transform((value) => value === 'true')
+    .default(false),
+  maxBytes: integer(1, MAX_BUDGET_BYTES).optional(),
+  placeholder: z.literal('blurhash').optional(),
+  priority: z.enum(['low', 'normal']).default('normal'),
+});
+
+const invalid = (message: string) => new FramehubError('INVALID_FIELD', message, 400);
+
+/** A parameter name is shown back only when it is short and plain. */
+const shown = (name: string) => (/^[\w.-]{1,40}$/.test(name) ? `"${name}"` : '(name not shown)');
+
+/**
+ * Parses and checks an image job's query parameters. `acceptHeader` is the request's `Accept`
+ * header; it decides `auto` unless `accept=` is given.
+ *
+ * @example
+ *   parseImageJobOptions(new URLSearchParams('format=auto&widths=1280,640&maxBytes=150000'), 'image/avif,image/webp,*\/*')
+ *   // { format: 'auto', formats: ['jpeg', 'webp', 'avif'], widths: [1280, 640], maxBytes: 150000, fit: 'inside', ... }
+ * @throws FramehubError INVALID_FIELD (400) naming the first parameter at fault.
+ */
+export function parseImageJobOptions(query: URLSearchParams, acceptHeader = ''): ImageJobOptions {
+  const given: Partial<Record<Field, string>> = {};
+  for (const [name, value] of query) {
+    if (NOT_OPTIONS.has(name)) continue;
+    if (!Object.hasOwn(RULES, name)) {
+      throw invalid(`unknown parameter ${shown(name)}; image jobs take ${Object.keys(RULES).join(', ')}`);
+    }
+    if (given[name as Field] !== undefined) throw invalid(`${name} is given more than once`);
+    given[name as Field] = value;
+  }
+  const parsed = querySchema.safeParse(given);
+  if (!parsed.success) {
+    const field = parsed.error.issues[0]?.path[0] as Field;
+    throw invalid(`${field} must be ${RULES[field]}`);
+  }
+  const { accept, ...options } = parsed.data;
+  if (accept && options.format !== 'auto') throw invalid('accept applies only to format=auto');
+  const formats =
+    options.format === 'auto'
+      ? OUTPUT_FORMATS.filter(
+          (format) => format === 'jpeg' || (accept ?? formatsInAcceptHeader(acceptHeader)).includes(format),
+        )
+      : [options.format];
+  return { ...options, formats };
+}
