@@ -11,6 +11,7 @@ import { routeRecords } from './ingest/record-router.js';
 import { AudioJobs } from './jobs/audio-job.js';
 import { ImageJobs } from './jobs/image-job.js';
 import { JobStore } from './jobs/job-store.js';
+import { UploadJobs } from './jobs/upload-jobs.js';
 import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -30,8 +31,11 @@ import { registerPublisher } from './server/publish.js';
 import { publishAudio } from './server/publish-audio.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
+import { registerUploadPreview } from './server/upload-preview.js';
 import { createWsEndpoint } from './server/ws.js';
 import { STOP_MARGIN_MS } from './shutdown.js';
+import { registerTus } from './uploads/tus-routes.js';
+import { TusStore } from './uploads/tus-store.js';
 import { loadRmsBackend } from './vad/backend.js';
 
 export interface Daemon {
@@ -90,7 +94,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   const imageJobs: ImageJobs = new ImageJobs({
     store: jobStore,
-    run: (task, signal) => pool.runImageJob(task, signal),
+    run: (task, control) => pool.runImageJob(task, control),
     resultsDir: join(config.jobs.dataDir, 'results'),
     maxPixels: config.images.maxPixels,
     timeoutSeconds: config.jobs.imageTimeoutSeconds,
@@ -100,6 +104,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   await imageJobs.init();
   const pool = new WorkerPool({
     ...config.pool,
+    liveCameras: config.cameras.length > 0,
     log,
     metrics,
     onRecord: routeRecords({ hub, audio, jobs: audioJobs, imageJobs }),
@@ -141,7 +146,44 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ingest,
     new Map([['audio', publishAudio(audio)]]),
   );
-  registerJobs(app, ctx, jobStore, { audio: audioJobs, image: imageJobs }, config.jobs);
+  registerJobs(app, ctx, jobStore, { audio: audioJobs, image: imageJobs, pool }, config.jobs);
+  const uploadJobs: UploadJobs = new UploadJobs({
+    hub,
+    imageJobs,
+    filePath: (u) => tusStore.filePath(u),
+    runPreview: (task) => pool.runPreview(task),
+    log,
+  });
+  const tusStore = await TusStore.open({
+    dir: config.uploads.dir ?? join(config.jobs.dataDir, 'uploads'),
+    maxUploadBytes: config.uploads.maxUploadBytes,
+    maxUploads: config.uploads.maxUploads,
+    expireMs: config.uploads.expireSeconds * 1000,
+    onRemoved: (u) => uploadJobs.forget(u.id),
+    log,
+  });
+  registerTus(
+    app,
+    ctx,
+    tusStore,
+    { maxMetadataBytes: config.uploads.maxMetadataBytes },
+    {
+      onProgress: (u) => uploadJobs.progress(u),
+      // Once its job has the bytes, a completed upload would only count against uploads.maxUploads.
+      onComplete: (u) => {
+        void uploadJobs
+          .complete(u)
+          .finally(() =>
+            tusStore
+              .remove(u)
+              .catch((err: unknown) =>
+                log.warn({ err, upload: u.id }, 'could not remove a completed upload'),
+              ),
+          );
+      },
+    },
+  );
+  registerUploadPreview(app, ctx, uploadJobs);
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
   const sourceDeps = { ingest, audio, hub, ffmpegPath, clockFont: findClockFont(), log, metrics };
@@ -195,8 +237,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       audioJobs.stopAll();
       imageJobs.stopAll();
       await Promise.all(sources.map((s) => s.stop()));
-      const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
+      // Connections close before the pool: an upload cut by the close records its offset (and
+      // asks for no preview of a closed pool).
       app.close();
+      await tusStore.close();
+      const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
       process.off('unhandledRejection', onUnhandled);
       if (!workersExited) throw new WorkersBusyError();
     },

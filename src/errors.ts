@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'TOO_LARGE'
   | 'TOO_BIG'
   | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'UNSUPPORTED_FORMAT' // 415: an image format this build cannot decode (HEIC: sharp's libheif has no HEVC)
   | 'INVALID_FIELD'
   | 'EMPTY_BODY'
   | 'BAD_PCM_LENGTH'
@@ -43,6 +44,11 @@ export type ErrorCode =
   | 'SAMPLE_RATE_TOO_LOW'
   | 'VAD_CHUNK_FAILED'
   | 'VAD_STREAM_MISMATCH'
+  // tus uploads (src/uploads): tus clients go by the status, these name it for everyone else.
+  | 'UPLOAD_OFFSET_MISMATCH' // 409: Upload-Offset is not the upload's offset
+  | 'UPLOAD_EXPIRED' // 410: expired, not swept yet (404 NOT_FOUND after)
+  | 'TUS_VERSION_UNSUPPORTED' // 412: Tus-Resumable is missing or not 1.0.0
+  | 'UPLOAD_LOCKED' // 423: another PATCH is writing to the upload
   | 'INTERNAL'
   | 'BAD_CONFIG'
   | 'RECORD_TOO_LARGE'

@@ -50,7 +50,7 @@ let photo: Buffer;
 
 beforeAll(async () => {
   daemon = await startDaemon({
-    cameras: [testCamera('live', 10)],
+    cameras: [testCamera('live', 10), { id: 'feed', source: 'push' }],
     jobs: {
       dataDir,
       maxUploadBytes: 32 * 1024 * 1024,
@@ -152,6 +152,7 @@ describe('an image job, end to end', () => {
 });
 
 describe('refusals, one each, before any job exists', () => {
+  const tiny = new Uint8Array(16);
   const cases: [string, string, () => Promise<Uint8Array>, number, string][] = [
     [
       'a truncated JPEG',
@@ -182,9 +183,10 @@ describe('refusals, one each, before any job exists', () => {
       415,
       'UNSUPPORTED_MEDIA_TYPE',
     ],
-    ['an unknown format=', '?format=bmp', async () => photo, 400, 'INVALID_FIELD'],
-    ['maxBytes=0', '?maxBytes=0', async () => photo, 400, 'INVALID_FIELD'],
-    ['a negative width', '?widths=-5', async () => photo, 400, 'INVALID_FIELD'],
+    // Refused from the query alone: a small body, so the answer never races the upload (EPIPE).
+    ['an unknown format=', '?format=bmp', async () => tiny, 400, 'INVALID_FIELD'],
+    ['maxBytes=0', '?maxBytes=0', async () => tiny, 400, 'INVALID_FIELD'],
+    ['a negative width', '?widths=-5', async () => tiny, 400, 'INVALID_FIELD'],
   ];
   for (const [name, query, body, status, code] of cases) {
     it(`answers ${name} with ${status} ${code}`, async () => {
@@ -192,6 +194,15 @@ describe('refusals, one each, before any job exists', () => {
       expect({ status: res.status, code: res.body.error?.code }).toEqual({ status, code });
     });
   }
+
+  it('answers the same PNG pushed as a frame on /publish with an IMAGE_TOO_LARGE record', async () => {
+    const publisher = new Viewer(`${daemon.url.replace('http', 'ws')}/publish`);
+    await publisher.opened;
+    publisher.send({ type: 'frame', camera: 'feed', data: pngHeader(100_000, 100_000), ts: Date.now() });
+    await publisher.until((rs) => rs.some((r) => r.type === 'error'), 20_000);
+    expect(publisher.of('error').map((r) => r.code)).toEqual(['IMAGE_TOO_LARGE']);
+    publisher.close();
+  });
 
   it('answers a body declared over jobs.maxUploadBytes with 413 before reading it', async () => {
     // Headers only: the answer must come without a byte of the body.

@@ -35,6 +35,8 @@ describe('dependency rule (npm run lint)', () => {
     ['src/server/planted.ts', '../daemon.js'],
     ['src/viewers/planted.ts', '../server/ws.js'],
     ['src/viewers/planted.ts', 'uWebSockets.js'],
+    ['src/uploads/chunk-stream.ts', 'uWebSockets.js'],
+    ['src/uploads/tus-store.ts', '../server/http-util.js'],
     ['workers/planted.ts', '../src/vad/stream.js'],
     ['workers/planted.ts', '../src/metrics/metrics.js'],
   ])('%s importing %s fails', (file, importPath) => {
@@ -47,6 +49,7 @@ describe('dependency rule (npm run lint)', () => {
     ['src/server/planted.ts', '../hub/hub.js'],
     ['src/hub/planted.ts', '../pool/worker-pool.js'],
     ['src/vad/planted.ts', '../pool/tasks.js'],
+    ['src/uploads/tus-routes.ts', '../server/http-util.js'],
     ['workers/planted.ts', '../src/wire/records.js'],
   ])('%s importing %s passes', (file, importPath) => {
     const r = lint(file, importPath);

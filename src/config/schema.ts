@@ -187,6 +187,24 @@ export const configSchema = z.strictObject({
         .default(8 * 1024 * 1024),
       /** Frames waiting for a worker before new frames are dropped (latest wins). */
       maxQueuedFrames: z.number().int().min(1).max(1000).default(8),
+      /** The priority queue (src/pool/priority-queue.ts; README "Worker pool priorities"). */
+      queue: z
+        .strictObject({
+          /** A task waiting this long may run ahead of a higher tier, one per agingMs, never ahead of a queued frame. */
+          agingMs: z.number().int().min(100).max(600_000).default(2000),
+          /** Tasks a tier may hold waiting; a job over its tier's bound gets 429 before its body is read. */
+          maxPerTier: z
+            .strictObject({
+              urgent: z.number().int().min(1).max(100_000).default(64),
+              high: z.number().int().min(1).max(100_000).default(1024),
+              normal: z.number().int().min(1).max(100_000).default(256),
+              low: z.number().int().min(1).max(100_000).default(1024),
+            })
+            .prefault({}),
+          /** Job tasks (normal, low) running at once; default threads − 1 (at least 1) with cameras, every thread without. */
+          maxRunningJobs: z.number().int().min(1).max(64).optional(),
+        })
+        .prefault({}),
     })
     .prefault({}),
   ws: z
@@ -312,6 +330,24 @@ export const configSchema = z.strictObject({
        * fails with JOB_TIMEOUT: a hostile image never holds a worker from live frames longer.
        */
       imageTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
+    })
+    .prefault({}),
+  /** Resumable uploads over tus 1.0 (`/api/v1/uploads/`); a completed upload starts an image job. */
+  uploads: z
+    .strictObject({
+      /** Where uploads are kept (survives restarts); default `<jobs.dataDir>/uploads`. */
+      dir: z.string().min(1).optional(),
+      maxUploadBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(100 * 1024 * 1024),
+      /** Uploads stored at once, complete or not; more get 429. */
+      maxUploads: z.number().int().min(1).max(10_000).default(64),
+      /** An upload nobody writes to for this long expires (410, then removed). */
+      expireSeconds: z.number().int().min(60).max(MAX_TIMER_SECONDS).default(86_400),
+      /** The Upload-Metadata header's size limit. */
+      maxMetadataBytes: z.number().int().min(256).max(65_536).default(4096),
     })
     .prefault({}),
   ffmpegPath: z.string().min(1).optional(),

@@ -161,7 +161,7 @@ const decoder = (input: Uint8Array, maxPixels: number) =>
  *
  * @example
  *   await probeImage(upload, 40e6) // { format: 'png', width: 1280, height: 800, ... }
- * @throws FramehubError EMPTY_BODY (400), UNSUPPORTED_MEDIA_TYPE (415), IMAGE_TOO_LARGE or CORRUPT_IMAGE (422).
+ * @throws FramehubError EMPTY_BODY (400), UNSUPPORTED_MEDIA_TYPE or UNSUPPORTED_FORMAT (HEIC) (415), IMAGE_TOO_LARGE or CORRUPT_IMAGE (422).
  */
 export async function probeImage(input: Uint8Array, maxPixels: number): Promise<Metadata> {
   if (input.length === 0) throw new FramehubError('EMPTY_BODY', 'the image is empty', 400);
@@ -175,7 +175,7 @@ export async function probeImage(input: Uint8Array, maxPixels: number): Promise<
   }
   if (meta.format === 'heif' && meta.compression !== 'av1') {
     throw new FramehubError(
-      'UNSUPPORTED_MEDIA_TYPE',
+      'UNSUPPORTED_FORMAT',
       'HEIC (HEVC-coded HEIF) cannot be decoded by this build of sharp (libheif without HEVC); convert it to JPEG or AVIF',
       415,
     );

@@ -1,5 +1,5 @@
 import type { CameraConfig } from '../config/schema.js';
-import { type ImageHeader, readJpegHeader } from '../image/image-header.js';
+import { type ImageHeader, readImageHeader, readJpegHeader } from '../image/image-header.js';
 import { FRAME_VARIANTS, type FrameVariant, isRefreshed } from '../image/variant-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -55,6 +55,23 @@ export class FrameIngest {
     private readonly opts: FrameIngestOptions,
   ) {
     this.refused = opts.metrics.framesDropped.labels('refused');
+  }
+
+  /**
+   * Why an image that is not a JPEG frame is refused: IMAGE_TOO_LARGE when its header (PNG)
+   * claims more than images.maxPixels, as for a frame, else BAD_MESSAGE. Nothing is decoded.
+   */
+  refuseNonJpeg(data: Uint8Array): FrameRefusal {
+    const header = readImageHeader(data);
+    if (header && header.width * header.height > this.opts.maxPixels) {
+      this.refused.inc();
+      return {
+        ok: false,
+        code: 'IMAGE_TOO_LARGE',
+        message: `image is ${header.width}x${header.height}; at most ${this.opts.maxPixels} pixels (images.maxPixels)`,
+      };
+    }
+    return { ok: false, code: 'BAD_MESSAGE', message: '"data" must be JPEG bytes' };
   }
 
   /**

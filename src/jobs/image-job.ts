@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FramehubError, isClientError } from '../errors.js';
@@ -7,15 +8,21 @@ import type { ImageJobOptions } from '../image/job-options.js';
 import { checkUpload } from '../image/upload-check.js';
 import type { Logger } from '../log.js';
 import type { ImageJobOutput, ImageJobTask, ImageJobTaskResult, JobProgressRecord } from '../pool/tasks.js';
+import type { JobControl } from '../pool/worker-pool.js';
 import type { Job, JobStore } from './job-store.js';
 
 export interface ImageJobsOptions {
   store: JobStore;
-  /** The pool: runs the task in a worker; `signal` cancels it there or in the queue. */
-  run: (task: ImageJobTask, signal: AbortSignal) => Promise<ImageJobTaskResult>;
+  /**
+   * The pool (WorkerPool.runImageJob): runs the task in its options' tier. Throws synchronously
+   * when that tier's queue is full (429 with Retry-After). `signal` stops it in the queue or in
+   * its worker; `onStart` says a worker took it.
+   */
+  run: (task: ImageJobTask, control: Required<JobControl>) => Promise<ImageJobTaskResult>;
   /** Each job's outputs go in a directory of its own under this one. */
   resultsDir: string;
   maxPixels: number;
+  /** The longest a job may run in a worker; its wait in the queue does not count. */
   timeoutSeconds: number;
   /** Told every change of the bytes stored, for the gauge. */
   onStoredBytes: (bytes: number) => void;
@@ -37,8 +44,9 @@ export type OutputView = Omit<ImageJobOutput, 'data' | 'etag'> & { n: number; ur
  * Image jobs: an upload compressed in the pool (src/image/compress.ts), its outputs on disk
  * until the job expires. The upload's header is read before the job exists, so a 202 means a
  * decodable image within images.maxPixels; what only a full decode finds (a truncated scan)
- * fails the job with CORRUPT_IMAGE. DELETE, shutdown and `jobs.imageTimeoutSeconds` reach the
- * worker: piscina drops the task from the queue or replaces the worker running it.
+ * fails the job with CORRUPT_IMAGE. DELETE, shutdown and `jobs.imageTimeoutSeconds` (counted
+ * from the moment a worker takes the job) reach the worker: the pool drops the task from its
+ * queue or terminates the thread running it.
  */
 export class ImageJobs {
   private readonly stored = new Map<string, StoredOutput[]>();
@@ -53,14 +61,40 @@ export class ImageJobs {
     await mkdir(this.opts.resultsDir, { recursive: true });
   }
 
-  /** Checks the image's header and starts the job; throws the client's 4xx before any job exists. */
-  async start(body: Uint8Array, options: ImageJobOptions): Promise<Job> {
+  /**
+   * Checks the image's header and queues the job; throws the client's 4xx, or the pool's 429
+   * when the job's tier is full, before any job exists. `id` and `stages` are for an upload's
+   * job (tus), which keeps the upload's id and says its stage in its events.
+   */
+  async start(
+    body: Uint8Array,
+    options: ImageJobOptions,
+    { id = randomUUID(), stages = false }: { id?: string; stages?: boolean } = {},
+  ): Promise<Job> {
     checkUpload(body, this.opts.maxPixels);
     await probeImage(body, this.opts.maxPixels);
-    const job = this.opts.store.create('image');
     const input = new ArrayBuffer(body.byteLength);
     new Uint8Array(input).set(body);
-    void this.run(job, { job: job.id, input, options, maxPixels: this.opts.maxPixels });
+    const stop = new AbortController();
+    let job: Job | undefined;
+    let deadline: NodeJS.Timeout | undefined;
+    // onStart comes in a microtask after a worker takes the task: `job` exists by then.
+    const onStart = () => {
+      if (!job || stop.signal.aborted) return;
+      this.opts.store.progress(job, 0);
+      const seconds = this.opts.timeoutSeconds;
+      deadline = setTimeout(() => {
+        const message = `the job ran past its ${seconds} s deadline (jobs.imageTimeoutSeconds)`;
+        stop.abort(new FramehubError('JOB_TIMEOUT', message, 504));
+      }, seconds * 1000);
+    };
+    // Queued before the job is created: a full tier throws here, and no job exists to fail.
+    const result = this.opts.run(
+      { job: id, input, options, maxPixels: this.opts.maxPixels },
+      { signal: stop.signal, onStart },
+    );
+    job = this.opts.store.create('image', id, stages);
+    void this.finish(job, result, stop).finally(() => clearTimeout(deadline));
     return job;
   }
 
@@ -90,31 +124,21 @@ export class ImageJobs {
     }
   }
 
-  private async run(job: Job, task: ImageJobTask): Promise<void> {
-    const seconds = this.opts.timeoutSeconds;
-    const stop = new AbortController();
+  /** Follows a queued job to its end: outputs saved, or its files removed and the failure recorded. */
+  private async finish(job: Job, result: Promise<ImageJobTaskResult>, stop: AbortController): Promise<void> {
     this.running.set(job.id, stop);
     const onCancel = () => stop.abort(new FramehubError('ABORTED', 'the job was cancelled', 400));
     job.abort.signal.addEventListener('abort', onCancel, { once: true });
-    const deadline = setTimeout(() => {
-      const message = `the job ran past its ${seconds} s deadline (jobs.imageTimeoutSeconds)`;
-      stop.abort(new FramehubError('JOB_TIMEOUT', message, 504));
-    }, seconds * 1000);
     try {
-      const result = await this.opts.run(task, stop.signal);
-      const outputs = await this.save(job.id, result.outputs, stop.signal);
+      const { source, outputs, placeholder } = await result;
+      const views = await this.save(job.id, outputs, stop.signal);
       this.opts.store.finish(job, {
-        result: {
-          source: result.source,
-          outputs,
-          ...(result.placeholder !== undefined && { placeholder: result.placeholder }),
-        },
+        result: { source, outputs: views, ...(placeholder !== undefined && { placeholder }) },
       });
     } catch (err) {
       await this.forget(job.id);
       this.fail(job, stop.signal.aborted ? stop.signal.reason : err);
     } finally {
-      clearTimeout(deadline);
       job.abort.signal.removeEventListener('abort', onCancel);
       this.running.delete(job.id);
     }

@@ -25,6 +25,8 @@ export interface JobView {
 export interface Job extends JobView {
   /** Aborted on DELETE; running work listens and stops. */
   abort: AbortController;
+  /** An upload's job: its events also say the stage (`optimizing`, then `complete`). */
+  stages?: boolean;
 }
 
 const FINAL: readonly JobState[] = ['done', 'failed', 'cancelled'];
@@ -87,7 +89,7 @@ export class JobStore {
     };
   }
 
-  create(kind: JobKind, id: string = randomUUID()): Job {
+  create(kind: JobKind, id: string = randomUUID(), stages = false): Job {
     const job: Job = {
       id,
       kind,
@@ -95,6 +97,7 @@ export class JobStore {
       progress: 0,
       createdAt: new Date().toISOString(),
       abort: new AbortController(),
+      ...(stages && { stages }),
     };
     this.jobs.set(job.id, job);
     this.unfinished++;
@@ -152,7 +155,7 @@ export class JobStore {
   }
 
   view(job: Job): JobView {
-    const { abort: _abort, ...view } = job;
+    const { abort: _abort, stages: _stages, ...view } = job;
     return view;
   }
 
@@ -168,6 +171,7 @@ export class JobStore {
       kind,
       state,
       progress,
+      ...(job.stages && { stage: FINAL.includes(state) ? 'complete' : 'optimizing' }),
       ...(error ? { error } : {}),
     });
   }

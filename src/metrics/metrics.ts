@@ -4,6 +4,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface PoolSample {
   /** Tasks submitted and not yet finished, by priority. */
   pending: { live: number; job: number };
+  /** Tasks waiting in the priority queue, by tier. */
+  queued: Record<string, number>;
+  /** Job-tier tasks on workers (capped at pool.queue.maxRunningJobs). */
+  runningJobs: number;
   rings: { usedBytes: number; capacity: number; fullEvents: number }[];
 }
 
@@ -90,9 +94,47 @@ export function createMetrics() {
         this.labels('job').set(pool.pending.job);
       },
     }),
+    poolQueued: new Gauge({
+      name: 'framehub_pool_queued_tasks',
+      help: 'Tasks waiting in the pool queue, by tier (urgent, high, normal, low)',
+      labelNames: ['tier'],
+      registers: r,
+      collect() {
+        const pool = samplers.pool?.();
+        if (!pool) return;
+        for (const [tier, n] of Object.entries(pool.queued)) this.labels(tier).set(n);
+      },
+    }),
+    poolQueueWait: new Histogram({
+      name: 'framehub_pool_queue_wait_seconds',
+      help: 'Time from submission until a worker takes the task, by tier (0 when a worker was free)',
+      labelNames: ['tier'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    }),
+    poolPromotions: new Counter({
+      name: 'framehub_pool_queue_promotions_total',
+      help: 'Tasks that aging (pool.queue.agingMs) let run ahead of a higher tier, by their tier',
+      labelNames: ['tier'],
+      registers: r,
+    }),
+    poolRunningJobs: new Gauge({
+      name: 'framehub_pool_running_jobs',
+      help: 'Job-tier tasks (normal, low) on workers; at most pool.queue.maxRunningJobs, so live work always finds a worker',
+      registers: r,
+      collect() {
+        const pool = samplers.pool?.();
+        if (pool) this.set(pool.runningJobs);
+      },
+    }),
+    poolJobTerminations: new Counter({
+      name: 'framehub_pool_job_terminations_total',
+      help: 'Worker threads terminated to stop the job running in them (cancelled, timed out, shutdown); piscina starts a replacement',
+      registers: r,
+    }),
     taskDuration: new Histogram({
       name: 'framehub_pool_task_duration_seconds',
-      help: 'Worker task run time, by task',
+      help: 'Worker task run time, by task (image, vad, and for jobs from a worker taking it: image_job, preview)',
       labelNames: ['task'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5],
       registers: r,

@@ -93,3 +93,16 @@ export interface JobProgressRecord {
   job: string;
   progress: number;
 }
+
+/** A preview of an upload still arriving: the worker decodes the first `bytes` of the file. */
+export interface PreviewTask {
+  path: string;
+  bytes: number;
+  width: number;
+}
+
+export interface PreviewTaskResult {
+  jpeg: Uint8Array;
+  width: number;
+  height: number;
+}

@@ -10,6 +10,6 @@ const distRoot = fileURLToPath(import.meta.url).endsWith('.ts')
   : resolve(here, '../..');
 
 /** Absolute path of a compiled piscina worker entry, e.g. workerPath('image'). */
-export function workerPath(name: 'image' | 'image-job' | 'vad'): string {
+export function workerPath(name: 'image' | 'image-job' | 'preview' | 'vad'): string {
   return join(distRoot, 'workers', `${name}.js`);
 }

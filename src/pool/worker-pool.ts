@@ -1,7 +1,10 @@
+import { basename } from 'node:path';
 import { Piscina } from 'piscina';
+import { RetryLaterError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { poolThreads } from '../threadpool.js';
+import { DEFAULT_MAX_PER_TIER, PriorityTaskQueue, TIERS, type Tier, withPriority } from './priority-queue.js';
 import { createRing, RingReader, startDraining } from './ring-buffer.js';
 import { type PoolWorkerData, releaseOrphanRings } from './ring-claim.js';
 import type {
@@ -9,6 +12,8 @@ import type {
   ImageJobTaskResult,
   ImageTask,
   ImageTaskResult,
+  PreviewTask,
+  PreviewTaskResult,
   VadPoolResult,
   VadPoolTask,
 } from './tasks.js';
@@ -29,6 +34,26 @@ export interface WorkerPoolOptions {
   metrics: Metrics;
   /** Receives every record a worker wrote to its ring, already copied out of shared memory. */
   onRecord: (record: Uint8Array) => void;
+  /** Whether any camera is configured: without one no live frame ever comes, so jobs may use every worker. */
+  liveCameras?: boolean;
+  /** `pool.queue`: see priority-queue.ts. */
+  queue?: {
+    agingMs?: number;
+    maxPerTier?: Partial<Record<Tier, number>>;
+    /** Default threads − 1, at least 1, so one worker stays free of jobs for live frames; every worker without cameras. */
+    maxRunningJobs?: number;
+  };
+}
+
+/** The tiers a job task may ask for: `high` is live work (frames, live VAD), submitted by the pool itself. */
+export type JobTier = Exclude<Tier, 'high'>;
+
+/** How a job's caller follows and stops it. */
+export interface JobControl {
+  /** Stops the job: it leaves the queue, or the thread running it is terminated (and replaced). */
+  signal?: AbortSignal;
+  /** Called once a worker takes the job (a job's deadline runs from here, not from its wait). */
+  onStart?: () => void;
 }
 
 const REJECTION_LOG_INTERVAL_MS = 10_000;
@@ -41,6 +66,7 @@ const REJECTION_LOG_INTERVAL_MS = 10_000;
 export class WorkerPool {
   readonly threads: number;
   private readonly image: Piscina;
+  private readonly queue: PriorityTaskQueue;
   private readonly readers: RingReader[];
   private readonly drainers: { stop(): void }[];
   /** Frames held by the pool: in a worker or waiting for their camera's turn. */
@@ -57,6 +83,7 @@ export class WorkerPool {
   private readonly pending = { live: 0, job: 0 };
   private readonly vadFile = workerPath('vad');
   private readonly imageJobFile = workerPath('image-job');
+  private readonly previewFile = workerPath('preview');
   private readonly maxInFlightFrames: number;
 
   constructor(private readonly opts: WorkerPoolOptions) {
@@ -71,24 +98,52 @@ export class WorkerPool {
         opts.log.error({ err }, 'ring record handler failed'),
       ),
     );
+    this.maxInFlightFrames = this.threads + opts.maxQueuedFrames;
+    this.queue = this.createQueue();
     this.image = new Piscina({
       filename: workerPath('image'),
       minThreads: this.threads,
       maxThreads: this.threads,
       idleTimeout: 2 ** 31 - 1,
       workerData,
+      taskQueue: this.queue,
+      loadBalancer: this.queue.loadBalancer,
     });
     // A dead worker's ring goes back to the free list, or the next replacement finds none.
     this.image.on('workerDestroy', () =>
       releaseOrphanRings(claims, new Set(this.image.threads.map((t) => t.threadId))),
     );
     this.image.on('error', (err: unknown) => opts.log.error({ err }, 'image worker error'));
-    this.maxInFlightFrames = this.threads + opts.maxQueuedFrames;
     this.drops = {
       poolBusy: opts.metrics.framesDropped.labels('pool_busy'),
       superseded: opts.metrics.framesDropped.labels('superseded'),
     };
     this.registerCollectors();
+  }
+
+  /** The priority queue, its job cap, and its wait and promotion metrics bound once per tier. */
+  private createQueue(): PriorityTaskQueue {
+    const { metrics, queue = {} } = this.opts;
+    const wait = Object.fromEntries(TIERS.map((t) => [t, metrics.poolQueueWait.labels(t)]));
+    const promoted = Object.fromEntries(TIERS.map((t) => [t, metrics.poolPromotions.labels(t)]));
+    // Frames are refused by maxInFlightFrames first; a smaller `high` bound would drop them as errors.
+    const high = queue.maxPerTier?.high ?? DEFAULT_MAX_PER_TIER.high;
+    if (high < this.maxInFlightFrames) {
+      throw new RangeError(
+        `pool.queue.maxPerTier.high (${high}) must be at least threads + pool.maxQueuedFrames (${this.maxInFlightFrames})`,
+      );
+    }
+    return new PriorityTaskQueue({
+      agingMs: queue.agingMs,
+      maxPerTier: queue.maxPerTier,
+      maxRunningJobs:
+        queue.maxRunningJobs ??
+        (this.opts.liveCameras === false ? this.threads : Math.max(1, this.threads - 1)),
+      onWait: (tier, ms, wasPromoted) => {
+        wait[tier]!.observe(ms / 1000);
+        if (wasPromoted) promoted[tier]!.inc();
+      },
+    });
   }
 
   /**
@@ -130,9 +185,8 @@ export class WorkerPool {
     const { metrics } = this.opts;
     this.busyCameras.add(task.camera);
     metrics.imageBytesIn.inc(task.jpeg.byteLength);
-    this.image
-      .run(task, { transferList: [task.jpeg] })
-      .then((result: ImageTaskResult) => {
+    this.submit<ImageTaskResult>(withPriority(task, 'high'), { transferList: [task.jpeg] })
+      .then((result) => {
         metrics.taskDuration.labels('image').observe(result.ms / 1000);
         metrics.imageBytesOut.inc(result.bytesOut);
         if (result.dropped) metrics.framesDropped.labels('ring_full').inc(result.dropped);
@@ -140,7 +194,9 @@ export class WorkerPool {
         if (result.rejected) this.frameRejected(task, result.rejected);
       })
       .catch((err: unknown) => {
-        metrics.framesDropped.labels('worker_error').inc(task.variants.length);
+        // A full `high` tier (only with live VAD chunks queued beside the frames) is the pool being busy.
+        const reason = err instanceof RetryLaterError ? 'pool_busy' : 'worker_error';
+        metrics.framesDropped.labels(reason).inc(task.variants.length);
         this.opts.log.warn({ err: (err as Error).message, camera: task.camera }, 'image task failed');
       })
       .finally(() => {
@@ -167,15 +223,19 @@ export class WorkerPool {
     );
   }
 
-  /** Runs one VAD chunk; its transitions and segments arrive through the ring as a vad_result record. */
+  /**
+   * Runs one VAD chunk; its transitions and segments arrive through the ring as a vad_result
+   * record. Live chunks (`cam/…`) run in the `high` tier beside frames, job chunks (`job/…`) in
+   * `normal`, under the job cap.
+   */
   async runVad(task: VadPoolTask): Promise<VadPoolResult> {
     const priority = task.stream.startsWith('job/') ? 'job' : 'live';
     this.pending[priority]++;
     try {
-      const result = (await this.image.run(task, {
-        filename: this.vadFile,
-        transferList: [task.samples],
-      })) as VadPoolResult;
+      const result = await this.submit<VadPoolResult>(
+        withPriority(task, priority === 'job' ? 'normal' : 'high'),
+        { filename: this.vadFile, transferList: [task.samples] },
+      );
       this.opts.metrics.taskDuration.labels('vad').observe(result.ms / 1000);
       return result;
     } finally {
@@ -183,30 +243,133 @@ export class WorkerPool {
     }
   }
 
+  /** Runs one image job in its options' tier (`normal` or `low`). */
+  runImageJob(task: ImageJobTask, control: JobControl = {}): Promise<ImageJobTaskResult> {
+    return this.runJob(task, task.options.priority, this.imageJobFile, [task.input], control);
+  }
+
+  /** Decodes a preview of an upload still arriving, in the `urgent` tier. */
+  runPreview(task: PreviewTask, control: JobControl = {}): Promise<PreviewTaskResult> {
+    return this.runJob(task, 'urgent', this.previewFile, [], control);
+  }
+
   /**
-   * Runs one image job. `signal` cancels it: piscina drops it from the queue, or terminates the
-   * worker running it and starts a replacement (a job deep in libvips stops when the call returns).
+   * Runs any job task: `filename` is the worker entry, `transferList` what moves into it.
+   * `normal` and `low` count against the job cap; `urgent` does not (see priority-queue.ts).
+   * Throws synchronously, before anything is queued, when `control.signal` has already fired
+   * or the tier is full (the 429 of admitJob), so a caller can refuse before it creates a job.
+   * `control.signal` stops the job wherever it is, and the promise rejects at once with the
+   * signal's reason: a queued job leaves the queue unrun; a running one has its thread
+   * terminated (piscina starts a replacement, and the ring goes back on workerDestroy). A libvips
+   * call in that thread still finishes first, since libvips cannot be interrupted, and the job
+   * counts against the cap until the thread is gone.
+   *
+   * @example
+   *   const result = await pool.runJob<PreviewTaskResult>(task, 'urgent', workerPath('preview'), [], { signal });
    */
-  async runImageJob(task: ImageJobTask, signal: AbortSignal): Promise<ImageJobTaskResult> {
+  runJob<R>(
+    task: object,
+    tier: JobTier,
+    filename: string,
+    transferList: ArrayBuffer[],
+    control: JobControl = {},
+  ): Promise<R> {
+    control.signal?.throwIfAborted();
+    this.admitJob(tier);
+    return this.runAdmitted<R>(task, tier, filename, transferList, control);
+  }
+
+  private async runAdmitted<R>(
+    task: object,
+    tier: JobTier,
+    filename: string,
+    transferList: ArrayBuffer[],
+    { signal, onStart }: JobControl,
+  ): Promise<R> {
+    let startedAt = 0;
+    const tagged = withPriority(task, tier, {
+      onStart: () => {
+        startedAt = performance.now();
+        onStart?.();
+      },
+    });
     this.pending.job++;
-    const started = performance.now();
     try {
-      const result = (await this.image.run(task, {
-        filename: this.imageJobFile,
-        transferList: [task.input],
-        signal,
-      })) as ImageJobTaskResult;
-      this.opts.metrics.taskDuration.labels('image_job').observe((performance.now() - started) / 1000);
+      const running = this.submit<R>(tagged, { filename, transferList });
+      const result = signal ? await this.stoppable(running, tagged, signal) : await running;
+      const label = basename(filename, '.js').replaceAll('-', '_');
+      this.opts.metrics.taskDuration.labels(label).observe((performance.now() - startedAt) / 1000);
       return result;
     } finally {
       this.pending.job--;
     }
   }
 
+  /** False when a job of this tier would be refused now: the route checks it before reading a body. */
+  canAcceptJob(tier: JobTier): boolean {
+    return this.queue.canAccept(tier);
+  }
+
+  /** Throws the 429 (with Retry-After) a full tier answers with, counted as limit `pool_queue`. */
+  admitJob(tier: JobTier): void {
+    if (this.queue.canAccept(tier)) return;
+    this.opts.metrics.limitRejections.labels('pool_queue').inc();
+    throw this.queue.fullError(tier);
+  }
+
+  /** piscina's run(), with a synchronous refusal (a full tier) turned into a rejection. */
+  private submit<R>(
+    payload: object,
+    options: { filename?: string; transferList: ArrayBuffer[] },
+  ): Promise<R> {
+    try {
+      return this.image.run(payload, options) as Promise<R>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** `running`, or signal.reason as soon as the signal fires, the job being stopped meanwhile. */
+  private stoppable<R>(running: Promise<R>, tagged: object, signal: AbortSignal): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason);
+        this.stop(tagged, signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      // After an abort, `running` still settles (the termination error): resolve/reject are no-ops then.
+      running.then(
+        (result) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(result);
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Takes a job out of the queue, or terminates the thread running it. */
+  private stop(tagged: object, reason: unknown): void {
+    if (this.queue.cancel(tagged, reason)) return;
+    const threadId = this.queue.threadOf(tagged);
+    if (threadId === undefined) return; // finished meanwhile: its result is ignored
+    const worker = this.image.threads.find((t) => t.threadId === threadId);
+    if (!worker) return;
+    this.opts.metrics.poolJobTerminations.inc();
+    worker
+      .terminate()
+      .catch((err: unknown) => this.opts.log.warn({ err }, 'could not terminate a job worker'));
+  }
+
   stats() {
     return {
       threads: this.threads,
-      queued: this.image.queueSize,
+      queued: Object.fromEntries(TIERS.map((t) => [t, this.queue.depth(t)])),
+      runningJobs: this.queue.runningJobs,
+      maxRunningJobs: this.queue.maxRunningJobs,
       pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
       inFlightFrames: this.inFlightFrames,
       waitingFrames: this.waitingFrames.size,
@@ -223,6 +386,8 @@ export class WorkerPool {
    */
   async close(graceMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     this.closing = true;
+    // Job tiers closed by the cap would be invisible to destroy(), their run() never settling.
+    this.queue.release();
     const exited = this.image.destroy().then(() => true);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => {
@@ -235,9 +400,9 @@ export class WorkerPool {
   }
 
   private registerCollectors(): void {
-    this.opts.metrics.samplePool(() => ({
-      pending: { live: this.pending.live + this.inFlightFrames, job: this.pending.job },
-      rings: this.readers.map((r) => r.stats()),
-    }));
+    this.opts.metrics.samplePool(() => {
+      const { queued, runningJobs, pending, rings } = this.stats();
+      return { queued, runningJobs, pending, rings };
+    });
   }
 }

@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics/metrics.js';
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
+  201: '201 Created',
   202: '202 Accepted',
   204: '204 No Content',
   206: '206 Partial Content',
@@ -22,10 +23,14 @@ const STATUS_TEXT: Record<number, string> = {
   404: '404 Not Found',
   405: '405 Method Not Allowed',
   408: '408 Request Timeout',
+  409: '409 Conflict',
+  410: '410 Gone',
+  412: '412 Precondition Failed',
   413: '413 Payload Too Large',
   415: '415 Unsupported Media Type',
   416: '416 Range Not Satisfiable',
   422: '422 Unprocessable Entity',
+  423: '423 Locked',
   429: '429 Too Many Requests',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',

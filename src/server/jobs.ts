@@ -5,6 +5,7 @@ import type { PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { ImageJobs } from '../jobs/image-job.js';
 import type { Job, JobStore } from '../jobs/job-store.js';
+import type { WorkerPool } from '../pool/worker-pool.js';
 import { httpToken, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { fileRequest, sendFile } from './file-response.js';
@@ -51,7 +52,7 @@ export function registerJobs(
   app: TemplatedApp,
   ctx: ServerContext,
   store: JobStore,
-  jobs: { audio: AudioJobs; image: ImageJobs },
+  jobs: { audio: AudioJobs; image: ImageJobs; pool: Pick<WorkerPool, 'admitJob'> },
   opts: JobRouteOptions,
 ) {
   const { audio, image } = jobs;
@@ -113,6 +114,8 @@ export function registerJobs(
     const token = httpToken(req);
     // Options are checked before the body is read: a bad `format=` costs its headers only.
     const options = parseImageJobOptions(new URLSearchParams(req.getQuery() ?? ''), req.getHeader('accept'));
+    // So is room in the job's pool tier: a full tier is 429 with Retry-After before any byte is read.
+    jobs.pool.admitJob(options.priority);
     const body = uploadBody(res, req);
     handleAsync(
       ctx,

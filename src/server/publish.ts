@@ -71,8 +71,10 @@ export function registerPublisher(
       if (cam.source !== 'push')
         return sendError(ws, 'NOT_PUSH_CAMERA', `camera "${cam.id}" is not a push camera`);
       const data = rec.data;
-      if (!(data instanceof Uint8Array) || data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
-        return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
+      if (!(data instanceof Uint8Array)) return sendError(ws, 'BAD_MESSAGE', '"data" must be JPEG bytes');
+      if (data.byteLength < 4 || data[0] !== 0xff || data[1] !== 0xd8) {
+        const refusal = ingest.refuseNonJpeg(data);
+        return sendError(ws, refusal.code, refusal.message);
       }
       // ts goes out as a uint64 (README "Wire protocol"): a capture time in ms since the epoch,
       // rounded. Anything else (negative, tiny, beyond 2^53, not a number) becomes the arrival time.
