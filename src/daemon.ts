@@ -35,7 +35,7 @@ import { registerUploadPreview } from './server/upload-preview.js';
 import { createWsEndpoint } from './server/ws.js';
 import { STOP_MARGIN_MS } from './shutdown.js';
 import { registerTus } from './uploads/tus-routes.js';
-import { TusStore } from './uploads/tus-store.js';
+import { TusStore, type TusUpload } from './uploads/tus-store.js';
 import { loadRmsBackend } from './vad/backend.js';
 
 export interface Daemon {
@@ -81,7 +81,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const runVad: RunVad = (task) => pool.runVad(task);
   const audio = new AudioIngest(hub, metrics, runVad, config.vad, log);
   const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000, (job) => {
-    if (job.kind === 'image') void imageJobs.forget(job.id);
+    if (job.kind !== 'image') return;
+    imageJobs
+      .forget(job.id)
+      .catch((err: unknown) => log.warn({ err, job: job.id }, 'could not remove an expired job'));
   });
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
   const audioJobs = new AudioJobs({
@@ -151,7 +154,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     hub,
     imageJobs,
     filePath: (u) => tusStore.filePath(u),
-    runPreview: (task) => pool.runPreview(task),
+    runPreview: (task, control) => pool.runPreview(task, control),
+    maxPixels: config.images.maxPixels,
     log,
   });
   const tusStore = await TusStore.open({
@@ -159,30 +163,37 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxUploadBytes: config.uploads.maxUploadBytes,
     maxUploads: config.uploads.maxUploads,
     expireMs: config.uploads.expireSeconds * 1000,
-    onRemoved: (u) => uploadJobs.forget(u.id),
+    onRemoved: (u) => {
+      uploadJobs.forget(u.id);
+      // An upload that never became a job leaves no job to expire its events with.
+      if (!jobStore.get(u.id)) hub.forgetTopic(`job/${u.id}`);
+    },
     log,
   });
+  /** Once its job has the bytes, a completed upload would only count against uploads.maxUploads. */
+  const completeUpload = (u: TusUpload) => {
+    const remove = (retries: number): Promise<void> =>
+      tusStore.remove(u).catch(async (err: unknown) => {
+        // A request may still hold the upload (an empty PATCH at its end): try again once it is done.
+        if (retries === 0) return log.warn({ err, upload: u.id }, 'could not remove a completed upload');
+        await new Promise((r) => setTimeout(r, 1000));
+        return remove(retries - 1);
+      });
+    void uploadJobs.complete(u).finally(() => remove(3));
+  };
   registerTus(
     app,
     ctx,
     tusStore,
     { maxMetadataBytes: config.uploads.maxMetadataBytes },
     {
+      checkMetadata: (metadata) => uploadJobs.optionsOf(metadata),
       onProgress: (u) => uploadJobs.progress(u),
-      // Once its job has the bytes, a completed upload would only count against uploads.maxUploads.
-      onComplete: (u) => {
-        void uploadJobs
-          .complete(u)
-          .finally(() =>
-            tusStore
-              .remove(u)
-              .catch((err: unknown) =>
-                log.warn({ err, upload: u.id }, 'could not remove a completed upload'),
-              ),
-          );
-      },
+      onComplete: completeUpload,
     },
   );
+  // Complete uploads whose job never started: the process stopped between the last byte and the job.
+  for (const u of tusStore.list()) if (u.offset === u.length) completeUpload(u);
   registerUploadPreview(app, ctx, uploadJobs);
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);

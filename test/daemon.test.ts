@@ -205,7 +205,13 @@ describe('graceful shutdown', () => {
     expect(Date.now() - t0).toBeLessThan(5000);
     // On failure, say how it ended: a signal, or the forced exit's logged reason.
     const forced = d.logs.find((l) => l.msg?.startsWith('forced exit'));
-    expect({ code, signal: d.proc.signalCode, forced }).toEqual({ code: 0, signal: null, forced: undefined });
+    const stderr = d.proc.signalCode ? d.stderr().slice(-2000) : '';
+    expect({ code, signal: d.proc.signalCode, forced, stderr }).toEqual({
+      code: 0,
+      signal: null,
+      forced: undefined,
+      stderr: '',
+    });
     expect((await v.closed).code).toBe(1001);
     await expect(fetch(`${d.url}/healthz`)).rejects.toThrow();
   });

@@ -23,6 +23,8 @@ export interface RunningDaemon {
   wsUrl: string;
   proc: ChildProcess;
   logs: LogLine[];
+  /** What the daemon wrote to stderr so far (a native crash says why there). */
+  stderr(): string;
   /** Resolves with the first log line matching, waiting up to timeoutMs. */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   stop(): Promise<number | null>;
@@ -108,6 +110,7 @@ export async function startDaemon(
     proc,
     logs,
     waitForLog,
+    stderr: () => stderr,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;

@@ -175,6 +175,17 @@ describe('refusals, one each, before any job exists', () => {
       422,
       'IMAGE_TOO_LARGE',
     ],
+    // fit=contain pads out to the box: the output, not just the input, is held to images.maxPixels.
+    [
+      'a 2×2 PNG asked for as a 16383×16383 box',
+      '?format=webp&widths=16383&height=16383&fit=contain',
+      async () =>
+        sharp({ create: { width: 2, height: 2, channels: 3, background: '#fff' } })
+          .png()
+          .toBuffer(),
+      422,
+      'IMAGE_TOO_LARGE',
+    ],
     ['a 0-byte body', '', async () => new Uint8Array(0), 400, 'EMPTY_BODY'],
     [
       'an unsupported format (SVG)',

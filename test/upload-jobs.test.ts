@@ -78,6 +78,25 @@ function resume(data: Buffer, uploadUrl: string): Promise<void> {
 }
 
 describe('tus upload → image job', () => {
+  it('checks the job options at creation, ignoring what tus clients add by themselves', async () => {
+    const d = await daemon();
+    const create = (metadata: string) =>
+      fetch(`${d.url}/api/v1/uploads/`, {
+        method: 'POST',
+        headers: { 'tus-resumable': '1.0.0', 'upload-length': '1000', 'upload-metadata': metadata },
+      });
+    const b64 = (v: string) => Buffer.from(v).toString('base64');
+    const uppy = await create(
+      `filename ${b64('cat.jpg')},filetype ${b64('image/jpeg')},format ${b64('webp')}`,
+    );
+    expect(uppy.status).toBe(201);
+    const bad = await create(`format ${b64('bmp')}`);
+    expect([bad.status, ((await bad.json()) as { error: { code: string } }).error.code]).toEqual([
+      400,
+      'INVALID_FIELD',
+    ]);
+  });
+
   it('previews before completion, survives a restart mid-upload, resumes and completes the job', async () => {
     const data = await bigJpeg();
     expect(data.length).toBeGreaterThan(15 * MiB);

@@ -5,9 +5,6 @@ import sharp from 'sharp';
 import { FramehubError } from '../src/errors.js';
 import type { PreviewTask, PreviewTaskResult } from '../src/pool/tasks.js';
 
-/** A preview decodes at most this many pixels, whatever the header claims (images.maxPixels applies at the job). */
-const MAX_PREVIEW_PIXELS = 40_000_000;
-
 export default async function previewTask(task: PreviewTask): Promise<PreviewTaskResult> {
   const file = await open(task.path, 'r');
   const head = Buffer.alloc(task.bytes);
@@ -17,7 +14,7 @@ export default async function previewTask(task: PreviewTask): Promise<PreviewTas
     await file.close();
   }
   try {
-    const { data, info } = await sharp(head, { failOn: 'none', limitInputPixels: MAX_PREVIEW_PIXELS })
+    const { data, info } = await sharp(head, { failOn: 'none', limitInputPixels: task.maxPixels })
       .rotate()
       .resize({ width: task.width, withoutEnlargement: true })
       .jpeg({ quality: 60 })

@@ -47,10 +47,10 @@ const cameraId = z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63
  */
 const fps = z.number().int().min(1).max(60).default(15);
 
-/** A camera whose frames (and optionally audio) come from an ffmpeg child the daemon runs. */
 /** What the `annotated` variant shows as the camera's name; the id when absent. */
 const cameraName = z.string().min(1).max(200).optional();
 
+/** A camera whose frames (and optionally audio) come from an ffmpeg child the daemon runs. */
 export const ffmpegCameraSchema = z
   .strictObject({
     id: cameraId,

@@ -8,7 +8,7 @@ import sharp, { type Metadata, type Sharp } from 'sharp';
 import { FramehubError } from '../errors.js';
 import { type OutputFormat, outputFormatOfSource } from './image-formats.js';
 import { readImageHeader } from './image-header.js';
-import type { ImageJobOptions } from './job-options.js';
+import { checkOutputBoxes, type ImageJobOptions } from './job-options.js';
 
 export interface ImageOutput {
   format: OutputFormat;
@@ -92,6 +92,7 @@ export async function compressImage(
   limits: { maxPixels: number },
   onProgress: (fraction: number) => void = () => {},
 ): Promise<ImageJobResult> {
+  checkOutputBoxes(options, limits.maxPixels);
   const meta = await probeImage(input, limits.maxPixels);
   const { width, height } = meta.autoOrient;
   const widths = options.widths ?? [width];

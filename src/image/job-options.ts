@@ -12,8 +12,8 @@ export type Fit = (typeof FITS)[number];
 
 /** Outputs per job: each costs up to MAX_ENCODES encodes (compress.ts). */
 export const MAX_WIDTHS = 8;
-/** The largest side an output may ask for, as for WebP (16383) rounded up; sharp never enlarges anyway. */
-export const MAX_SIDE = 16_384;
+/** The largest side an output may ask for: WebP's limit, the smallest of the four encoders'. */
+export const MAX_SIDE = 16_383;
 const MAX_BUDGET_BYTES = 2 ** 31 - 1;
 
 export interface ImageJobOptions {
@@ -125,4 +125,24 @@ export function parseImageJobOptions(query: URLSearchParams, acceptHeader = ''):
         )
       : [options.format];
   return { ...options, formats };
+}
+
+/**
+ * Throws IMAGE_TOO_LARGE (422) when a requested output box (width × height, with `height`)
+ * is over `maxPixels`: `fit=contain` pads a 2×2 image out to the whole box, so the limit on
+ * the input alone would let a 95-byte upload make a 16383×16383 output (1 GB of pixels).
+ */
+export function checkOutputBoxes(options: ImageJobOptions, maxPixels: number): void {
+  if (options.height === undefined || !options.widths) return;
+  const first = options.widths[0]!;
+  for (const width of options.widths) {
+    const height = Math.max(1, Math.round((options.height * width) / first));
+    if (width * height > maxPixels) {
+      throw new FramehubError(
+        'IMAGE_TOO_LARGE',
+        `an output of ${width}×${height} pixels is over the limit of ${(maxPixels / 1e6).toFixed(1)} MP (images.maxPixels)`,
+        422,
+      );
+    }
+  }
 }

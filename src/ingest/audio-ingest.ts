@@ -55,12 +55,12 @@ export class AudioIngest {
     audio.stream.push(samples);
   }
 
-  /** Forgets a camera's stream (its source restarted): the next audio starts a fresh one. */
   /** Whether the camera's VAD says speech now: the state last published on `cam/<id>/vad`. */
   speaking(camera: string): boolean {
     return this.cameras.get(camera)?.speaking ?? false;
   }
 
+  /** Forgets a camera's stream (its source restarted): the next audio starts a fresh one. */
   reset(camera: string): void {
     const audio = this.cameras.get(camera);
     if (!audio) return;

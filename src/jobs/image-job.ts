@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { FramehubError, isClientError } from '../errors.js';
 import { probeImage } from '../image/compress.js';
 import { FILE_EXTENSIONS, MIME_TYPES } from '../image/image-formats.js';
-import type { ImageJobOptions } from '../image/job-options.js';
+import { checkOutputBoxes, type ImageJobOptions } from '../image/job-options.js';
 import { checkUpload } from '../image/upload-check.js';
 import type { Logger } from '../log.js';
 import type { ImageJobOutput, ImageJobTask, ImageJobTaskResult, JobProgressRecord } from '../pool/tasks.js';
@@ -71,6 +71,7 @@ export class ImageJobs {
     options: ImageJobOptions,
     { id = randomUUID(), stages = false }: { id?: string; stages?: boolean } = {},
   ): Promise<Job> {
+    checkOutputBoxes(options, this.opts.maxPixels);
     checkUpload(body, this.opts.maxPixels);
     await probeImage(body, this.opts.maxPixels);
     const input = new ArrayBuffer(body.byteLength);
@@ -94,7 +95,8 @@ export class ImageJobs {
       { signal: stop.signal, onStart },
     );
     job = this.opts.store.create('image', id, stages);
-    void this.finish(job, result, stop).finally(() => clearTimeout(deadline));
+    // The deadline is the worker's: once the outputs are back, saving them cannot time out.
+    void this.finish(job, result, stop, () => clearTimeout(deadline));
     return job;
   }
 
@@ -125,19 +127,26 @@ export class ImageJobs {
   }
 
   /** Follows a queued job to its end: outputs saved, or its files removed and the failure recorded. */
-  private async finish(job: Job, result: Promise<ImageJobTaskResult>, stop: AbortController): Promise<void> {
+  private async finish(
+    job: Job,
+    result: Promise<ImageJobTaskResult>,
+    stop: AbortController,
+    workerDone: () => void,
+  ): Promise<void> {
     this.running.set(job.id, stop);
     const onCancel = () => stop.abort(new FramehubError('ABORTED', 'the job was cancelled', 400));
     job.abort.signal.addEventListener('abort', onCancel, { once: true });
     try {
-      const { source, outputs, placeholder } = await result;
+      const { source, outputs, placeholder } = await result.finally(workerDone);
       const views = await this.save(job.id, outputs, stop.signal);
       this.opts.store.finish(job, {
         result: { source, outputs: views, ...(placeholder !== undefined && { placeholder }) },
       });
     } catch (err) {
-      await this.forget(job.id);
       this.fail(job, stop.signal.aborted ? stop.signal.reason : err);
+      await this.forget(job.id).catch((rmErr: unknown) =>
+        this.opts.log.warn({ job: job.id, err: rmErr }, 'could not remove the files of a failed image job'),
+      );
     } finally {
       job.abort.signal.removeEventListener('abort', onCancel);
       this.running.delete(job.id);

@@ -1,6 +1,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { FramehubError, isClientError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
+import { readImageHeader } from '../image/image-header.js';
 import { parseImageJobOptions } from '../image/job-options.js';
 import type { Logger } from '../log.js';
 import type { PreviewTask, PreviewTaskResult } from '../pool/tasks.js';
@@ -19,10 +20,15 @@ export interface UploadJobsOptions {
   imageJobs: ImageJobs;
   /** Where an upload's bytes are on disk. */
   filePath: (upload: UploadState) => string;
-  /** Runs a preview in the pool at the `urgent` tier. */
-  runPreview: (task: PreviewTask) => Promise<PreviewTaskResult>;
+  /** Runs a preview in the pool at the `urgent` tier; `signal` stops it (its worker is replaced). */
+  runPreview: (task: PreviewTask, control: { signal: AbortSignal }) => Promise<PreviewTaskResult>;
+  /** images.maxPixels: a preview is never made of an image whose header claims more. */
+  maxPixels: number;
   log: Pick<Logger, 'warn'>;
 }
+
+/** Metadata keys tus clients add by themselves: file facts, not job options. */
+const CLIENT_KEYS = new Set(['filename', 'filetype', 'name', 'type', 'relativePath']);
 
 /** No preview before this much of the file has arrived: less rarely shows anything. */
 const PREVIEW_FROM = 0.25;
@@ -31,6 +37,10 @@ const PREVIEW_STEP = 0.1;
 /** …and this long since the last one. */
 const PREVIEW_INTERVAL_MS = 1000;
 const PREVIEW_WIDTH = 320;
+/** A preview decodes at most the first this many bytes: the top of a huge upload is enough. */
+const PREVIEW_MAX_BYTES = 16 * 1024 * 1024;
+/** A preview still in its worker after this is stopped: previews run ahead of live frames. */
+const PREVIEW_TIMEOUT_MS = 5000;
 
 interface Watch {
   format: 'jpeg' | 'png' | 'other' | undefined;
@@ -40,7 +50,6 @@ interface Watch {
   lastAt: number;
   /** Progress last published: an event goes out per 5 % (or with a preview), not per chunk. */
   published: number;
-  running: boolean;
   preview?: { n: number; data: Uint8Array };
 }
 
@@ -55,6 +64,11 @@ interface Watch {
  */
 export class UploadJobs {
   private readonly watches = new Map<string, Watch>();
+  /**
+   * One preview in the pool at a time, whatever the number of uploads: previews are `urgent`,
+   * ahead of live frames, so many at once would take every worker from the cameras.
+   */
+  private previewing = false;
 
   constructor(private readonly opts: UploadJobsOptions) {}
 
@@ -70,7 +84,6 @@ export class UploadJobs {
         lastProgress: 0,
         lastAt: 0,
         published: -1,
-        running: false,
       };
       this.watches.set(upload.id, watch);
     }
@@ -79,14 +92,25 @@ export class UploadJobs {
       watch.published = progress;
       this.publish(upload, watch.preview ? 'previewing' : 'uploading', progress, now);
     }
-    if (watch.running || progress < PREVIEW_FROM || progress >= 1) return;
+    if (this.previewing || progress < PREVIEW_FROM || progress >= 1) return;
     if (progress - watch.lastProgress < PREVIEW_STEP || now - watch.lastAt < PREVIEW_INTERVAL_MS) return;
-    watch.running = true;
+    this.previewing = true;
     watch.lastProgress = progress;
     watch.lastAt = now;
     void this.preview(upload, watch).finally(() => {
-      watch.running = false;
+      this.previewing = false;
     });
+  }
+
+  /**
+   * The job options an upload's metadata carries, checked when the upload is created (400
+   * there, not after the last byte). What tus clients send by themselves (Uppy: `filename`,
+   * `filetype`, `name`, `type`, `relativePath`) is not an option and is ignored.
+   */
+  optionsOf(metadata: Readonly<Record<string, string>>) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(metadata)) if (!CLIENT_KEYS.has(key)) params.append(key, value);
+    return parseImageJobOptions(params);
   }
 
   /** The upload is whole: start its image job, with the options its metadata carries. */
@@ -132,10 +156,12 @@ export class UploadJobs {
 
   private async preview(upload: UploadState, watch: Watch): Promise<void> {
     const path = this.opts.filePath(upload);
-    watch.format ??= await sniff(path);
-    if (watch.format !== 'jpeg' && watch.format !== 'png') return;
     try {
-      const result = await this.opts.runPreview({ path, bytes: upload.offset, width: PREVIEW_WIDTH });
+      watch.format ??= await sniff(path, this.opts.maxPixels);
+      if (watch.format !== 'jpeg' && watch.format !== 'png') return;
+      const bytes = Math.min(upload.offset, PREVIEW_MAX_BYTES);
+      const task = { path, bytes, width: PREVIEW_WIDTH, maxPixels: this.opts.maxPixels };
+      const result = await this.opts.runPreview(task, { signal: AbortSignal.timeout(PREVIEW_TIMEOUT_MS) });
       if (!this.watches.has(upload.id)) return;
       const n = (watch.preview?.n ?? 0) + 1;
       watch.preview = { n, data: result.jpeg };
@@ -172,16 +198,22 @@ export class UploadJobs {
   }
 }
 
-/** The upload's format from its first bytes, once 8 of them are on disk. */
-async function sniff(path: string): Promise<Watch['format']> {
+/** How much of the file the header is looked for in. */
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * The upload's format from its first bytes: `jpeg` or `png` when a preview may be made,
+ * `other` (never previewed) for anything else or a header over `maxPixels`, undefined while
+ * the header has not fully arrived.
+ */
+async function sniff(path: string, maxPixels: number): Promise<Watch['format']> {
   const file = await open(path, 'r');
   try {
-    const head = Buffer.alloc(8);
-    const { bytesRead } = await file.read(head, 0, 8, 0);
-    if (bytesRead < 8) return undefined;
-    if (head[0] === 0xff && head[1] === 0xd8) return 'jpeg';
-    if (head.readUInt32BE(0) === 0x89504e47) return 'png';
-    return 'other';
+    const head = Buffer.alloc(HEAD_BYTES);
+    const { bytesRead } = await file.read(head, 0, HEAD_BYTES, 0);
+    const header = readImageHeader(head.subarray(0, bytesRead));
+    if (!header) return bytesRead < HEAD_BYTES ? undefined : 'other';
+    return header.width * header.height > maxPixels ? 'other' : header.format;
   } finally {
     await file.close();
   }

@@ -99,6 +99,8 @@ export interface PreviewTask {
   path: string;
   bytes: number;
   width: number;
+  /** images.maxPixels, applied by sharp to the decode. */
+  maxPixels: number;
 }
 
 export interface PreviewTaskResult {

@@ -59,7 +59,12 @@ export async function sendFile(
   file: ServedFile,
   request: FileRequest,
   isAborted: () => boolean,
+  whenAborted: (fn: () => void) => void,
 ): Promise<void> {
+  // A client that leaves while a chunk waits for onWritable is never called back by uWS:
+  // this settles the wait, so the file handle is closed at once.
+  let wake: (() => void) | undefined;
+  whenAborted(() => wake?.());
   const common = (r: HttpResponse) =>
     r
       .writeHeader('ETag', file.etag)
@@ -89,7 +94,7 @@ export async function sendFile(
       const { bytesRead } = await handle.read(chunk, 0, chunk.length, start + sent);
       if (isAborted()) return;
       if (bytesRead !== chunk.length) throw new Error(`${file.path} shrank while being sent`);
-      if (await writeChunk(res, chunk, total, isAborted)) return;
+      if (await writeChunk(res, chunk, total, isAborted, (fn) => (wake = fn))) return;
       sent += chunk.length;
     }
   } finally {
@@ -106,6 +111,7 @@ function writeChunk(
   chunk: Buffer,
   total: number,
   isAborted: () => boolean,
+  onAbortWake: (wake: () => void) => void,
 ): Promise<boolean> {
   const startOffset = res.getWriteOffset();
   let ok = false;
@@ -116,6 +122,7 @@ function writeChunk(
   if (done || chunk.length === 0) return Promise.resolve(true);
   if (ok) return Promise.resolve(false);
   return new Promise((resolve) => {
+    onAbortWake(() => resolve(true));
     res.onWritable((offset) => {
       if (isAborted()) {
         resolve(true);

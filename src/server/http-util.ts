@@ -132,7 +132,8 @@ export function answerError(
  * Runs an async handler safely: marks the response aborted before any await (uWS forbids
  * touching an aborted response), and answers whatever it throws through answerError, so a route
  * refuses a request by throwing a FramehubError. Pass the request's BodyReader, if any, so an
- * abort ends its read and an error answer does not leave it half read.
+ * abort ends its read and an error answer does not leave it half read. `whenAborted` runs a
+ * callback when the client leaves, for a handler waiting on the socket.
  *
  * @example
  *   handleAsync(ctx, res, async (isAborted) => {
@@ -143,15 +144,22 @@ export function answerError(
 export function handleAsync(
   sink: ErrorSink,
   res: HttpResponse,
-  work: (isAborted: () => boolean) => Promise<void>,
+  work: (isAborted: () => boolean, whenAborted: (fn: () => void) => void) => Promise<void>,
   body?: BodyReader,
 ): void {
   let aborted = false;
+  // uWS keeps one onAborted handler per response: a handler that waits on the socket (a
+  // streamed file waiting for onWritable) registers here to be woken when the client leaves.
+  const waiting: (() => void)[] = [];
   res.onAborted(() => {
     aborted = true;
     body?.abort();
+    for (const fn of waiting) fn();
   });
-  work(() => aborted).catch((err: unknown) => answerError(sink, res, err, { body, aborted }));
+  work(
+    () => aborted,
+    (fn) => waiting.push(fn),
+  ).catch((err: unknown) => answerError(sink, res, err, { body, aborted }));
 }
 
 /** The peer address as text; read synchronously, before any await (uWS frees it after). */

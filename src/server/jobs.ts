@@ -142,7 +142,7 @@ export function registerJobs(
     const n = req.getParameter(1) ?? '';
     const token = httpToken(req);
     const request = fileRequest(req);
-    handleAsync(ctx, res, async (isAborted) => {
+    handleAsync(ctx, res, async (isAborted, whenAborted) => {
       await requireRole(ctx, 'jobs', token, 'viewer');
       if (isAborted()) return;
       const output = /^\d{1,3}$/.test(n) ? image.output(id, Number(n)) : undefined;
@@ -153,7 +153,7 @@ export function registerJobs(
           404,
         );
       }
-      await sendFile(res, output, request, isAborted);
+      await sendFile(res, output, request, isAborted, whenAborted);
     });
   });
 

@@ -19,6 +19,14 @@ export interface AwaitingVerdict {
 
 /** Messages a socket may send before its token is verified (usually a few ms): hello, subs, a frame. */
 export const HELD_MESSAGES_MAX = 16;
+/**
+ * All sockets together may hold this much before their verdicts. The check waits on libuv's
+ * thread pool (WebCrypto), which busy libvips calls can hold for seconds, and `/publish`
+ * sockets (8 MiB messages) have no connection limit: without a total, unverified sockets
+ * could park gigabytes.
+ */
+export const HELD_BYTES_TOTAL = 64 * 1024 * 1024;
+let heldBytesTotal = 0;
 
 /** The RATE_LIMITED message for one more message than may wait for the verdict. */
 export const HELD_REFUSED = `at most ${HELD_MESSAGES_MAX} messages may wait for the token check; this one was dropped`;
@@ -34,13 +42,21 @@ export class HeldMessages {
 
   constructor(private readonly maxBytes: number) {}
 
-  /** Keeps a copy; false, keeping nothing, when that would pass a bound. */
+  /** Keeps a copy; false, keeping nothing, when that would pass a bound (this socket's or all sockets'). */
   hold(message: ArrayBuffer, isBinary: boolean): boolean {
-    if (this.messages.length >= HELD_MESSAGES_MAX || this.bytes + message.byteLength > this.maxBytes)
-      return false;
+    const size = message.byteLength;
+    if (this.messages.length >= HELD_MESSAGES_MAX || this.bytes + size > this.maxBytes) return false;
+    if (heldBytesTotal + size > HELD_BYTES_TOTAL) return false;
     this.messages.push({ data: message.slice(0), isBinary });
-    this.bytes += message.byteLength;
+    this.bytes += size;
+    heldBytesTotal += size;
     return true;
+  }
+
+  /** Gives the held bytes back to the total; call once, when the verdict has settled. */
+  release(): void {
+    heldBytesTotal -= this.bytes;
+    this.bytes = 0;
   }
 
   /** Each held message, oldest first. */
@@ -85,24 +101,33 @@ export function settleVerdict<U extends AwaitingVerdict>(
   handlers: VerdictHandlers<U>,
 ): void {
   const data = ws.getUserData();
-  const accepted = guardSocket(deps, handler, (socket: WebSocket<U>, principal: Principal) => {
-    handlers.accept(socket, principal);
+  const accepted = guardSocket(
+    deps,
+    handler,
+    (socket: WebSocket<U>, principal: Principal, held: HeldMessages | undefined) => {
+      handlers.accept(socket, principal);
+      for (const m of held ?? []) {
+        if (data.closed) return;
+        handlers.message(socket, m.data, m.isBinary);
+      }
+    },
+  );
+  /** What waited, taken off the socket and given back to the total: the verdict is in. */
+  const takeHeld = () => {
     const held = data.held;
     data.held = undefined;
-    for (const m of held ?? []) {
-      if (data.closed) return;
-      handlers.message(socket, m.data, m.isBinary);
-    }
-  });
+    data.verdict = undefined;
+    held?.release();
+    return held;
+  };
   data.verdict
     ?.then(
       (principal) => {
-        data.verdict = undefined;
-        if (!data.closed) ws.cork(() => accepted(ws, principal));
+        const held = takeHeld();
+        if (!data.closed) ws.cork(() => accepted(ws, principal, held));
       },
       (err: AuthError) => {
-        data.verdict = undefined;
-        data.held = undefined;
+        takeHeld();
         const code = err.code === 'FORBIDDEN' ? CloseCode.FORBIDDEN : CloseCode.UNAUTHORIZED;
         if (!data.closed) ws.cork(() => ws.end(code, err.message.slice(0, 120)));
       },

@@ -39,6 +39,8 @@ export interface TusHooks {
    * `store.filePath(upload)` is readable.
    */
   onProgress?(upload: TusUpload): void;
+  /** Checks an upload's metadata before it is created: a throw (a FramehubError 400) refuses it. */
+  checkMetadata?(metadata: Readonly<Record<string, string>>): void;
 }
 
 /**
@@ -87,7 +89,7 @@ export function registerTus(
     if (limit) ctx.metrics.limitRejections.labels(limit).inc();
     return err;
   };
-  const hook = (name: keyof TusHooks, upload: TusUpload) => {
+  const hook = (name: 'onComplete' | 'onProgress', upload: TusUpload) => {
     try {
       hooks[name]?.(upload);
     } catch (err) {
@@ -124,6 +126,7 @@ export function registerTus(
       }
       const length = parseCount(r.uploadLength, 'Upload-Length');
       const metadata = parseMetadata(r.metadata, opts.maxMetadataBytes);
+      hooks.checkMetadata?.(metadata);
       if (body) requireOffsetStream(r);
       if (body?.declared !== undefined && body.declared > length) throw countLimit(bodyPastLength());
       if (isAborted()) return;
