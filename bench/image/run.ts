@@ -177,7 +177,7 @@ try {
       'framehub daemon':
         'dist/src/main.js, fresh per window, no cameras, pool.threads 0 (one image worker per core), UV_THREADPOOL_SIZE ' +
         `${process.env.UV_THREADPOOL_SIZE ?? 'unset (libuv: 4)'}, jobs.maxActive 8, jobs.dataDir under ${os.tmpdir()} (disk), ttlSeconds 10`,
-      'job cap': `the default pool (pool.threads 0: one worker per core; with the priority queue, jobs on all but one), and “jobs on every core”: ${liftCap.says}, which the 4-client and imgproxy-workload windows use`,
+      'job cap': `the default pool (pool.threads 0: one worker per core; the daemon has no camera, so jobs may use every worker), and “jobs on every core”: ${liftCap.says}, which the 4-client and imgproxy-workload windows use`,
       'bare sharp':
         'a fresh process, sharp.concurrency(1) and cache off as in the pool workers, 2 calls in flight on libuv’s threads',
       '1080p source': `3 generated photo-like 1920×1080 JPEGs, q85 4:2:0 baseline, ${fmt(sources.meanBytes.hd / 1024, 0)} KB mean`,
