@@ -438,7 +438,15 @@ describe('hostile JWTs against a running daemon', () => {
     });
   }
 
-  it('logs each refusal with its failing check and detail, and never a token', () => {
+  it('logs each refusal with its failing check and detail, and never a token', async () => {
+    // pino writes through libuv's thread pool: the last lines may land after the last answer.
+    const logged = (transport: string) =>
+      [...daemons.rs.logs, ...daemons.hs.logs].filter(
+        (l) => l.msg === 'auth refused' && l.transport === transport,
+      ).length;
+    const allIn = () => ['sse', 'notices', 'status'].every((t) => logged(t) >= CASES.length - 1);
+    for (let waited = 0; !allIn() && waited < 20_000; waited += 50)
+      await new Promise((r) => setTimeout(r, 50));
     const logs = [...daemons.rs.logs, ...daemons.hs.logs];
     const refused = logs.filter((l) => l.msg === 'auth refused');
     // Every case but "no token" (logged at debug), once per counted HTTP transport.
