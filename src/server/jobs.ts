@@ -85,27 +85,46 @@ export function registerJobs(
 
   // Everything the headers decide (length, token, role, format, a free slot) is decided before
   // the body is read: a refused upload costs its headers, not its bytes.
-  app.post('/api/v1/jobs/audio', (res, req) => {
-    refuseDeclaredTooLarge(req, opts.maxUploadBytes);
-    const token = httpToken(req);
-    const query = new URLSearchParams(req.getQuery() ?? '');
-    const body = uploadBody(res, req);
+  /**
+   * The rest of a job POST, once its headers are read: the auth gate, `prepare` (what the query
+   * decides, refused after auth), a slot, the body, the job, then 202 {id, topic}.
+   */
+  const submit = <T>(
+    res: HttpResponse,
+    token: string | undefined,
+    body: BodyReader,
+    prepare: () => T,
+    start: (bytes: Buffer, prepared: T) => Promise<Job>,
+  ) =>
     handleAsync(
       ctx,
       res,
       async (isAborted) => {
         await requireRole(ctx, 'jobs', token, 'publisher');
-        const pcm = pcmFormat(query);
+        const prepared = prepare();
         if (isAborted()) return;
         await withSlot(async () => {
-          // body.signal also fires while the decoder is starting: a client that gives up
-          // before the 202 takes its ffmpeg (and its slot) with it.
-          const job = await audio.start(await body.read(), pcm, body.signal);
+          const job = await start(await body.read(), prepared);
           if (isAborted()) return;
           sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
         });
       },
       body,
+    );
+
+  app.post('/api/v1/jobs/audio', (res, req) => {
+    refuseDeclaredTooLarge(req, opts.maxUploadBytes);
+    const token = httpToken(req);
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const body = uploadBody(res, req);
+    // body.signal also fires while the decoder is starting: a client that gives up before the
+    // 202 takes its ffmpeg (and its slot) with it.
+    submit(
+      res,
+      token,
+      body,
+      () => pcmFormat(query),
+      (bytes, pcm) => audio.start(bytes, pcm, body.signal),
     );
   });
 
@@ -117,19 +136,12 @@ export function registerJobs(
     // So is room in the job's pool tier: a full tier is 429 with Retry-After before any byte is read.
     jobs.pool.admitJob(options.priority);
     const body = uploadBody(res, req);
-    handleAsync(
-      ctx,
+    submit(
       res,
-      async (isAborted) => {
-        await requireRole(ctx, 'jobs', token, 'publisher');
-        if (isAborted()) return;
-        await withSlot(async () => {
-          const job = await image.start(await body.read(), options);
-          if (isAborted()) return;
-          sendJson(res, 202, { id: job.id, topic: `job/${job.id}` }, { Location: `/api/v1/jobs/${job.id}` });
-        });
-      },
+      token,
       body,
+      () => options,
+      (bytes) => image.start(bytes, options),
     );
   });
 
