@@ -100,6 +100,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     run: (task, control) => pool.runImageJob(task, control),
     resultsDir: join(config.jobs.dataDir, 'results'),
     maxPixels: config.images.maxPixels,
+    nice: config.jobs.nice,
     timeoutSeconds: config.jobs.imageTimeoutSeconds,
     onStoredBytes: (bytes) => metrics.jobResultBytes.set(bytes),
     log,

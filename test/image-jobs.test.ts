@@ -3,7 +3,7 @@
  * files served with their type, length, ETag and byte ranges; every refusal one test each;
  * DELETE and the per-job timeout reach the worker and leave nothing on disk.
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -257,15 +257,54 @@ describe('stopping a job', () => {
     const id = accepted.body.id!;
     const v = new Viewer(`${daemon.wsUrl}?topics=job/${id}`);
     await v.until((rs) => rs.some((r) => r.type === 'job' && r.state === 'running'), 60_000);
+    // The encode runs in a job process of the daemon (one per worker that took a job), every
+    // thread of it, libvips's included, at jobs.nice (10).
+    const daemonPid = daemon.proc.pid!;
+    const libvipsRunning = () =>
+      jobProcesses(daemonPid).some((pid) => threadsOf(pid).some((t) => t.comm.includes('vips')));
+    await expect.poll(libvipsRunning, { timeout: 30_000 }).toBe(true);
+    const before = jobProcesses(daemonPid);
+    for (const pid of before) expect(threadsOf(pid).filter((t) => t.nice !== 10)).toEqual([]);
     const del = await fetch(`${daemon.url}/api/v1/jobs/${id}`, { method: 'DELETE' });
     expect(((await del.json()) as JobView).state).toBe('cancelled');
     v.close();
+    // Cancelling terminates the worker thread; its job process sees the channel close and exits.
+    await expect
+      .poll(() => before.filter((pid) => !existsSync(`/proc/${pid}`)), { timeout: 30_000 })
+      .toHaveLength(1);
     // The pool runs new work: a small job finishes while the cancelled one would still be encoding.
     const next = await post('?format=jpeg&widths=100', photo);
     expect((await finished(next.body.id!)).state).toBe('done');
     expect(existsSync(join(dataDir, 'results', id))).toBe(false);
   }, 120_000);
 });
+
+/** Pids of the daemon's image job processes (workers/image-job-process.js). */
+function jobProcesses(daemonPid: number): number[] {
+  return readdirSync(`/proc/${daemonPid}/task`)
+    .flatMap((tid) => readProc(`${daemonPid}/task/${tid}/children`).split(' '))
+    .filter((pid) => pid !== '' && readProc(`${pid}/cmdline`).includes('image-job-process'))
+    .map(Number);
+}
+
+/** Each thread of a process: its name and nice value (field 19 of /proc/<pid>/task/<tid>/stat). */
+function threadsOf(pid: number): { comm: string; nice: number }[] {
+  const tids = existsSync(`/proc/${pid}/task`) ? readdirSync(`/proc/${pid}/task`) : [];
+  return tids.map((tid) => {
+    const stat = readProc(`${pid}/task/${tid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { comm: readProc(`${pid}/task/${tid}/comm`).trim(), nice: Number(fields[16]) };
+  });
+}
+
+/** A /proc file, or '' when its process or thread has just gone. */
+function readProc(path: string): string {
+  try {
+    return readFileSync(`/proc/${path}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 /** A PNG signature and IHDR claiming the given size, with a valid CRC, and nothing after. */
 function pngHeader(width: number, height: number): Uint8Array {

@@ -228,18 +228,20 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       run: (task, control) => pool.runImageJob(task, control),
       resultsDir,
       maxPixels: 40e6,
-      timeoutSeconds: 1,
+      nice: 10,
+      timeoutSeconds: 3,
       onStoredBytes: () => {},
       log: pino({ level: 'silent' }),
     });
     try {
       await jobs.init();
-      // Seconds of AVIF encoding, then a small job queued behind it on the only thread: it waits
-      // longer than the deadline (the first job's libvips call finishes before its thread is
-      // gone) and must still be done, since its deadline starts when a worker takes it.
+      // Tens of seconds of AVIF encoding, then a small job queued behind it on the only thread:
+      // it waits longer than the deadline and must still be done, since its deadline starts
+      // when a worker takes it. The deadline is 3 s, not 1: the quick job's worker is a new
+      // thread that starts a new job process (about 0.5 s on a quiet 2-core box) first.
       const slow = await jobs.start(
-        await noiseJpeg(2000, 1500, 90),
-        parseImageJobOptions(new URLSearchParams('format=avif&widths=2000,1500&quality=90')),
+        await noiseJpeg(4000, 3000, 90),
+        parseImageJobOptions(new URLSearchParams('format=avif&widths=4000,3000,2000&quality=90')),
       );
       const quick = await jobs.start(
         await noiseJpeg(320, 240),

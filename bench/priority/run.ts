@@ -3,6 +3,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { MessageChannel } from 'node:worker_threads';
 import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
 import { resolveFfmpegPath } from '../../src/media/ffmpeg-path.js';
 import { nowMs, sleep, withTimeout } from '../lib/clock.js';
@@ -304,7 +305,14 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
       return nowMs() - at;
     };
     const lowJobs = Array.from({ length: lows }, (_, i) => {
-      const task = { job: `low${i}`, input: input(), options, maxPixels: 40e6 };
+      const task = {
+        job: `low${i}`,
+        input: input(),
+        options,
+        maxPixels: 40e6,
+        nice: 10,
+        cancel: new MessageChannel().port2,
+      };
       return run(task.job, () => pool.runImageJob(task, { onStart: i === 0 ? firstStarted : () => {} }));
     });
     await started;
@@ -312,7 +320,14 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
     const queued = pool.stats().queued.low ?? 0;
     const queuedLows = new Set(Array.from({ length: queued }, (_, i) => `low${lows - queued + i}`));
     const finishedBefore = finished.length;
-    const urgentTask = { job: 'urgent', input: input(), options, maxPixels: 40e6 };
+    const urgentTask = {
+      job: 'urgent',
+      input: input(),
+      options,
+      maxPixels: 40e6,
+      nice: 10,
+      cancel: new MessageChannel().port2,
+    };
     const urgentMs = await run('urgent', () =>
       pool.runJob(urgentTask, 'urgent', workerPath('image-job'), [urgentTask.input]),
     );

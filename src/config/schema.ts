@@ -330,6 +330,12 @@ export const configSchema = z.strictObject({
        * fails with JOB_TIMEOUT: a hostile image never holds a worker from live frames longer.
        */
       imageTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
+      /**
+       * The nice value (0-19) of the processes image jobs run in (one per pool worker that took
+       * a job): the OS gives live frames and the main thread the CPU first. 0 runs them at the
+       * daemon's own priority.
+       */
+      nice: z.number().int().min(0).max(19).default(10),
     })
     .prefault({}),
   /** Resumable uploads over tus 1.0 (`/api/v1/uploads/`); a completed upload starts an image job. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import { FramehubError, isClientError } from '../errors.js';
 import { probeImage } from '../image/compress.js';
 import { FILE_EXTENSIONS, MIME_TYPES } from '../image/image-formats.js';
@@ -22,6 +23,8 @@ export interface ImageJobsOptions {
   /** Each job's outputs go in a directory of its own under this one. */
   resultsDir: string;
   maxPixels: number;
+  /** jobs.nice: the nice value of the process a job's libvips work runs in. */
+  nice: number;
   /** The longest a job may run in a worker; its wait in the queue does not count. */
   timeoutSeconds: number;
   /** Told every change of the bytes stored, for the gauge. */
@@ -89,10 +92,12 @@ export class ImageJobs {
         stop.abort(new FramehubError('JOB_TIMEOUT', message, 504));
       }, seconds * 1000);
     };
+    const cancel = new MessageChannel();
+    const stopRunning = () => cancel.port1.postMessage('cancel');
     // Queued before the job is created: a full tier throws here, and no job exists to fail.
     const result = this.opts.run(
-      { job: id, input, options, maxPixels: this.opts.maxPixels },
-      { signal: stop.signal, onStart },
+      { job: id, input, options, maxPixels: this.opts.maxPixels, nice: this.opts.nice, cancel: cancel.port2 },
+      { signal: stop.signal, onStart, stopRunning },
     );
     job = this.opts.store.create('image', id, stages);
     // The deadline is the worker's: once the outputs are back, saving them cannot time out.

@@ -2,6 +2,8 @@
  * What the pool sends each worker and what comes back: plain types shared by the main thread
  * and the workers, so neither imports the other.
  */
+import type { MessagePort } from 'node:worker_threads';
+import type { ErrorCode } from '../errors.js';
 import type { ImageJobResult, ImageOutput } from '../image/compress.js';
 import type { ImageJobOptions } from '../image/job-options.js';
 import type { FrameRejection, FrameVariant } from '../image/variant-names.js';
@@ -72,6 +74,10 @@ export interface ImageJobTask {
   options: ImageJobOptions;
   /** images.maxPixels, applied by sharp to every decode (limitInputPixels). */
   maxPixels: number;
+  /** jobs.nice: the nice value of the process the job runs in (workers/image-job-process.ts). */
+  nice: number;
+  /** A message on it (any) cancels the running job: the worker kills its job process. Moved in. */
+  cancel: MessagePort;
 }
 
 /** One output as the worker hands it back; the main thread writes it to disk. */
@@ -86,6 +92,19 @@ export interface ImageJobTaskResult {
   outputs: ImageJobOutput[];
   placeholder?: string;
 }
+
+/** workers/image-job.ts → its job process: one job at a time. */
+export interface JobProcessRequest {
+  input: Uint8Array;
+  options: ImageJobOptions;
+  maxPixels: number;
+}
+
+/** The job process → its worker: progress (0..1) any number of times, then a result or an error. */
+export type JobProcessReply =
+  | { progress: number }
+  | { result: ImageJobTaskResult }
+  | { error: { code: ErrorCode; message: string; status: number } };
 
 /** A worker's progress on a job (0..1), through its ring; the job store publishes it on `job/<id>`. */
 export interface JobProgressRecord {

@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { RetryLaterError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -50,11 +51,19 @@ export type JobTier = Exclude<Tier, 'high'>;
 
 /** How a job's caller follows and stops it. */
 export interface JobControl {
-  /** Stops the job: it leaves the queue, or the thread running it is terminated (and replaced). */
+  /**
+   * Stops the job: it leaves the queue, or, running, `stopRunning` stops it, or without one the
+   * thread running it is terminated (and replaced).
+   */
   signal?: AbortSignal;
   /** Called once a worker takes the job (a job's deadline runs from here, not from its wait). */
   onStart?: () => void;
+  /** Tells the worker running the job to stop it (an image job kills its job process). */
+  stopRunning?: () => void;
 }
+
+/** What moves into a worker with its task. */
+type Transfers = (ArrayBuffer | MessagePort)[];
 
 const REJECTION_LOG_INTERVAL_MS = 10_000;
 
@@ -245,7 +254,7 @@ export class WorkerPool {
 
   /** Runs one image job in its options' tier (`normal` or `low`). */
   runImageJob(task: ImageJobTask, control: JobControl = {}): Promise<ImageJobTaskResult> {
-    return this.runJob(task, task.options.priority, this.imageJobFile, [task.input], control);
+    return this.runJob(task, task.options.priority, this.imageJobFile, [task.input, task.cancel], control);
   }
 
   /** Decodes a preview of an upload still arriving, in the `urgent` tier. */
@@ -271,7 +280,7 @@ export class WorkerPool {
     task: object,
     tier: JobTier,
     filename: string,
-    transferList: ArrayBuffer[],
+    transferList: Transfers,
     control: JobControl = {},
   ): Promise<R> {
     control.signal?.throwIfAborted();
@@ -283,8 +292,8 @@ export class WorkerPool {
     task: object,
     tier: JobTier,
     filename: string,
-    transferList: ArrayBuffer[],
-    { signal, onStart }: JobControl,
+    transferList: Transfers,
+    { signal, onStart, stopRunning }: JobControl,
   ): Promise<R> {
     let startedAt = 0;
     const tagged = withPriority(task, tier, {
@@ -296,7 +305,7 @@ export class WorkerPool {
     this.pending.job++;
     try {
       const running = this.submit<R>(tagged, { filename, transferList });
-      const result = signal ? await this.stoppable(running, tagged, signal) : await running;
+      const result = signal ? await this.stoppable(running, tagged, signal, stopRunning) : await running;
       const label = basename(filename, '.js').replaceAll('-', '_');
       this.opts.metrics.taskDuration.labels(label).observe((performance.now() - startedAt) / 1000);
       return result;
@@ -318,10 +327,7 @@ export class WorkerPool {
   }
 
   /** piscina's run(), with a synchronous refusal (a full tier) turned into a rejection. */
-  private submit<R>(
-    payload: object,
-    options: { filename?: string; transferList: ArrayBuffer[] },
-  ): Promise<R> {
+  private submit<R>(payload: object, options: { filename?: string; transferList: Transfers }): Promise<R> {
     try {
       return this.image.run(payload, options) as Promise<R>;
     } catch (err) {
@@ -330,11 +336,16 @@ export class WorkerPool {
   }
 
   /** `running`, or signal.reason as soon as the signal fires, the job being stopped meanwhile. */
-  private stoppable<R>(running: Promise<R>, tagged: object, signal: AbortSignal): Promise<R> {
+  private stoppable<R>(
+    running: Promise<R>,
+    tagged: object,
+    signal: AbortSignal,
+    stopRunning: (() => void) | undefined,
+  ): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const onAbort = () => {
         reject(signal.reason);
-        this.stop(tagged, signal.reason);
+        this.stop(tagged, signal.reason, stopRunning);
       };
       signal.addEventListener('abort', onAbort, { once: true });
       // After an abort, `running` still settles (the termination error): resolve/reject are no-ops then.
@@ -351,14 +362,21 @@ export class WorkerPool {
     });
   }
 
-  /** Takes a job out of the queue, or terminates the thread running it. */
-  private stop(tagged: object, reason: unknown): void {
+  /**
+   * Takes a job out of the queue, or has the worker running it stop it, or terminates that
+   * worker. The job keeps its place against the cap until its task settles.
+   */
+  private stop(tagged: object, reason: unknown, stopRunning: (() => void) | undefined): void {
     if (this.queue.cancel(tagged, reason)) return;
     const threadId = this.queue.threadOf(tagged);
     if (threadId === undefined) return; // finished meanwhile: its result is ignored
     const worker = this.image.threads.find((t) => t.threadId === threadId);
     if (!worker) return;
     this.opts.metrics.poolJobTerminations.inc();
+    if (stopRunning) {
+      stopRunning();
+      return;
+    }
     worker
       .terminate()
       .catch((err: unknown) => this.opts.log.warn({ err }, 'could not terminate a job worker'));
