@@ -99,6 +99,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store: jobStore,
     run: (task, control) => pool.runImageJob(task, control),
     resultsDir: join(config.jobs.dataDir, 'results'),
+    workDir: join(config.jobs.dataDir, 'work'),
     maxPixels: config.images.maxPixels,
     nice: config.jobs.nice,
     timeoutSeconds: config.jobs.imageTimeoutSeconds,

@@ -227,6 +227,7 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       store,
       run: (task, control) => pool.runImageJob(task, control),
       resultsDir,
+      workDir: join(resultsDir, 'work'),
       maxPixels: 40e6,
       nice: 10,
       timeoutSeconds: 3,

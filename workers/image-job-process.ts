@@ -6,6 +6,7 @@
 // worker goes (a cancelled or timed-out job terminates the worker thread, which closes the
 // channel), killing whatever libvips call was under way.
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { FramehubError } from '../src/errors.js';
 import { lowerOwnPriority } from '../src/pool/lower-priority.js';
 import type { JobProcessReply, JobProcessRequest } from '../src/pool/tasks.js';
@@ -21,30 +22,34 @@ const reply = (message: JobProcessReply) => process.send!(message);
 
 process.on('disconnect', () => process.exit(0));
 process.on('message', (request: JobProcessRequest) => {
-  compressImage(request.input, request.options, { maxPixels: request.maxPixels }, (progress) =>
-    reply({ progress }),
-  ).then(
-    (result) =>
-      reply({
-        result: {
-          source: result.source,
-          outputs: result.outputs.map((out) => ({
-            ...out,
-            etag: `"${createHash('sha256').update(out.data).digest('base64url').slice(0, 32)}"`,
-          })),
-          ...(result.placeholder !== undefined && { placeholder: result.placeholder }),
-        },
-      }),
-    (err: unknown) =>
-      reply({
-        error:
-          err instanceof FramehubError
-            ? { code: err.code, message: err.message, status: err.status }
-            : {
-                code: 'INTERNAL',
-                message: err instanceof Error ? (err.stack ?? err.message) : String(err),
-                status: 500,
-              },
-      }),
-  );
+  readFile(request.inputPath)
+    .then((input) =>
+      compressImage(input, request.options, { maxPixels: request.maxPixels }, (progress) =>
+        reply({ progress }),
+      ),
+    )
+    .then(
+      (result) =>
+        reply({
+          result: {
+            source: result.source,
+            outputs: result.outputs.map((out) => ({
+              ...out,
+              etag: `"${createHash('sha256').update(out.data).digest('base64url').slice(0, 32)}"`,
+            })),
+            ...(result.placeholder !== undefined && { placeholder: result.placeholder }),
+          },
+        }),
+      (err: unknown) =>
+        reply({
+          error:
+            err instanceof FramehubError
+              ? { code: err.code, message: err.message, status: err.status }
+              : {
+                  code: 'INTERNAL',
+                  message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+                  status: 500,
+                },
+        }),
+    );
 });

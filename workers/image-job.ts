@@ -7,6 +7,7 @@
 // has exited: the thread is not terminated, since a process whose parent thread is gone stays
 // a zombie until the daemon exits (libuv reaps a child on the loop that started it).
 import { type ChildProcess, fork } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { FramehubError } from '../src/errors.js';
 import { ringWaitMs, workerRing } from '../src/pool/ring-claim.js';
@@ -53,11 +54,13 @@ export default function imageJobTask(task: ImageJobTask): Promise<ImageJobTaskRe
     writer.write(encode(record), waitMs);
   };
   report(0);
+  writeFileSync(task.inputPath, new Uint8Array(task.input));
   const child = processFor(task.nice);
   return new Promise((resolve, reject) => {
     const settle = (done: () => void) => {
       child.off('message', onReply).off('exit', onExit).off('error', onError);
       task.cancel.close();
+      rmSync(task.inputPath, { force: true });
       done();
     };
     // Its exit settles the task: a killed job frees its slot once the process is gone.
@@ -72,7 +75,7 @@ export default function imageJobTask(task: ImageJobTask): Promise<ImageJobTaskRe
     const onError = (err: Error) => settle(() => reject(err));
     child.on('message', onReply).on('exit', onExit).on('error', onError);
     const request: JobProcessRequest = {
-      input: new Uint8Array(task.input),
+      inputPath: task.inputPath,
       options: task.options,
       maxPixels: task.maxPixels,
     };

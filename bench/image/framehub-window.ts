@@ -114,7 +114,6 @@ export async function framehubWindow(
       breakdown: {
         postMs: mean('postMs'),
         waitMs: mean('waitMs'),
-        viewMs: mean('viewMs'),
         resultMs: mean('resultMs'),
         serverJobMs: mean('serverJobMs'),
         computeMs: mean('computeMs'),

@@ -16,8 +16,6 @@ export interface JobSample {
   postMs: number;
   /** From the 202 to the `done` event on `job/<id>`. */
   waitMs: number;
-  /** GET /api/v1/jobs/<id>: the result's URL. */
-  viewMs: number;
   /** GET of the output's bytes. */
   resultMs: number;
   /** The daemon's own clock: the job created (after the probe) to finished (outputs on disk). */
@@ -33,23 +31,25 @@ interface Response {
   body: Buffer;
 }
 
-interface Waiter {
-  resolve(event: { state: string; atMs: number }): void;
-  reject(err: Error): void;
-}
-
-interface JobView {
+/** The job's last event: the whole job, result and times included. */
+interface FinalEvent {
+  id: string;
   state: string;
   createdAt: string;
-  finishedAt?: string;
+  finishedAt: string;
   error?: { code: string; message: string };
   result?: { outputs: { url: string; bytes: number; ms: number }[] };
+}
+
+interface Waiter {
+  resolve(event: { job: FinalEvent; atMs: number }): void;
+  reject(err: Error): void;
 }
 
 /**
  * One client of framehub's image jobs, as an integrator writes it: POST the image, wait for the
  * job's `done` event on one WebSocket (subscribing to `job/<id>` after the 202; the topic's
- * history replays what was missed), GET the job for its result URL, GET the result. HTTP
+ * history replays what was missed), which carries the result's URL, GET the result. HTTP
  * requests reuse one keep-alive connection. Anything but success throws: a failed job is a
  * broken bench, not a slow sample.
  */
@@ -87,38 +87,34 @@ export class JobClient {
     const { id, topic } = JSON.parse(posted.body.toString()) as { id: string; topic: string };
     const t1 = performance.now();
     const done = withTimeout(
-      new Promise<{ state: string; atMs: number }>((resolve, reject) =>
+      new Promise<{ job: FinalEvent; atMs: number }>((resolve, reject) =>
         this.waiting.set(id, { resolve, reject }),
       ),
       JOB_TIMEOUT_MS,
       `job ${id}`,
     );
     this.ws.send(packr.pack({ type: 'sub', topics: [topic] }));
-    const event = await done;
+    const { job, atMs } = await done;
     const t2 = performance.now();
     this.ws.send(packr.pack({ type: 'unsub', topics: [topic] }));
-    const viewed = await this.request('GET', `/api/v1/jobs/${id}`);
-    const job = JSON.parse(viewed.body.toString()) as JobView;
     const output = job.result?.outputs[0];
-    if (event.state !== 'done' || !output || !job.finishedAt) {
+    if (job.state !== 'done' || !output) {
       throw new Error(`job ${id} ended ${job.state}: ${JSON.stringify(job.error ?? job.result)}`);
     }
-    const t3 = performance.now();
     const result = await this.request('GET', output.url);
     if (result.status !== 200 || result.body.length !== output.bytes) {
       throw new Error(`GET ${output.url}: ${result.status}, ${result.body.length} bytes of ${output.bytes}`);
     }
-    const t4 = performance.now();
+    const t3 = performance.now();
     const finishedAt = Date.parse(job.finishedAt);
     return {
       bytes: result.body.length,
       postMs: t1 - t0,
       waitMs: t2 - t1,
-      viewMs: t3 - t2,
-      resultMs: t4 - t3,
+      resultMs: t3 - t2,
       serverJobMs: finishedAt - Date.parse(job.createdAt),
       computeMs: output.ms,
-      eventMs: event.atMs - finishedAt,
+      eventMs: atMs - finishedAt,
     };
   }
 
@@ -136,7 +132,7 @@ export class JobClient {
     const waiter = this.waiting.get(record.id as string);
     if (!waiter) return;
     this.waiting.delete(record.id as string);
-    waiter.resolve({ state: record.state as string, atMs: nowMs() });
+    waiter.resolve({ job: record as unknown as FinalEvent, atMs: nowMs() });
   }
 
   /** A refused subscription or a closed socket ends every wait at once, and every later run. */

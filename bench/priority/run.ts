@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -287,6 +288,7 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
     onRecord: () => {},
   });
   const options = parseImageJobOptions(new URLSearchParams(`${JOB_QUERY}&priority=low`));
+  const workDir = mkdtempSync(join(os.tmpdir(), 'framehub-bench-priority-'));
   const input = () => {
     const copy = new ArrayBuffer(photo.byteLength);
     new Uint8Array(copy).set(photo);
@@ -310,6 +312,7 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
         input: input(),
         options,
         maxPixels: 40e6,
+        inputPath: join(workDir, `low${i}`),
         nice: 10,
         cancel: new MessageChannel().port2,
       };
@@ -325,11 +328,12 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
       input: input(),
       options,
       maxPixels: 40e6,
+      inputPath: join(workDir, 'urgent'),
       nice: 10,
       cancel: new MessageChannel().port2,
     };
     const urgentMs = await run('urgent', () =>
-      pool.runJob(urgentTask, 'urgent', workerPath('image-job'), [urgentTask.input]),
+      pool.runJob(urgentTask, 'urgent', workerPath('image-job'), [urgentTask.input, urgentTask.cancel]),
     );
     const lowMs = await Promise.all(lowJobs);
     const position = finished.indexOf('urgent');
@@ -342,6 +346,7 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
     };
   } finally {
     await pool.close();
+    rmSync(workDir, { recursive: true, force: true });
   }
 }
 

@@ -5,7 +5,7 @@
  * for a worker and half-decoded.
  */
 import { FramehubError } from '../errors.js';
-import { readImageHeader } from './image-header.js';
+import { type ImageHeader, readImageHeader } from './image-header.js';
 
 /** How far from the end an end marker may sit: cameras and editors append a little after it. */
 const TAIL_BYTES = 64 * 1024;
@@ -15,9 +15,9 @@ const PNG_IEND = Uint8Array.of(0x49, 0x45, 0x4e, 0x44);
 /**
  * Throws IMAGE_TOO_LARGE (422) for a JPEG or PNG header over `maxPixels`, and CORRUPT_IMAGE
  * (422) for a JPEG without its end marker or a PNG without IEND near the end. Other formats
- * are left to the decoder.
+ * are left to the decoder. Returns the JPEG or PNG header it read, if any.
  */
-export function checkUpload(bytes: Uint8Array, maxPixels: number): void {
+export function checkUpload(bytes: Uint8Array, maxPixels: number): ImageHeader | undefined {
   const header = readImageHeader(bytes);
   if (header && header.width * header.height > maxPixels) {
     throw new FramehubError(
@@ -36,6 +36,7 @@ export function checkUpload(bytes: Uint8Array, maxPixels: number): void {
       422,
     );
   }
+  return header;
 }
 
 function contains(haystack: Uint8Array, needle: Uint8Array): boolean {

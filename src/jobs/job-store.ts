@@ -163,16 +163,17 @@ export class JobStore {
     this.metrics.jobSlots.set(this.unfinished + this.claimed);
   }
 
+  /**
+   * A job event. The last one (done, failed, cancelled) carries the whole job view, result and
+   * times included, so a client that waited for it needs no GET before fetching the outputs.
+   */
   private emit(job: Job): void {
     const { id, kind, state, progress, error } = job;
+    const final = FINAL.includes(state);
     this.hub.publishEvent(`job/${id}`, {
       type: 'job',
-      id,
-      kind,
-      state,
-      progress,
-      ...(job.stages && { stage: FINAL.includes(state) ? 'complete' : 'optimizing' }),
-      ...(error ? { error } : {}),
+      ...(final ? this.view(job) : { id, kind, state, progress, ...(error && { error }) }),
+      ...(job.stages && { stage: final ? 'complete' : 'optimizing' }),
     });
   }
 }

@@ -220,6 +220,12 @@ const LINGER_BYTES = 64 * 1024;
  */
 export class BodyReader {
   private chunks: Buffer[] = [];
+  /**
+   * The whole body, allocated once when Content-Length declares it (at most maxBytes): chunks
+   * are copied straight in, with no per-chunk buffer and no concat. Its pages are committed
+   * as bytes arrive, so a slow upload holds only what it sent.
+   */
+  private whole: Buffer | undefined;
   private size = 0;
   private paused = true;
   private complete = false;
@@ -239,6 +245,9 @@ export class BodyReader {
   ) {
     const length = req.getHeader('content-length');
     this.declared = length === '' ? undefined : Number(length);
+    if (this.declared !== undefined && this.declared > 0 && this.declared <= maxBytes) {
+      this.whole = Buffer.allocUnsafeSlow(this.declared);
+    }
     res.onData((chunk, isLast) => this.onChunk(chunk, isLast));
     res.pause();
   }
@@ -269,6 +278,7 @@ export class BodyReader {
   release(): boolean {
     this.dropped = true;
     this.chunks = [];
+    this.whole = undefined;
     this.stopRateCheck();
     const unread = this.declared === undefined ? Number.POSITIVE_INFINITY : this.declared - this.size;
     if (this.failure || !(unread <= LINGER_BYTES)) return true;
@@ -311,8 +321,10 @@ export class BodyReader {
       this.fail(new BodyTooLargeError(this.maxBytes));
       return;
     }
-    // uWS neuters the chunk when this callback returns, so it is copied.
-    this.chunks.push(Buffer.from(new Uint8Array(chunk)));
+    // uWS neuters the chunk when this callback returns, so it is copied. uWS frames the body
+    // by Content-Length, so a declared body never overruns `whole`.
+    if (this.whole) this.whole.set(new Uint8Array(chunk), this.size - chunk.byteLength);
+    else this.chunks.push(Buffer.copyBytesFrom(new Uint8Array(chunk)));
     if (isLast) {
       this.complete = true;
       this.stopRateCheck();
@@ -330,6 +342,7 @@ export class BodyReader {
     if (this.complete || this.failure) return;
     this.failure = err;
     this.chunks = [];
+    this.whole = undefined;
     this.stopRateCheck();
     this.settle();
   }
@@ -342,8 +355,9 @@ export class BodyReader {
       waiter.reject(this.failure);
       return;
     }
-    const body = Buffer.concat(this.chunks);
+    const body = this.whole?.subarray(0, this.size) ?? Buffer.concat(this.chunks);
     this.chunks = [];
+    this.whole = undefined;
     waiter.resolve(body);
   }
 }
