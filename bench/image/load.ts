@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { type MachineCpu, machineBusy, sampleMachine } from '../lib/proc-stats.js';
@@ -82,7 +82,7 @@ function statCpuMs(path: string): number {
 }
 
 /**
- * CPU counters at one window edge: a process's CPU (every thread, and its main thread alone:
+ * CPU counters at one window edge: a process's CPU (every thread and every child process, and its main thread alone:
  * in the daemon that is HTTP, WebSockets and the jobs' bookkeeping, the rest is sharp, the
  * workers and V8's GC), and the whole machine's. Throws if the process is gone.
  */
@@ -92,8 +92,26 @@ export interface CpuEdge {
   machine: MachineCpu;
 }
 
+/**
+ * A process's CPU with its children's: the live ones (framehub's image job processes, which
+ * live as long as their worker) and those already reaped (cutime + cstime).
+ */
+function treeCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const reaped = ((Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK;
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+    readFileSync(`/proc/${pid}/task/${tid}/children`, 'latin1').split(' ').filter(Boolean),
+  );
+  return (
+    statCpuMs(`/proc/${pid}/stat`) +
+    reaped +
+    children.reduce((sum, child) => sum + statCpuMs(`/proc/${child}/stat`), 0)
+  );
+}
+
 export const cpuEdge = (pid: number): CpuEdge => ({
-  totalMs: statCpuMs(`/proc/${pid}/stat`),
+  totalMs: treeCpuMs(pid),
   mainThreadMs: statCpuMs(`/proc/${pid}/task/${pid}/stat`),
   machine: sampleMachine(),
 });
