@@ -40,6 +40,9 @@ function processFor(nice: number): ChildProcess {
   child.once('exit', () => {
     if (jobProcess === child) jobProcess = undefined;
   });
+  // A send or kill that fails between jobs would otherwise throw in this thread; a job's own
+  // listener turns it into that job's failure.
+  child.on('error', () => {});
   jobProcess = child;
   return child;
 }

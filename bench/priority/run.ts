@@ -448,7 +448,7 @@ const file = writeResult({
     },
   ],
   notes: [
-    'The daemon, the publisher, the viewer and the job clients share the machine: on 2 cores a job’s encode (one libvips thread) and the frame resizes compete for CPU even though a frame never waits in the queue behind a job. The frame queue wait column is the pool’s own histogram (framehub_pool_queue_wait_seconds{tier="high"}): time from submission to a worker taking the frame. The frame run column is framehub_pool_task_duration_seconds{task="image"}: the same resize taking longer under jobs is CPU contention, not queueing.',
+    'The daemon, the publisher, the viewer and the job clients share the machine. A job’s encode runs in an image job process at nice 10 (jobs.nice, the default), the frame resizes in the pool’s threads at nice 0, so on 2 cores the OS gives the frames the CPU first; before job processes (commit efc6151, jobs in the worker threads) this p99 was 3.08× idle. The frame queue wait column is the pool’s own histogram (framehub_pool_queue_wait_seconds{tier="high"}): time from submission to a worker taking the frame. The frame run column is framehub_pool_task_duration_seconds{task="image"}: the same resize taking longer under jobs is CPU contention, not queueing.',
     '"job cap reached with jobs queued" counts the once-a-second scrapes of /metrics that found framehub_pool_running_jobs at the cap and framehub_pool_queued_tasks{tier=normal|low} above 0: the job tiers had work throughout the saturated phase.',
   ],
   raw: { phases, ordering, jobLatencies },
