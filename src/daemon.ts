@@ -101,7 +101,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     resultsDir: join(config.jobs.dataDir, 'results'),
     workDir: join(config.jobs.dataDir, 'work'),
     maxPixels: config.images.maxPixels,
-    nice: config.jobs.nice,
     timeoutSeconds: config.jobs.imageTimeoutSeconds,
     onStoredBytes: (bytes) => metrics.jobResultBytes.set(bytes),
     log,
@@ -110,6 +109,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const pool = new WorkerPool({
     ...config.pool,
     liveCameras: config.cameras.length > 0,
+    jobNice: config.jobs.nice,
     log,
     metrics,
     onRecord: routeRecords({ hub, audio, jobs: audioJobs, imageJobs }),

@@ -158,7 +158,7 @@ describe('worker pool priorities (2 threads: at most 1 job runs)', () => {
     );
   }, 30_000);
 
-  it('stops a job: queued, it leaves unrun; running, its thread is terminated and replaced, and the pool goes on', async () => {
+  it('stops a job: queued, it leaves unrun; running, its worker is told through the cancel port, and the pool goes on', async () => {
     const stopRunning = new AbortController();
     const stopQueued = new AbortController();
     const running = heldJob('running', 'normal', stopRunning.signal);
@@ -176,7 +176,7 @@ describe('worker pool priorities (2 threads: at most 1 job runs)', () => {
     await expect(running.done).rejects.toBe(timedOut);
     const text = await metrics.registry.metrics();
     expect(metricValue(text, 'framehub_pool_job_terminations_total')).toBe(1);
-    // The job slot comes back once the thread is gone; the replacement takes the next job.
+    // The job slot comes back once the task has ended; the same worker takes the next job.
     const next = heldJob('next', 'normal');
     await next.started;
     next.open();
@@ -229,7 +229,6 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       resultsDir,
       workDir: join(resultsDir, 'work'),
       maxPixels: 40e6,
-      nice: 10,
       timeoutSeconds: 3,
       onStoredBytes: () => {},
       log: pino({ level: 'silent' }),
@@ -238,8 +237,8 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       await jobs.init();
       // Tens of seconds of AVIF encoding, then a small job queued behind it on the only thread:
       // it waits longer than the deadline and must still be done, since its deadline starts
-      // when a worker takes it. The deadline is 3 s, not 1: the quick job's worker is a new
-      // thread that starts a new job process (about 0.5 s on a quiet 2-core box) first.
+      // when a worker takes it. The deadline is 3 s, not 1: the slow job's process is killed,
+      // so the quick job's worker starts a new one (about 0.5 s on a quiet 2-core box) first.
       const slow = await jobs.start(
         await noiseJpeg(4000, 3000, 90),
         parseImageJobOptions(new URLSearchParams('format=avif&widths=4000,3000,2000&quality=90')),

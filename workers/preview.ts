@@ -1,28 +1,10 @@
-// Piscina task: a small JPEG from the part of an upload that has arrived. libvips decodes a
-// truncated JPEG or PNG as far as its data goes (`failOn: 'none'`); the rest comes out grey.
-import { open } from 'node:fs/promises';
-import sharp from 'sharp';
-import { FramehubError } from '../src/errors.js';
-import type { PreviewTask, PreviewTaskResult } from '../src/pool/tasks.js';
+// Piscina task: a preview of an upload still arriving (src/image/preview.ts), made in this
+// worker's job process, like an image job, so a preview that overruns its 5 s is killed there.
 
-export default async function previewTask(task: PreviewTask): Promise<PreviewTaskResult> {
-  const file = await open(task.path, 'r');
-  const head = Buffer.alloc(task.bytes);
-  try {
-    await file.read(head, 0, task.bytes, 0);
-  } finally {
-    await file.close();
-  }
-  try {
-    const { data, info } = await sharp(head, { failOn: 'none', limitInputPixels: task.maxPixels })
-      .rotate()
-      .resize({ width: task.width, withoutEnlargement: true })
-      .jpeg({ quality: 60 })
-      .toBuffer({ resolveWithObject: true });
-    return { jpeg: data, width: info.width, height: info.height };
-  } catch (err) {
-    const refusal = new FramehubError('CORRUPT_IMAGE', 'not enough of the image has arrived to preview', 422);
-    refusal.cause = err;
-    throw refusal;
-  }
+import type { JobProcessFields, PreviewTask, PreviewTaskResult } from '../src/pool/tasks.js';
+import { inJobProcess } from './job-process-client.js';
+
+export default function previewTask(task: PreviewTask & JobProcessFields): Promise<PreviewTaskResult> {
+  const { path, bytes, width, maxPixels } = task;
+  return inJobProcess({ kind: 'preview', path, bytes, width, maxPixels }, task);
 }

@@ -4,7 +4,6 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MessageChannel } from 'node:worker_threads';
 import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
 import { resolveFfmpegPath } from '../../src/media/ffmpeg-path.js';
 import { nowMs, sleep, withTimeout } from '../lib/clock.js';
@@ -261,7 +260,6 @@ try {
 const dist = (path: string) => import(pathToFileURL(join(benchDir, '..', 'dist', 'src', path)).href);
 const { WorkerPool } = (await dist('pool/worker-pool.js')) as typeof import('../../src/pool/worker-pool.js');
 const { createMetrics } = (await dist('metrics/metrics.js')) as typeof import('../../src/metrics/metrics.js');
-const { workerPath } = (await dist('pool/worker-path.js')) as typeof import('../../src/pool/worker-path.js');
 const { parseImageJobOptions } = (await dist(
   'image/job-options.js',
 )) as typeof import('../../src/image/job-options.js');
@@ -313,8 +311,6 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
         options,
         maxPixels: 40e6,
         inputPath: join(workDir, `low${i}`),
-        nice: 10,
-        cancel: new MessageChannel().port2,
       };
       return run(task.job, () => pool.runImageJob(task, { onStart: i === 0 ? firstStarted : () => {} }));
     });
@@ -329,12 +325,8 @@ async function orderingRound(lows: number): Promise<OrderingRound> {
       options,
       maxPixels: 40e6,
       inputPath: join(workDir, 'urgent'),
-      nice: 10,
-      cancel: new MessageChannel().port2,
     };
-    const urgentMs = await run('urgent', () =>
-      pool.runJob(urgentTask, 'urgent', workerPath('image-job'), [urgentTask.input, urgentTask.cancel]),
-    );
+    const urgentMs = await run('urgent', () => pool.runImageJob(urgentTask, {}, 'urgent'));
     const lowMs = await Promise.all(lowJobs);
     const position = finished.indexOf('urgent');
     return {

@@ -326,14 +326,14 @@ export const configSchema = z.strictObject({
        */
       dataDir: z.string().min(1).default(join(tmpdir(), 'framehub')),
       /**
-       * An image job still in a worker after this long is stopped (its worker is replaced) and
+       * An image job still in a worker after this long is stopped (its job process is killed) and
        * fails with JOB_TIMEOUT: a hostile image never holds a worker from live frames longer.
        */
       imageTimeoutSeconds: z.number().int().min(1).max(3600).default(60),
       /**
-       * The nice value (0-19) of the processes image jobs run in (one per pool worker that took
-       * a job): the OS gives live frames and the main thread the CPU first. 0 runs them at the
-       * daemon's own priority.
+       * How far the processes image jobs and previews run in (one per pool worker that took
+       * one) are niced below the daemon, to at most 19: the OS gives live frames and the main
+       * thread the CPU first. 0 runs them at the daemon's own priority.
        */
       nice: z.number().int().min(0).max(19).default(10),
     })

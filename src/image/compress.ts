@@ -1,7 +1,7 @@
 /**
- * The work of an image job, run in a pool worker: decode an upload once per output, then
- * encode it to the requested formats and widths, optionally under a byte budget. Pure: bytes
- * in, bytes out, no I/O.
+ * The work of an image job, run in a job process (workers/job-process.ts): decode an upload
+ * and encode it to the requested formats and widths, optionally under a byte budget. Pure:
+ * bytes in, bytes out, no I/O.
  */
 import { encode as encodeBlurhash } from 'blurhash';
 import sharp, { type Metadata, type Sharp } from 'sharp';
@@ -77,8 +77,7 @@ const INPUT_NAMES = 'JPEG, PNG, WebP, AVIF, GIF or TIFF';
  * Compresses one image as `options` say: one output per width, each in the smallest of
  * `options.formats` at equal quality, or, with maxBytes, the best quality and size that fit.
  * Every decode runs under `limits.maxPixels` with `failOn: 'error'`, so a truncated input
- * fails rather than coming out grey. `onProgress` gets 0..1 after every encode; it may throw
- * to stop the job between encodes.
+ * fails rather than coming out grey. `onProgress` gets 0..1 after every encode.
  *
  * @example
  *   const options = parseImageJobOptions(new URLSearchParams('format=webp&maxBytes=93036'));
@@ -194,6 +193,8 @@ async function decoding<T>(work: Promise<T>, input: Uint8Array, maxPixels: numbe
     return await work;
   } catch (err) {
     const text = err instanceof Error ? err.message : String(err);
+    // An encoder's failure (encodeDirect runs decode and encode as one call) is ours, not the upload's.
+    if (/save|too large for the \w+ format/i.test(text)) throw err;
     const refusal = /unsupported image format/i.test(text)
       ? new FramehubError('UNSUPPORTED_MEDIA_TYPE', `not an image framehub reads (${INPUT_NAMES})`, 415)
       : /exceeds pixel limit/i.test(text)

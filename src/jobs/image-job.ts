@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MessageChannel } from 'node:worker_threads';
 import { FramehubError, isClientError } from '../errors.js';
 import { probeImage } from '../image/compress.js';
 import { FILE_EXTENSIONS, MIME_TYPES } from '../image/image-formats.js';
@@ -25,8 +24,6 @@ export interface ImageJobsOptions {
   /** A running job's input, as a file its job process reads (see ImageJobTask.inputPath). */
   workDir: string;
   maxPixels: number;
-  /** jobs.nice: the nice value of the process a job's libvips work runs in. */
-  nice: number;
   /** The longest a job may run in a worker; its wait in the queue does not count. */
   timeoutSeconds: number;
   /** Told every change of the bytes stored, for the gauge. */
@@ -51,7 +48,7 @@ export type OutputView = Omit<ImageJobOutput, 'data' | 'etag'> & { n: number; ur
  * decodable image within images.maxPixels; what only a full decode finds (a truncated scan)
  * fails the job with CORRUPT_IMAGE. DELETE, shutdown and `jobs.imageTimeoutSeconds` (counted
  * from the moment a worker takes the job) reach the worker: the pool drops the task from its
- * queue or terminates the thread running it.
+ * queue or kills the job process running it.
  */
 export class ImageJobs {
   private readonly stored = new Map<string, StoredOutput[]>();
@@ -80,9 +77,8 @@ export class ImageJobs {
     { id = randomUUID(), stages = false }: { id?: string; stages?: boolean } = {},
   ): Promise<Job> {
     checkOutputBoxes(options, this.opts.maxPixels);
-    // A JPEG or PNG header read here is enough to answer now; anything else is sharp's to
-    // recognise (0.5-1 ms of the main thread per job, measured under bench:image).
-    if (!checkUpload(body, this.opts.maxPixels)) await probeImage(body, this.opts.maxPixels);
+    checkUpload(body, this.opts.maxPixels);
+    await probeImage(body, this.opts.maxPixels);
     const input = ownBuffer(body);
     const stop = new AbortController();
     let job: Job | undefined;
@@ -97,20 +93,10 @@ export class ImageJobs {
         stop.abort(new FramehubError('JOB_TIMEOUT', message, 504));
       }, seconds * 1000);
     };
-    const cancel = new MessageChannel();
-    const stopRunning = () => cancel.port1.postMessage('cancel');
     // Queued before the job is created: a full tier throws here, and no job exists to fail.
     const result = this.opts.run(
-      {
-        job: id,
-        input,
-        inputPath: join(this.opts.workDir, id),
-        options,
-        maxPixels: this.opts.maxPixels,
-        nice: this.opts.nice,
-        cancel: cancel.port2,
-      },
-      { signal: stop.signal, onStart, stopRunning },
+      { job: id, input, inputPath: join(this.opts.workDir, id), options, maxPixels: this.opts.maxPixels },
+      { signal: stop.signal, onStart },
     );
     job = this.opts.store.create('image', id, stages);
     // The deadline is the worker's: once the outputs are back, saving them cannot time out.

@@ -20,7 +20,7 @@ export interface UploadJobsOptions {
   imageJobs: ImageJobs;
   /** Where an upload's bytes are on disk. */
   filePath: (upload: UploadState) => string;
-  /** Runs a preview in the pool at the `urgent` tier; `signal` stops it (its worker is replaced). */
+  /** Runs a preview in the pool at the `urgent` tier; `signal` stops it (its job process is killed). */
   runPreview: (task: PreviewTask, control: { signal: AbortSignal }) => Promise<PreviewTaskResult>;
   /** images.maxPixels: a preview is never made of an image whose header claims more. */
   maxPixels: number;

@@ -32,8 +32,8 @@
  * before it asks this queue for the next task, whereas run()'s promise settles only after that,
  * too late to reopen the job tiers for the task that worker should take next. Every placement
  * goes through loadBalancer(), which prunes first, so a worker recorded as running a job is
- * running that job. The same record tells which thread runs a task (threadOf), so a running job
- * is stopped by terminating its thread; a queued one leaves with cancel().
+ * running that job. The same record tells whether a task runs (threadOf): a running job is
+ * stopped by its worker (WorkerPool.runJob kills its job process); a queued one leaves with cancel().
  *
  * The bound. Let T enter at t0 with K tasks already queued (any tier), let R be the longest
  * run of one task (a job's timeout caps it), and let no protected tier stay non-empty at the
@@ -325,7 +325,7 @@ export class PriorityTaskQueue implements TaskQueue {
    * Drops the queued task whose payload is `payload` and rejects its `run()` promise with
    * `reason`, through the TaskInfo's done(), the call piscina's own destroy() makes for queued
    * tasks. Returns false when the task is not queued (running, finished, or never submitted):
-   * then only terminating its thread (threadOf) stops it.
+   * then only its worker can stop it (see WorkerPool.runJob).
    */
   cancel(payload: object, reason: unknown): boolean {
     const removed = this.tiers[RANK[tierOf(payload)]]!.removeFirst(

@@ -71,16 +71,20 @@ export type RunVad = (task: VadPoolTask) => Promise<VadPoolResult>;
 export interface ImageJobTask {
   job: string;
   input: ArrayBuffer;
-  options: ImageJobOptions;
-  /** images.maxPixels, applied by sharp to every decode (limitInputPixels). */
-  maxPixels: number;
   /**
    * Where the worker writes the input for its job process to read: a file costs a write and a
    * read, where the process's IPC channel cost 7 ms of CPU and 9 ms of wall time for 400 KB.
-   * Removed by the worker when the job ends; what a terminated worker left, at the next start.
+   * The process removes it once read; the worker, if the process never got that far.
    */
   inputPath: string;
-  /** jobs.nice: the nice value of the process the job runs in (workers/image-job-process.ts). */
+  options: ImageJobOptions;
+  /** images.maxPixels, applied by sharp to every decode (limitInputPixels). */
+  maxPixels: number;
+}
+
+/** What the pool adds to every job task (WorkerPool.runJob), for workers/job-process-client.ts. */
+export interface JobProcessFields {
+  /** jobs.nice: how far the job process's nice value is raised above the daemon's. */
   nice: number;
   /** A message on it (any) cancels the running job: the worker kills its job process. Moved in. */
   cancel: MessagePort;
@@ -99,17 +103,15 @@ export interface ImageJobTaskResult {
   placeholder?: string;
 }
 
-/** workers/image-job.ts → its job process: one job at a time. */
-export interface JobProcessRequest {
-  inputPath: string;
-  options: ImageJobOptions;
-  maxPixels: number;
-}
+/** A worker → its job process (workers/job-process.ts): one request at a time. */
+export type JobProcessRequest =
+  | { kind: 'image'; inputPath: string; options: ImageJobOptions; maxPixels: number }
+  | ({ kind: 'preview' } & PreviewTask);
 
 /** The job process → its worker: progress (0..1) any number of times, then a result or an error. */
 export type JobProcessReply =
   | { progress: number }
-  | { result: ImageJobTaskResult }
+  | { result: ImageJobTaskResult | PreviewTaskResult }
   | { error: { code: ErrorCode; message: string; status: number } };
 
 /** A worker's progress on a job (0..1), through its ring; the job store publishes it on `job/<id>`. */

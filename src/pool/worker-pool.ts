@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { RetryLaterError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,6 +13,7 @@ import type {
   ImageJobTaskResult,
   ImageTask,
   ImageTaskResult,
+  JobProcessFields,
   PreviewTask,
   PreviewTaskResult,
   VadPoolResult,
@@ -37,6 +38,8 @@ export interface WorkerPoolOptions {
   onRecord: (record: Uint8Array) => void;
   /** Whether any camera is configured: without one no live frame ever comes, so jobs may use every worker. */
   liveCameras?: boolean;
+  /** jobs.nice: how far below the daemon's priority job processes run (default 10). */
+  jobNice?: number;
   /** `pool.queue`: see priority-queue.ts. */
   queue?: {
     agingMs?: number;
@@ -46,24 +49,19 @@ export interface WorkerPoolOptions {
   };
 }
 
+/** What moves into a worker with its task. */
+type Transfers = (ArrayBuffer | MessagePort)[];
+
 /** The tiers a job task may ask for: `high` is live work (frames, live VAD), submitted by the pool itself. */
 export type JobTier = Exclude<Tier, 'high'>;
 
 /** How a job's caller follows and stops it. */
 export interface JobControl {
-  /**
-   * Stops the job: it leaves the queue, or, running, `stopRunning` stops it, or without one the
-   * thread running it is terminated (and replaced).
-   */
+  /** Stops the job: it leaves the queue, or its job process is killed. */
   signal?: AbortSignal;
   /** Called once a worker takes the job (a job's deadline runs from here, not from its wait). */
   onStart?: () => void;
-  /** Tells the worker running the job to stop it (an image job kills its job process). */
-  stopRunning?: () => void;
 }
-
-/** What moves into a worker with its task. */
-type Transfers = (ArrayBuffer | MessagePort)[];
 
 const REJECTION_LOG_INTERVAL_MS = 10_000;
 
@@ -252,9 +250,9 @@ export class WorkerPool {
     }
   }
 
-  /** Runs one image job in its options' tier (`normal` or `low`). */
-  runImageJob(task: ImageJobTask, control: JobControl = {}): Promise<ImageJobTaskResult> {
-    return this.runJob(task, task.options.priority, this.imageJobFile, [task.input, task.cancel], control);
+  /** Runs one image job in its options' tier (`normal` or `low`), or in `tier` when given. */
+  runImageJob(task: ImageJobTask, control: JobControl = {}, tier: JobTier = task.options.priority) {
+    return this.runJob<ImageJobTaskResult>(task, tier, this.imageJobFile, [task.input], control);
   }
 
   /** Decodes a preview of an upload still arriving, in the `urgent` tier. */
@@ -263,29 +261,34 @@ export class WorkerPool {
   }
 
   /**
-   * Runs any job task: `filename` is the worker entry, `transferList` what moves into it.
-   * `normal` and `low` count against the job cap; `urgent` does not (see priority-queue.ts).
-   * Throws synchronously, before anything is queued, when `control.signal` has already fired
-   * or the tier is full (the 429 of admitJob), so a caller can refuse before it creates a job.
+   * Runs a job task: `filename` is the worker entry, which hands the work to its job process
+   * (workers/job-process-client.ts); `transferList` is what moves into the worker. `normal` and
+   * `low` count against the job cap; `urgent` does not (see priority-queue.ts). Throws
+   * synchronously, before anything is queued, when `control.signal` has already fired or the
+   * tier is full (the 429 of admitJob), so a caller can refuse before it creates a job.
    * `control.signal` stops the job wherever it is, and the promise rejects at once with the
-   * signal's reason: a queued job leaves the queue unrun; a running one has its thread
-   * terminated (piscina starts a replacement, and the ring goes back on workerDestroy). A libvips
-   * call in that thread still finishes first, since libvips cannot be interrupted, and the job
-   * counts against the cap until the thread is gone.
-   *
-   * @example
-   *   const result = await pool.runJob<PreviewTaskResult>(task, 'urgent', workerPath('preview'), [], { signal });
+   * signal's reason: a queued job leaves the queue unrun; a running one has its job process
+   * killed through the `cancel` port moved in with the task, and counts against the cap until
+   * that process has exited. The worker thread itself is never terminated for a job: a child
+   * process whose parent thread is gone stays a zombie until the daemon exits (libuv reaps a
+   * child on the loop that started it).
    */
   runJob<R>(
     task: object,
     tier: JobTier,
     filename: string,
-    transferList: Transfers,
+    transferList: ArrayBuffer[],
     control: JobControl = {},
   ): Promise<R> {
     control.signal?.throwIfAborted();
     this.admitJob(tier);
-    return this.runAdmitted<R>(task, tier, filename, transferList, control);
+    const cancel = new MessageChannel();
+    const fields: JobProcessFields = { nice: this.opts.jobNice ?? 10, cancel: cancel.port2 };
+    const stopRunning = () => cancel.port1.postMessage('cancel');
+    return this.runAdmitted<R>({ ...task, ...fields }, tier, filename, [...transferList, cancel.port2], {
+      ...control,
+      stopRunning,
+    });
   }
 
   private async runAdmitted<R>(
@@ -293,7 +296,7 @@ export class WorkerPool {
     tier: JobTier,
     filename: string,
     transferList: Transfers,
-    { signal, onStart, stopRunning }: JobControl,
+    { signal, onStart, stopRunning }: JobControl & { stopRunning: () => void },
   ): Promise<R> {
     let startedAt = 0;
     const tagged = withPriority(task, tier, {
@@ -340,7 +343,7 @@ export class WorkerPool {
     running: Promise<R>,
     tagged: object,
     signal: AbortSignal,
-    stopRunning: (() => void) | undefined,
+    stopRunning: () => void,
   ): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const onAbort = () => {
@@ -362,24 +365,12 @@ export class WorkerPool {
     });
   }
 
-  /**
-   * Takes a job out of the queue, or has the worker running it stop it, or terminates that
-   * worker. The job keeps its place against the cap until its task settles.
-   */
-  private stop(tagged: object, reason: unknown, stopRunning: (() => void) | undefined): void {
+  /** Takes a job out of the queue, or has the worker running it kill its job process. */
+  private stop(tagged: object, reason: unknown, stopRunning: () => void): void {
     if (this.queue.cancel(tagged, reason)) return;
-    const threadId = this.queue.threadOf(tagged);
-    if (threadId === undefined) return; // finished meanwhile: its result is ignored
-    const worker = this.image.threads.find((t) => t.threadId === threadId);
-    if (!worker) return;
+    if (this.queue.threadOf(tagged) === undefined) return; // finished meanwhile: its result is ignored
     this.opts.metrics.poolJobTerminations.inc();
-    if (stopRunning) {
-      stopRunning();
-      return;
-    }
-    worker
-      .terminate()
-      .catch((err: unknown) => this.opts.log.warn({ err }, 'could not terminate a job worker'));
+    stopRunning();
   }
 
   stats() {

@@ -221,9 +221,10 @@ const LINGER_BYTES = 64 * 1024;
 export class BodyReader {
   private chunks: Buffer[] = [];
   /**
-   * The whole body, allocated once when Content-Length declares it (at most maxBytes): chunks
-   * are copied straight in, with no per-chunk buffer and no concat. Its pages are committed
-   * as bytes arrive, so a slow upload holds only what it sent.
+   * The whole body, allocated once read() is called (after auth and a job slot) when
+   * Content-Length declares it (at most maxBytes): chunks are copied straight in, with no
+   * per-chunk buffer and no concat. Its pages are committed as bytes arrive, so a slow upload
+   * holds only what it sent.
    */
   private whole: Buffer | undefined;
   private size = 0;
@@ -245,9 +246,6 @@ export class BodyReader {
   ) {
     const length = req.getHeader('content-length');
     this.declared = length === '' ? undefined : Number(length);
-    if (this.declared !== undefined && this.declared > 0 && this.declared <= maxBytes) {
-      this.whole = Buffer.allocUnsafeSlow(this.declared);
-    }
     res.onData((chunk, isLast) => this.onChunk(chunk, isLast));
     res.pause();
   }
@@ -263,6 +261,12 @@ export class BodyReader {
    */
   read(): Promise<Buffer> {
     if (this.waiter || this.dropped) throw new Error('BodyReader.read() called twice or after release()');
+    if (this.declared !== undefined && this.declared > 0 && this.declared <= this.maxBytes && !this.failure) {
+      this.whole = Buffer.allocUnsafeSlow(this.declared);
+      let at = 0;
+      for (const chunk of this.chunks) at += chunk.copy(this.whole, at);
+      this.chunks = [];
+    }
     this.resume();
     this.watchRate();
     return new Promise((resolve, reject) => {
