@@ -280,6 +280,72 @@ describe('stopping a job', () => {
   }, 120_000);
 });
 
+describe('a storm of cancelled jobs', () => {
+  it('leaves no zombie, no input file and no result, and live frames keep reaching a viewer', async () => {
+    const viewer = new Viewer(`${daemon.wsUrl}?topics=cam/live/low`);
+    const frames = () => viewer.records.filter((r) => r.type === 'frame').length;
+    await viewer.until((rs) => rs.some((r) => r.type === 'frame'), 30_000);
+    const big = await noiseJpeg(1600, 1200, 90);
+    const ids: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      const accepted = await Promise.all([post('?format=avif&quality=90', big), post('?format=webp', big)]);
+      for (const a of accepted) if (a.status === 202) ids.push(a.body.id!);
+      // Some are cancelled while queued, some while running, some after their process started.
+      await Promise.all(
+        accepted
+          .filter((a) => a.status === 202)
+          .map((a) => fetch(`${daemon.url}/api/v1/jobs/${a.body.id}`, { method: 'DELETE' })),
+      );
+    }
+    expect(ids.length).toBeGreaterThanOrEqual(6);
+    for (const id of ids) expect(['cancelled', 'done']).toContain((await finished(id)).state);
+    const seen = frames();
+    await viewer.until(() => frames() >= seen + 5, 30_000);
+    viewer.close();
+    const daemonPid = daemon.proc.pid!;
+    const zombies = () =>
+      readdirSync(`/proc/${daemonPid}/task`)
+        .flatMap((tid) => readProc(`${daemonPid}/task/${tid}/children`).split(' '))
+        .filter((pid) => pid !== '' && /^\S+ \(.*\) Z/.test(readProc(`${pid}/stat`)));
+    await expect.poll(zombies, { timeout: 30_000 }).toEqual([]);
+    await expect.poll(() => readdirSync(join(dataDir, 'work')), { timeout: 30_000 }).toEqual([]);
+    for (const id of ids) {
+      const job = JSON.parse((await get(`${daemon.url}/api/v1/jobs/${id}`)).text) as JobView;
+      if (job.state === 'cancelled') expect(existsSync(join(dataDir, 'results', id))).toBe(false);
+    }
+  }, 180_000);
+});
+
+describe('a job process that dies', () => {
+  it('fails its job alone, with INTERNAL; the next job starts a new process and is done', async () => {
+    const accepted = await post(
+      '?format=avif&widths=2000,1500,1000&quality=90',
+      await noiseJpeg(2000, 1500, 90),
+    );
+    expect(accepted.status).toBe(202);
+    const daemonPid = daemon.proc.pid!;
+    // The busy one: the job process whose CPU time grows (another may sit idle from earlier jobs).
+    const ticksBefore = new Map(jobProcesses(daemonPid).map((pid) => [pid, cpuTicks(pid)]));
+    const busy = () => jobProcesses(daemonPid).find((pid) => cpuTicks(pid) > (ticksBefore.get(pid) ?? 0));
+    await expect.poll(busy, { timeout: 30_000 }).toBeDefined();
+    const victim = busy()!;
+    process.kill(victim, 'SIGKILL');
+    const job = await finished(accepted.body.id!);
+    expect(job).toMatchObject({ state: 'failed', error: { code: 'INTERNAL' } });
+    await expect.poll(() => existsSync(`/proc/${victim}`), { timeout: 30_000 }).toBe(false);
+    const next = await post('?format=jpeg&widths=100', photo);
+    expect((await finished(next.body.id!)).state).toBe('done');
+    expect((await get(`${daemon.url}/healthz`)).status).toBe(200);
+  }, 120_000);
+});
+
+/** utime + stime of a process, in clock ticks; 0 once it is gone. */
+function cpuTicks(pid: number): number {
+  const stat = readProc(`${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat === '' ? 0 : Number(fields[11]) + Number(fields[12]);
+}
+
 /** Pids of the daemon's job processes (workers/job-process.js). */
 function jobProcesses(daemonPid: number): number[] {
   return readdirSync(`/proc/${daemonPid}/task`)
