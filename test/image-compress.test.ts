@@ -4,7 +4,8 @@ import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeResult } from '../bench/lib/results.js';
 import { FramehubError } from '../src/errors.js';
-import { compressImage, type ImageJobResult, type ImageOutput, MAX_ENCODES } from '../src/image/compress.js';
+import { MAX_ENCODES } from '../src/image/budget-search.js';
+import { compressImage, type ImageJobResult, type ImageOutput } from '../src/image/compress.js';
 import { parseImageJobOptions } from '../src/image/job-options.js';
 
 const MAX_PIXELS = 40e6;

@@ -6,6 +6,7 @@
 import { encode as encodeBlurhash } from 'blurhash';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { FramehubError } from '../errors.js';
+import { type Encoded, fitBudget, MAX_ENCODES, SEARCH_CEILING, smallest } from './budget-search.js';
 import { type OutputFormat, outputFormatOfSource } from './image-formats.js';
 import { readImageHeader } from './image-header.js';
 import { checkOutputBoxes, type ImageJobOptions } from './job-options.js';
@@ -37,21 +38,7 @@ export interface ImageJobResult {
 }
 
 const DEFAULT_QUALITY = 80;
-/** The quality search of maxBytes runs between these (the requested quality is the ceiling when given). */
-const SEARCH_CEILING = 85;
-const SEARCH_FLOOR = 30;
-/**
- * Encodes one output may cost under maxBytes, all formats and sizes together. Without a
- * dimension step the search needs formats + 1 + 5 (bisection of 30..85 to within 2); each
- * dimension step costs one more. An encode of a 1080p picture takes 0.05-1 s (AVIF the most).
- */
-export const MAX_ENCODES = 10;
-/** The bisection stops once the best quality that fits and the lowest that does not are this close. */
-const QUALITY_RESOLUTION = 2;
-/** A dimension step keeps 1/√2 of the width and height: half the pixels. */
-const DIMENSION_STEP = Math.SQRT1_2;
-/** Dimension steps stop at this shorter side (or the picture's own, if shorter). */
-const MIN_SIDE = 16;
+
 /**
  * Measured on this 2-core box under load, one libvips thread, 1920×1080: effort 3 takes
  * 0.5 s for a photo and 1.1 s for a text screenshot; effort 4 takes 2.8-3.4 s for 2-23% fewer
@@ -307,14 +294,6 @@ async function encodeDirect(input: Uint8Array, box: Box, options: ImageJobOption
   return { format, ...(quality !== undefined && { quality }), width: info.width, height: info.height, data };
 }
 
-interface Encoded {
-  format: OutputFormat;
-  quality?: number;
-  width: number;
-  height: number;
-  data: Buffer;
-}
-
 /**
  * PNG is lossless unless a quality or a budget is given; then it is a palette PNG
  * (libimagequant) and the quality is the palette's quality.
@@ -338,8 +317,6 @@ function withEncoder(
         : pipeline.png({ compressionLevel: PNG_ZLIB_LEVEL, palette: true, quality, effort: PALETTE_EFFORT });
   }
 }
-
-const smallest = (results: Encoded[]) => results.reduce((a, b) => (b.data.length < a.data.length ? b : a));
 
 /** Encodes one output: every candidate format at one quality, or the budget search. */
 async function encodeOutput(
@@ -372,7 +349,7 @@ async function encodeOutput(
   const found = await fitBudget(
     encode,
     () => encodes,
-    picture,
+    picture.raw,
     formats,
     maxBytes,
     options.quality ?? SEARCH_CEILING,
@@ -390,74 +367,6 @@ async function keepingTransparency(picture: Picture, formats: OutputFormat[]): P
   if (!hasAlpha || !formats.includes('jpeg') || formats.length === 1) return formats;
   const { isOpaque } = await sharp(picture.pixels, { raw: picture.raw }).stats();
   return isOpaque ? formats : formats.filter((format) => format !== 'jpeg');
-}
-
-type Encode = (format: OutputFormat, quality: number, scale?: number) => Promise<Encoded>;
-
-/**
- * The maxBytes search. Every format is encoded at the ceiling; if none fits, only the smallest
- * of them is searched further (formats rarely trade places as quality drops, and searching each
- * would multiply the encodes). Then the floor: if it fits, bisect the quality between floor and
- * ceiling; if not, step the dimensions down by 1/√2 (half the pixels) as many times as halvings
- * of bytes are still needed (bytes fall roughly in proportion to pixels, usually a little
- * less, so this seldom shrinks more than needed and saves an encode per step skipped), and
- * try the floor again. At most MAX_ENCODES encodes; when nothing fits, the
- * smallest result seen is returned with targetMet false.
- */
-async function fitBudget(
-  encode: Encode,
-  encodesSoFar: () => number,
-  picture: Picture,
-  formats: OutputFormat[],
-  maxBytes: number,
-  ceiling: number,
-): Promise<{ result: Encoded; targetMet: boolean }> {
-  const fits = (result: Encoded) => result.data.length <= maxBytes;
-  const floor = Math.min(SEARCH_FLOOR, ceiling);
-  const atCeiling: Encoded[] = [];
-  for (const format of formats) atCeiling.push(await encode(format, ceiling));
-  let least = smallest(atCeiling);
-  if (fits(least)) return { result: least, targetMet: true };
-  const format = least.format;
-  const minScale = Math.min(1, MIN_SIDE / Math.min(picture.raw.width, picture.raw.height));
-  let scale = 1;
-  // The lowest quality known not to fit at this scale: the ceiling at full size, unknown (one above) after a step.
-  let over = ceiling;
-  let atFloor: Encoded | undefined = floor === ceiling ? least : undefined;
-  for (;;) {
-    if (!atFloor) {
-      if (encodesSoFar() >= MAX_ENCODES) break;
-      atFloor = await encode(format, floor, scale);
-    }
-    if (atFloor.data.length < least.data.length) least = atFloor;
-    if (fits(atFloor))
-      return { result: await bisect(encode, encodesSoFar, atFloor, over, scale, fits), targetMet: true };
-    if (scale <= minScale) break;
-    const halvings = Math.max(1, Math.ceil(Math.log2(atFloor.data.length / maxBytes)));
-    scale = Math.max(minScale, scale * DIMENSION_STEP ** halvings);
-    over = ceiling + 1;
-    atFloor = undefined;
-  }
-  return { result: least, targetMet: false };
-}
-
-/** Raises the quality from a result that fits towards `over` (which does not) while encodes remain. */
-async function bisect(
-  encode: Encode,
-  encodesSoFar: () => number,
-  fitting: Encoded,
-  over: number,
-  scale: number,
-  fits: (result: Encoded) => boolean,
-): Promise<Encoded> {
-  let best = fitting;
-  let high = over;
-  while (high - best.quality! > QUALITY_RESOLUTION && encodesSoFar() < MAX_ENCODES) {
-    const result = await encode(best.format, Math.round((best.quality! + high) / 2), scale);
-    if (fits(result)) best = result;
-    else high = result.quality!;
-  }
-  return best;
 }
 
 /** BlurHash of a 32-px-wide thumbnail of the picture: 4×3 components, a 28-character string. */

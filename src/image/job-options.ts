@@ -10,7 +10,7 @@ import { formatsInAcceptHeader, OUTPUT_FORMATS, type OutputFormat } from './imag
 export const FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
 export type Fit = (typeof FITS)[number];
 
-/** Outputs per job: each costs up to MAX_ENCODES encodes (compress.ts). */
+/** Outputs per job: each costs up to MAX_ENCODES encodes (budget-search.ts). */
 export const MAX_WIDTHS = 8;
 /** The largest side an output may ask for: WebP's limit, the smallest of the four encoders'. */
 export const MAX_SIDE = 16_383;
