@@ -312,3 +312,13 @@ export function wav(samples: Int16Array, rate: number): Buffer {
   header.writeUInt32LE(samples.byteLength, 40);
   return Buffer.concat([header, Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength)]);
 }
+
+/** What `fn` throws, synchronously; fails the test when it does not throw. */
+export function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}

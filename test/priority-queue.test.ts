@@ -12,6 +12,7 @@ import {
   tierOf,
   withPriority,
 } from '../src/pool/priority-queue.js';
+import { catchError } from './helpers.js';
 
 type Task = Parameters<PriorityTaskQueue['push']>[0];
 type Balancer = PriorityTaskQueue['loadBalancer'];
@@ -618,12 +619,3 @@ describe('with a real piscina pool', () => {
     expect(pool!.threads.map((t) => t.threadId)).not.toContain(threadId);
   });
 });
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}

@@ -15,7 +15,7 @@ import type { ImageTask, VadResultRecord } from '../src/pool/tasks.js';
 import { WorkerPool } from '../src/pool/worker-pool.js';
 import { resolveVadConfig } from '../src/vad/config.js';
 import { decode, type FrameRecord } from '../src/wire/records.js';
-import { metricValue, noiseJpeg } from './helpers.js';
+import { catchError, metricValue, noiseJpeg } from './helpers.js';
 
 // The real pool and vad worker (from dist/: `npm run build` first). A worker that dies (OOM,
 // a native crash, terminate) must hand its result ring back, or after one spare ring is used
@@ -259,12 +259,3 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
     }
   }, 90_000);
 });
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}

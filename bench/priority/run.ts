@@ -1,11 +1,10 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
-import { resolveFfmpegPath } from '../../src/media/ffmpeg-path.js';
+import { testsrcFrames } from '../lib/camera-frames.js';
 import { nowMs, sleep, withTimeout } from '../lib/clock.js';
 import { makeJpeg, Publisher } from '../lib/frames.js';
 import { benchDir, machineLine, median, quantile, type ResultTable, writeResult } from '../lib/results.js';
@@ -43,41 +42,6 @@ const camera = 'bench0';
 const jobCap = Math.max(1, threads - 1);
 const JOB_QUERY = 'format=webp&widths=1280';
 
-/** One 1080p camera frame as the default camera encodes it (testsrc2, MJPEG -q:v 5). */
-function cameraFrame(): Uint8Array {
-  const mjpeg = execFileSync(
-    resolveFfmpegPath(),
-    [
-      '-hide_banner',
-      '-loglevel',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      `testsrc2=size=${width}x${height}:rate=15`,
-    ].concat([
-      '-frames:v',
-      '1',
-      '-c:v',
-      'mjpeg',
-      '-pix_fmt',
-      'yuvj420p',
-      '-q:v',
-      '5',
-      '-f',
-      'mjpeg',
-      'pipe:1',
-    ]),
-    { maxBuffer: 64 * 1024 * 1024 },
-  );
-  let frame: Uint8Array | undefined;
-  new JpegSplitter((jpeg) => {
-    frame ??= new Uint8Array(jpeg);
-  }).push(mjpeg);
-  if (!frame) throw new Error('ffmpeg gave no frame');
-  return frame;
-}
-
 interface PhaseResult {
   phase: string;
   sent: number;
@@ -112,7 +76,7 @@ console.log(
 );
 const startedAt = new Date().toISOString();
 const loadAtStart = os.loadavg()[0]!.toFixed(2);
-const frame = cameraFrame();
+const [frame] = testsrcFrames(width, height, 1) as [Uint8Array];
 const photo = await makeJpeg(1600, 1200, 600_000);
 
 const target = await startTarget('framehub', {

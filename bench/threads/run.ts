@@ -1,11 +1,10 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { JpegSplitter } from '../../src/ingest/jpeg-splitter.js';
-import { resolveFfmpegPath } from '../../src/media/ffmpeg-path.js';
+import { testsrcFrames } from '../lib/camera-frames.js';
 import { forkCase } from '../lib/fork-case.js';
 import { machineLine, median, type ResultTable, writeResult } from '../lib/results.js';
 import type { CaseResult, CaseSpec } from './shared.js';
@@ -35,48 +34,12 @@ const cases = list(args.threads).flatMap((threads) => list(args.uv).map((uv) => 
 const [width, height] = [1280, 720];
 const caseScript = fileURLToPath(new URL('./case.js', import.meta.url));
 
-/**
- * Camera frames as the default camera makes them: ffmpeg's testsrc2 at 1280×720, encoded with
- * the camera's MJPEG settings (src/media/camera-args.ts: yuvj420p, -q:v 5), split by the
- * daemon's own JpegSplitter.
- */
+/** Writes `count` 1280×720 camera frames (testsrcFrames) into `dir`; returns their mean size. */
 function makeFrames(dir: string, count: number): number {
-  const mjpeg = execFileSync(
-    resolveFfmpegPath(),
-    [
-      ...[
-        '-hide_banner',
-        '-loglevel',
-        'error',
-        '-f',
-        'lavfi',
-        '-i',
-        `testsrc2=size=${width}x${height}:rate=15`,
-      ],
-      ...[
-        '-frames:v',
-        String(count),
-        '-c:v',
-        'mjpeg',
-        '-pix_fmt',
-        'yuvj420p',
-        '-q:v',
-        '5',
-        '-f',
-        'mjpeg',
-        'pipe:1',
-      ],
-    ],
-    { maxBuffer: 256 * 1024 * 1024 },
-  );
-  let n = 0;
-  let bytes = 0;
-  new JpegSplitter((jpeg) => {
-    writeFileSync(join(dir, `${String(n++).padStart(3, '0')}.jpg`), jpeg);
-    bytes += jpeg.byteLength;
-  }).push(mjpeg);
-  if (n !== count) throw new Error(`ffmpeg gave ${n} frames, wanted ${count}`);
-  return bytes / n;
+  const frames = testsrcFrames(width, height, count);
+  for (const [n, jpeg] of frames.entries())
+    writeFileSync(join(dir, `${String(n).padStart(3, '0')}.jpg`), jpeg);
+  return frames.reduce((sum, jpeg) => sum + jpeg.byteLength, 0) / count;
 }
 
 const runCase = (spec: CaseSpec) =>

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AudioInputError, DecoderError, FramehubError, isClientError } from '../errors.js';
+import { AudioInputError, DecoderError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunVad, VadResultRecord } from '../pool/tasks.js';
 import { resolveVadConfig, type VadConfig } from '../vad/config.js';
@@ -13,7 +13,7 @@ import {
   pcmSamples,
   sniffContainer,
 } from './audio-input.js';
-import type { Job, JobStore } from './job-store.js';
+import { type Job, type JobStore, jobError } from './job-store.js';
 
 /** Decoded files are analysed at this rate; raw PCM keeps its own. */
 const DECODE_RATE = 16_000;
@@ -243,15 +243,9 @@ export class AudioJobs {
   private fail(job: Job, err: Error): void {
     this.release(job.id);
     if (job.abort.signal.aborted) return;
-    if (isClientError(err)) {
-      this.opts.store.finish(job, { error: { code: err.code, message: err.message } });
-      return;
-    }
-    // Inside the daemon (a worker crash, a full ring): the code is documented, but the message
-    // names internals, so it goes to the log and the client gets a fixed one.
-    this.opts.log.error({ job: job.id, err }, 'audio job failed');
-    const code = err instanceof FramehubError ? err.code : 'INTERNAL';
-    this.opts.store.finish(job, { error: { code, message: 'internal error; see the daemon log' } });
+    const { error, internal } = jobError(err);
+    if (internal) this.opts.log.error({ job: job.id, err }, 'audio job failed');
+    this.opts.store.finish(job, { error });
   }
 
   /** What went wrong in ffmpeg goes to the log, never to the client; a cancel is not news. */

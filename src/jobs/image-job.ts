@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FramehubError, isClientError } from '../errors.js';
+import { FramehubError } from '../errors.js';
 import { probeImage } from '../image/compress.js';
 import { FILE_EXTENSIONS, MIME_TYPES } from '../image/image-formats.js';
 import { checkOutputBoxes, type ImageJobOptions } from '../image/job-options.js';
@@ -9,7 +9,7 @@ import { checkUpload } from '../image/upload-check.js';
 import type { Logger } from '../log.js';
 import type { ImageJobOutput, ImageJobTask, ImageJobTaskResult, JobProgressRecord } from '../pool/tasks.js';
 import type { JobControl } from '../pool/worker-pool.js';
-import type { Job, JobStore } from './job-store.js';
+import { type Job, type JobStore, jobError } from './job-store.js';
 
 export interface ImageJobsOptions {
   store: JobStore;
@@ -177,14 +177,9 @@ export class ImageJobs {
 
   private fail(job: Job, err: unknown): void {
     if (job.abort.signal.aborted) return;
-    if (isClientError(err)) {
-      this.opts.store.finish(job, { error: { code: err.code, message: err.message } });
-      return;
-    }
-    // A worker crash, a full disk: the message names internals, so the client gets a fixed one.
-    this.opts.log.error({ job: job.id, err }, 'image job failed');
-    const code = err instanceof FramehubError ? err.code : 'INTERNAL';
-    this.opts.store.finish(job, { error: { code, message: 'internal error; see the daemon log' } });
+    const { error, internal } = jobError(err);
+    if (internal) this.opts.log.error({ job: job.id, err }, 'image job failed');
+    this.opts.store.finish(job, { error });
   }
 
   private addStored(delta: number): void {

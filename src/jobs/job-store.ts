@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { FramehubError, isClientError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -30,6 +31,17 @@ export interface Job extends JobView {
 }
 
 const FINAL: readonly JobState[] = ['done', 'failed', 'cancelled'];
+
+/**
+ * What a failed job tells its client. A client error's message was written for the client; any
+ * other failure (a worker crash, a full disk) names internals, so it keeps its documented code
+ * (or INTERNAL), gets a fixed message, and `internal` says the caller should log it.
+ */
+export function jobError(err: unknown): { error: JobError; internal: boolean } {
+  if (isClientError(err)) return { error: { code: err.code, message: err.message }, internal: false };
+  const code = err instanceof FramehubError ? err.code : 'INTERNAL';
+  return { error: { code, message: 'internal error; see the daemon log' }, internal: true };
+}
 
 /** A claim on one of the `maxActive` slots, held from before the upload is read until a job exists. */
 export interface JobSlot {
