@@ -365,7 +365,9 @@ describe('stalled decodes (fake ffmpeg, no deadline in reach, maxActive 1)', () 
     leave.abort();
     expect(await pending).toBeInstanceOf(Error);
     expect(await gone(pids)).toBe(true);
-    // The slot is free: a stalling upload would be refused with 429 were it still held.
+    // The slot comes back once the decode has failed, just after its process died: wait for
+    // the gauge (it throws if the slot is never given back), then a stalling upload gets in.
+    await slotsFree(daemon.url);
     const next = new AbortController();
     const accepted = postAudio(daemon.url, toneWav(1, 16_000), '', next.signal).catch((e: Error) => e);
     const nextOnes = await nextPids(fake, before + 1);

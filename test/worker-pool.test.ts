@@ -229,7 +229,7 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       resultsDir,
       workDir: join(resultsDir, 'work'),
       maxPixels: 40e6,
-      timeoutSeconds: 3,
+      timeoutSeconds: 10,
       onStoredBytes: () => {},
       log: pino({ level: 'silent' }),
     });
@@ -237,8 +237,9 @@ describe('image jobs on the pool: the deadline runs from a worker taking the job
       await jobs.init();
       // Tens of seconds of AVIF encoding, then a small job queued behind it on the only thread:
       // it waits longer than the deadline and must still be done, since its deadline starts
-      // when a worker takes it. The deadline is 3 s, not 1: the slow job's process is killed,
-      // so the quick job's worker starts a new one (about 0.5 s on a quiet 2-core box) first.
+      // when a worker takes it. The deadline is 10 s, wide on both sides: one 4000 px encode
+      // of the slow job takes about 20 s on this 2-core box, and the quick job's worker first
+      // starts a new job process (the slow one's was killed; about 0.5 s when quiet).
       const slow = await jobs.start(
         await noiseJpeg(4000, 3000, 90),
         parseImageJobOptions(new URLSearchParams('format=avif&widths=4000,3000,2000&quality=90')),
