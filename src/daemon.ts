@@ -1,9 +1,10 @@
 import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from './config/schema.js';
+import { type Config, hasVideo } from './config/schema.js';
 import { WorkersBusyError } from './errors.js';
 import { Hub } from './hub/hub.js';
+import { MAX_GOP_BYTES } from './hub/video-track.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
 import { createCameraSource } from './ingest/camera-source.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
@@ -64,7 +65,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   };
   process.on('unhandledRejection', onUnhandled);
   const cameras = new Map(config.cameras.map((c) => [c.id, c]));
-  const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic);
+  const video = new Map(
+    config.cameras
+      .filter(hasVideo)
+      .map((c) => [c.id, { gopCache: c.videoGopCache ?? true, maxGopBytes: MAX_GOP_BYTES }]),
+  );
+  const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic, video);
   let ready = false;
 
   // Workers pick the same backend (same FRAMEHUB_VAD_BACKEND, same addon); loading it here

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'UNKNOWN_TYPE'
   | 'BAD_TOPIC'
   | 'UNKNOWN_TOPIC'
+  | 'UNSUPPORTED_CODEC' // 406 / WS error: the browser named codecs and none plays the camera's video
   | 'TOO_MANY_TOPICS'
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
@@ -49,6 +50,13 @@ export type ErrorCode =
   | 'UPLOAD_EXPIRED' // 410: expired, not swept yet (404 NOT_FOUND after)
   | 'TUS_VERSION_UNSUPPORTED' // 412: Tus-Resumable is missing or not 1.0.0
   | 'UPLOAD_LOCKED' // 423: another PATCH is writing to the upload
+  // ffmpeg runs over uploads (src/media/ffmpeg-run.ts) and video jobs.
+  | 'MEDIA_UNSUPPORTED' // 415: not an accepted container (playlists and manifests never are)
+  | 'MEDIA_DECODE_FAILED' // 422: the container was recognised, ffmpeg could not decode it
+  | 'MEDIA_TOO_LONG' // 422: the source runs past jobs.video.maxSeconds
+  | 'MEDIA_TIMEOUT' // 504 or a job's error: ffmpeg ran past its deadline and was killed
+  | 'MEDIA_CANCELLED' // a job's error: DELETE or shutdown killed ffmpeg
+  | 'MEDIA_FAILED' // 500: ffmpeg could not be started, or failed on our own files
   | 'INTERNAL'
   | 'BAD_CONFIG'
   | 'RECORD_TOO_LARGE'
@@ -218,6 +226,35 @@ export class DecoderError extends AudioInputError {
     message: string,
     status: number,
     readonly detail: string,
+  ) {
+    super(code, message, status);
+  }
+}
+
+export type MediaErrorCode =
+  | 'MEDIA_UNSUPPORTED'
+  | 'MEDIA_DECODE_FAILED'
+  | 'MEDIA_TOO_LONG'
+  | 'MEDIA_TIMEOUT'
+  | 'MEDIA_CANCELLED'
+  | 'MEDIA_FAILED';
+
+/**
+ * An ffmpeg run over an upload failed or was stopped. The client gets the code and a message
+ * written for it; `detail` (exit status, the stderr tail) is for the log only, since stderr
+ * names files, hosts and ports.
+ *
+ * @example
+ *   throw new MediaError('MEDIA_TIMEOUT', 'ffmpeg ran past its 600 s deadline', 504);
+ */
+export class MediaError extends FramehubError {
+  declare readonly code: MediaErrorCode;
+
+  constructor(
+    code: MediaErrorCode,
+    message: string,
+    status: number,
+    readonly detail = '',
   ) {
     super(code, message, status);
   }

@@ -16,6 +16,9 @@ describe('loadConfig', () => {
       height: 720,
       quality: 5,
       audioRate: 16000,
+      video: 'transcode',
+      videoWidth: 640,
+      videoHeight: 360,
     });
     expect(c.cameras.map((x) => [x.id, x.pattern ?? 'testsrc2', `${x.width}x${x.height}@${x.fps}`])).toEqual([
       ['demo', 'testsrc2', '1280x720@15'],

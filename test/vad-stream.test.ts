@@ -159,7 +159,11 @@ describe('AudioIngest (live camera): failures and overruns restart the stream', 
   function live(camera: string, runner: Runner, clockMs: number) {
     const events: Record<string, unknown>[] = [];
     const hub = new Hub(new Set([camera]), metrics);
-    hub.addSink({ publishFrame: () => {}, publishEvent: (e) => events.push(JSON.parse(e.json)) });
+    hub.addSink({
+      publishFrame: () => {},
+      publishEvent: (e) => events.push(JSON.parse(e.json)),
+      publishVideo: () => {},
+    });
     const lines: string[] = [];
     const log = pino(
       { level: 'warn' },

@@ -139,6 +139,7 @@ describe('hot path: built once, counted once', () => {
       event: () => undefined,
       gap: () => undefined,
       variant: () => undefined,
+      video: () => undefined,
     };
     viewers(group, framing, 50, ['cam/c1/raw']);
     const labels = vi.spyOn(metrics.framesSent, 'labels');

@@ -12,10 +12,11 @@ export const TEST_PATTERNS = ['testsrc2', 'smptehdbars', 'rgbtestsrc', 'life'] a
 
 /**
  * What `npm start` shows with no config: a wall of four cameras with different patterns,
- * sizes and rates. Only `demo` carries the test tone, which drives the VAD indicator.
+ * sizes and rates. Only `demo` carries the test tone, which drives the VAD indicator, and live H.264.
  */
 const DEMO_CAMERAS = [
-  { id: 'demo', source: 'test' },
+  // Live H.264 at the size of the `medium` variant: what the wall's MSE tiles play.
+  { id: 'demo', source: 'test', video: 'transcode', videoWidth: 640, videoHeight: 360 },
   { id: 'bars', source: 'test', pattern: 'smptehdbars', width: 640, height: 360, fps: 10, audio: false },
   { id: 'life', source: 'test', pattern: 'life', width: 480, height: 270, fps: 20, audio: false },
   { id: 'rgb', source: 'test', pattern: 'rgbtestsrc', width: 320, height: 240, fps: 5, audio: false },
@@ -70,10 +71,38 @@ export const ffmpegCameraSchema = z
     audioRate: z.number().int().min(8000).max(48_000).default(16_000),
     /** ffmpeg lavfi pattern of a `test` source (each checked against the bundled ffmpeg 4.1). */
     pattern: z.enum(TEST_PATTERNS).optional(),
+    /**
+     * Live H.264 on `cam/<id>/video` (off when absent): `transcode` encodes with libx264 from any
+     * source, `copy` remuxes an H.264 source (RTSP or file) without decoding it. The camera's one
+     * ffmpeg process makes it beside the MJPEG frames.
+     */
+    video: z.enum(['copy', 'transcode']).optional(),
+    /** `transcode`: the H.264 bitrate; default about 0.07 bits per pixel per frame (250 kbit/s at 640×360, 15 fps). */
+    videoBitrateKbps: z.number().int().min(50).max(50_000).optional(),
+    /** `transcode`: the H.264 picture size; default the camera's width and height. */
+    videoWidth: z.number().int().min(16).max(7680).multipleOf(2).optional(),
+    videoHeight: z.number().int().min(16).max(4320).multipleOf(2).optional(),
+    /** `transcode`: seconds between keyframes, default 2 (a new viewer of a cache-less stream waits up to this). */
+    videoGopSeconds: z.number().min(0.5).max(10).optional(),
+    /** Send a new viewer the fragments since the last keyframe at once (the GOP cache; default on); off only to measure it. */
+    videoGopCache: z.boolean().optional(),
   })
   .refine((cam) => cam.pattern === undefined || cam.source === 'test', {
     message: '"pattern" applies only to source "test"',
     path: ['pattern'],
+  })
+  .refine(
+    (cam) =>
+      cam.video === 'transcode' || (cam.videoWidth ?? cam.videoHeight ?? cam.videoBitrateKbps) === undefined,
+    {
+      message:
+        'videoWidth, videoHeight and videoBitrateKbps apply only to video "transcode" (copy keeps the source\'s)',
+      path: ['video'],
+    },
+  )
+  .refine((cam) => cam.video !== 'copy' || cam.source !== 'test', {
+    message: '"copy" needs an H.264 source; a "test" pattern is raw video: use "transcode"',
+    path: ['video'],
   });
 
 /**
@@ -86,6 +115,12 @@ const NOT_FOR_PUSH = {
   quality: 'pushed frames are relayed as the publisher encoded them',
   pattern: 'only a "test" source draws a pattern',
   audioRate: 'a publisher states the rate in each audio record',
+  video: 'live H.264 is made by a camera ffmpeg the daemon runs',
+  videoBitrateKbps: 'live H.264 is made by a camera ffmpeg the daemon runs',
+  videoGopSeconds: 'live H.264 is made by a camera ffmpeg the daemon runs',
+  videoWidth: 'live H.264 is made by a camera ffmpeg the daemon runs',
+  videoHeight: 'live H.264 is made by a camera ffmpeg the daemon runs',
+  videoGopCache: 'live H.264 is made by a camera ffmpeg the daemon runs',
 } as const;
 
 const refused = (why: string) =>
@@ -109,12 +144,22 @@ export const pushCameraSchema = z.strictObject({
   quality: refused(NOT_FOR_PUSH.quality),
   pattern: refused(NOT_FOR_PUSH.pattern),
   audioRate: refused(NOT_FOR_PUSH.audioRate),
+  video: refused(NOT_FOR_PUSH.video),
+  videoBitrateKbps: refused(NOT_FOR_PUSH.videoBitrateKbps),
+  videoGopSeconds: refused(NOT_FOR_PUSH.videoGopSeconds),
+  videoWidth: refused(NOT_FOR_PUSH.videoWidth),
+  videoHeight: refused(NOT_FOR_PUSH.videoHeight),
+  videoGopCache: refused(NOT_FOR_PUSH.videoGopCache),
 });
 
 export type FfmpegCameraConfig = z.infer<typeof ffmpegCameraSchema>;
 export type PushCameraConfig = z.infer<typeof pushCameraSchema>;
 /** A camera, told apart by `source`: `"push"`, or anything else for ffmpeg. */
 export type CameraConfig = FfmpegCameraConfig | PushCameraConfig;
+
+/** Whether a camera publishes live H.264 on `cam/<id>/video`. */
+export const hasVideo = (cam: CameraConfig): cam is FfmpegCameraConfig & { video: 'copy' | 'transcode' } =>
+  !isPushCamera(cam) && cam.video !== undefined;
 
 /** Narrows a camera to its kind (an ffmpeg source's type is any string, so `source === 'push'` alone cannot). */
 export const isPushCamera = (cam: CameraConfig): cam is PushCameraConfig => cam.source === 'push';
@@ -336,6 +381,25 @@ export const configSchema = z.strictObject({
        * thread the CPU first. 0 runs them at the daemon's own priority.
        */
       nice: z.number().int().min(0).max(19).default(10),
+      /** Video jobs (POST /api/v1/jobs/video): one ffmpeg per job, niced by `nice`. */
+      video: z
+        .strictObject({
+          /** A source longer than this (from its header) is refused with MEDIA_TOO_LONG. */
+          maxSeconds: z.number().int().min(1).max(86_400).default(3600),
+          /** Video jobs encoding at once; the rest wait `queued`. */
+          maxConcurrent: z.number().int().min(1).max(16).default(1),
+          /** Video jobs waiting for a turn; past it a new one gets 429 before its body is read. */
+          maxQueued: z.number().int().min(0).max(256).default(8),
+          /** A video job still running after this long is killed and fails with MEDIA_TIMEOUT. */
+          timeoutSeconds: z.number().int().min(1).max(MAX_TIMER_SECONDS).default(1800),
+          /** libx264 preset: faster presets cost less CPU per second of video. */
+          preset: z
+            .enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'])
+            .default('veryfast'),
+          /** ffmpeg's `-threads` per job; 0 means one less than the cores (at least 1). */
+          threads: z.number().int().min(0).max(64).default(0),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** Resumable uploads over tus 1.0 (`/api/v1/uploads/`); a completed upload starts an image job. */

@@ -1,8 +1,10 @@
+import type { Fmp4Piece } from '../media/fmp4.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { encode } from '../wire/records.js';
 import { EventHistory, type HistoryEntry } from './history.js';
 import { newEpoch } from './resume.js';
-import { describeInput, parseTopic, type Topic } from './topics.js';
+import { describeInput, parseTopic, type Topic, videoTopic } from './topics.js';
+import { type VideoItem, VideoTrack, type VideoTrackOptions } from './video-track.js';
 
 /** A published frame: the encoded WS record plus the fields other transports re-frame. */
 export interface Frame {
@@ -28,6 +30,8 @@ export interface Frame {
 export interface RecordSink {
   publishFrame(frame: Frame): void;
   publishEvent(event: HistoryEntry): void;
+  /** A live video init segment or fragment (`cam/<id>/video`). */
+  publishVideo(item: VideoItem): void;
 }
 
 export type TopicCheck =
@@ -82,15 +86,23 @@ export class Hub {
   readonly epoch = newEpoch();
   private readonly staleDrops;
   private readonly latency;
+  /** Live video per camera that has it (`video` set), by topic. */
+  private readonly videoTracks = new Map<string, VideoTrack>();
 
   constructor(
     private readonly cameras: ReadonlySet<string>,
     metrics: Metrics,
     historyPerTopic = 256,
+    /** The cameras with live video, and how each caches its GOP. */
+    video: ReadonlyMap<string, VideoTrackOptions> = new Map(),
   ) {
-    this.staleDrops = metrics.framesDropped.labels('stale');
+    this.staleDrops = metrics.framesDropped.labels({ reason: 'stale' });
     this.latency = metrics.ingestToSend;
     this.history = new EventHistory(historyPerTopic);
+    for (const [camera, opts] of video) {
+      const topic = videoTopic(camera);
+      this.videoTracks.set(topic, new VideoTrack(topic, opts));
+    }
   }
 
   addSink(sink: RecordSink): void {
@@ -113,7 +125,38 @@ export class Hub {
     if ('camera' in topic && !this.cameras.has(topic.camera)) {
       return { ok: false, code: 'UNKNOWN_TOPIC', message: `no camera "${topic.camera}"` };
     }
+    if (topic.kind === 'video' && !this.videoTracks.has(name as string)) {
+      return {
+        ok: false,
+        code: 'UNKNOWN_TOPIC',
+        message: `camera "${topic.camera}" has no live video (its config sets no "video")`,
+      };
+    }
     return { ok: true, topic };
+  }
+
+  /**
+   * Publishes a piece of a camera's live H.264: a new init segment (sent to every subscriber,
+   * who must start over from the next keyframe) or a fragment. Ignored for a camera without
+   * video, and for fragments before the first init.
+   */
+  publishVideo(camera: string, piece: Fmp4Piece, receivedAt: number): void {
+    const track = this.videoTracks.get(videoTopic(camera));
+    if (!track) return;
+    const item =
+      piece.kind === 'init' ? track.setInit(piece, receivedAt) : track.addFragment(piece, receivedAt);
+    if (!item) return;
+    for (const sink of this.sinks) sink.publishVideo(item);
+  }
+
+  /** A camera's live video by its topic (`cam/<id>/video`), for a new subscriber's catch-up. */
+  videoTrack(topic: string): VideoTrack | undefined {
+    return this.videoTracks.get(topic);
+  }
+
+  /** Every live video track (for the GOP cache gauge). */
+  allVideoTracks(): IterableIterator<VideoTrack> {
+    return this.videoTracks.values();
   }
 
   /**

@@ -5,6 +5,7 @@ export type Topic =
   | { kind: 'frame'; camera: string; variant: FrameVariant }
   | { kind: 'auto'; camera: string }
   | { kind: 'vad'; camera: string }
+  | { kind: 'video'; camera: string }
   | { kind: 'job'; id: string }
   | { kind: 'system' };
 
@@ -26,6 +27,7 @@ export function parseTopic(name: string): Topic | undefined {
   if (parts[0] !== 'cam' || parts.length !== 3 || !CAMERA_ID.test(parts[1]!)) return undefined;
   const [, camera, leaf] = parts as [string, string, string];
   if (leaf === 'vad') return { kind: 'vad', camera };
+  if (leaf === 'video') return { kind: 'video', camera };
   if (leaf === 'auto') return { kind: 'auto', camera };
   if ((FRAME_VARIANTS as readonly string[]).includes(leaf))
     return { kind: 'frame', camera, variant: leaf as FrameVariant };
@@ -36,6 +38,14 @@ export function parseTopic(name: string): Topic | undefined {
 export function isFrameTopic(name: string): boolean {
   return parseTopic(name)?.kind === 'frame';
 }
+
+/** Whether a topic carries live video (`cam/<id>/video`): init and fragments, resumed at a keyframe. */
+export function isVideoTopic(name: string): boolean {
+  return parseTopic(name)?.kind === 'video';
+}
+
+/** The live video topic of a camera. */
+export const videoTopic = (camera: string) => `cam/${camera}/video`;
 
 /** Whether a topic carries events (`cam/<id>/vad`, `job/<id>`, `system`): kept in history, resumable. */
 export function isEventTopic(name: string): boolean {

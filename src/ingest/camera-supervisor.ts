@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { FfmpegCameraConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import {
@@ -8,8 +8,10 @@ import {
   cameraHasAudio,
   movieTakesFormatOptions,
   SCRIPT_FD,
+  VIDEO_FD,
 } from '../media/camera-args.js';
 import { killGroup, trackChild } from '../media/children.js';
+import { Fmp4Error, type Fmp4Piece, Fmp4Splitter } from '../media/fmp4.js';
 import { hasCredentials, sourceRedactor } from '../media/source-credentials.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { JpegSplitter, MAX_FRAME_BYTES } from './jpeg-splitter.js';
@@ -25,6 +27,8 @@ export interface SupervisorOptions {
   onFrame: (jpeg: Buffer, capturedAt: number) => void;
   /** Called with mono s16le PCM (camera.audioRate) when the camera has audio, as it arrives. */
   onAudio?: (samples: Int16Array) => void;
+  /** Called for each init segment and fragment of the live H.264 (camera `video`), with when it arrived (ms since epoch). */
+  onVideo?: (piece: Fmp4Piece, receivedAt: number) => void;
   /** Called when the camera starts or stops delivering frames. */
   onUpChange?: (up: boolean, reason: string | undefined) => void;
   /** First restart delay; doubles on each failure up to maxBackoffMs. */
@@ -86,7 +90,7 @@ export class CameraSupervisor {
   ) {
     this.framesInCounter = opts.metrics.framesIn.labels(camera.id);
     this.upGauge = opts.metrics.cameraUp.labels(camera.id);
-    this.tooLargeCounter = opts.metrics.framesDropped.labels('too_large');
+    this.tooLargeCounter = opts.metrics.framesDropped.labels({ reason: 'too_large' });
     this.upGauge.set(0);
     opts.metrics.cameraRestarts.labels(camera.id).inc(0);
     this.redact = sourceRedactor(camera.source);
@@ -98,10 +102,18 @@ export class CameraSupervisor {
     if (this.stopped || this.child) return;
     const command = this.command();
     const audio = cameraHasAudio(this.camera);
+    const video = this.camera.video !== undefined;
     // Its own process group (detached), so stopping it also stops anything it started, and the
     // registry lets a shutdown past its deadline kill it (killAllChildren).
     const child = spawn(this.opts.ffmpegPath, command.args, {
-      stdio: ['ignore', 'pipe', 'pipe', audio ? 'pipe' : 'ignore', command.script ? 'pipe' : 'ignore'],
+      stdio: [
+        'ignore',
+        'pipe',
+        'pipe',
+        audio ? 'pipe' : 'ignore',
+        command.script ? 'pipe' : 'ignore',
+        video ? 'pipe' : 'ignore',
+      ],
       detached: true,
     });
     trackChild(child);
@@ -131,6 +143,13 @@ export class CameraSupervisor {
     if (audio) {
       const pcm = new PcmReader((samples) => this.opts.onAudio?.(samples));
       (child.stdio[3] as NodeJS.ReadableStream | null)?.on('data', (chunk: Buffer) => pcm.push(chunk));
+    }
+    if (video) {
+      // A new splitter per run: a restarted ffmpeg starts with a new init segment.
+      const fmp4 = new Fmp4Splitter();
+      (child.stdio as unknown as (Readable | null)[])[VIDEO_FD]?.on('data', (chunk: Buffer) =>
+        this.video(child, fmp4, chunk),
+      );
     }
     child.on('error', (err) => {
       this.lastError = this.redact(err.message);
@@ -201,6 +220,29 @@ export class CameraSupervisor {
     }
     this.armStallTimer();
     this.opts.onFrame(jpeg, capturedAt);
+  }
+
+  /**
+   * Live H.264 from fd 5, split into its init segment and fragments. ffmpeg's output is trusted
+   * less than its exit code: a stream the splitter cannot read restarts the process, as a stall does.
+   */
+  private video(child: ChildProcess, fmp4: Fmp4Splitter, chunk: Buffer): void {
+    if (this.child !== child) return;
+    let pieces: Fmp4Piece[];
+    try {
+      pieces = fmp4.push(chunk);
+    } catch (err) {
+      if (!(err instanceof Fmp4Error)) throw err;
+      this.killReason = `unreadable fragmented MP4 from ffmpeg (${err.code}): ${err.message}`;
+      this.opts.log.warn(
+        { camera: this.camera.id, err: err.message },
+        'camera video unreadable, restarting ffmpeg',
+      );
+      killGroup(child, 'SIGKILL');
+      return;
+    }
+    const now = Date.now();
+    for (const piece of pieces) this.opts.onVideo?.(piece, now);
   }
 
   /** Counts every discarded frame, but warns once per run: a camera set too large sends nothing else. */

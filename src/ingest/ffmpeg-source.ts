@@ -24,6 +24,7 @@ export class FfmpegCameraSource implements CameraSource {
       metrics: deps.metrics,
       onFrame: (jpeg, ts) => ingest.submit(camera, jpeg, ts),
       onAudio: (samples) => audio.push(camera.id, samples, camera.audioRate),
+      onVideo: (piece, receivedAt) => hub.publishVideo(camera.id, piece, receivedAt),
       onUpChange: (up, reason) => {
         if (!up) audio.reset(camera.id);
         hub.publishEvent('system', {

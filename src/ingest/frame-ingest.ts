@@ -54,7 +54,7 @@ export class FrameIngest {
     private readonly hasDemand: (topic: string) => boolean,
     private readonly opts: FrameIngestOptions,
   ) {
-    this.refused = opts.metrics.framesDropped.labels('refused');
+    this.refused = opts.metrics.framesDropped.labels({ reason: 'refused' });
   }
 
   /**

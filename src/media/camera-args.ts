@@ -22,6 +22,8 @@ export interface CameraCommand {
 
 /** The fd the supervisor opens as a pipe and writes `script` to. */
 export const SCRIPT_FD = 4;
+/** The fd the camera's live H.264 comes out of, as fragmented MP4 (when `video` is set). */
+export const VIDEO_FD = 5;
 
 /**
  * ffmpeg arguments that turn a camera source into an MJPEG stream on stdout (pipe:1),
@@ -44,14 +46,21 @@ export function buildCameraCommand(cam: FfmpegCameraConfig, opts: CameraArgsOpti
   const rtsp = /^rtsps?:\/\//i.test(cam.source);
   const url = rtsp || /^(https?|rtmp):\/\//i.test(cam.source);
   const credentials = url && hasCredentials(cam.source);
+  const video = cam.video !== undefined;
+  const videoSize = `${cam.videoWidth ?? cam.width}:${cam.videoHeight ?? cam.height}`;
 
-  if (credentials && (!rtsp || opts.movieFormatOptions)) {
+  // `copy` needs the source's own packets, which a `movie` filter (decoded frames) cannot give.
+  if (credentials && (!rtsp || opts.movieFormatOptions) && cam.video !== 'copy') {
     const input = [`filename=${filterValue(cam.source)}`, `s=${audio ? 'dv+da' : 'dv'}`];
     if (rtsp) input.push('format_opts=rtsp_transport=tcp');
-    const script = `movie=${input.join(':')}[src_v]${audio ? '[src_a]' : ''};[src_v]fps=${cam.fps},scale=${cam.width}:${cam.height}[v]`;
+    const pictures = video
+      ? `fps=${cam.fps},split[fv][vv];[fv]scale=${cam.width}:${cam.height}[v];[vv]scale=${videoSize}[h264]`
+      : `fps=${cam.fps},scale=${cam.width}:${cam.height}[v]`;
+    const script = `movie=${input.join(':')}[src_v]${audio ? '[src_a]' : ''};[src_v]${pictures}`;
     args.push('-filter_complex_script', `pipe:${SCRIPT_FD}`, '-map', '[v]');
     args.push(...mjpegOutput(cam));
     if (audio) args.push('-map', '[src_a]', ...pcmOutput(cam));
+    if (video) args.push('-map', '[h264]', ...videoOutput(cam));
     return { args, script, credentialsInArgs: false };
   }
 
@@ -85,7 +94,58 @@ export function buildCameraCommand(cam: FfmpegCameraConfig, opts: CameraArgsOpti
   if (filters.length) args.push('-vf', filters.join(','));
   args.push(...mjpegOutput(cam));
   if (audio) args.push('-map', cam.source === 'test' ? '1:a:0' : '0:a:0', ...pcmOutput(cam));
+  if (video) {
+    args.push('-map', '0:v:0');
+    // Each output filters on its own: the H.264 gets the same pictures, at its own size.
+    if (cam.video === 'transcode') {
+      const videoFilters = filters.filter((f) => !f.startsWith('scale='));
+      args.push('-vf', [...videoFilters, `scale=${videoSize}`].join(','));
+    }
+    args.push(...videoOutput(cam));
+  }
   return { args, script: undefined, credentialsInArgs: credentials };
+}
+
+/**
+ * Fragmented MP4 on fd 5: an init segment (ftyp+moov, written at once by `empty_moov`), then
+ * one moof+mdat per frame (`frag_every_frame`), each flushed to the pipe as it is made, so a
+ * frame reaches viewers one frame after it was encoded. `default_base_moof` is what MSE wants.
+ * `transcode`: libx264 veryfast with zerolatency (no B-frames, no lookahead: a frame leaves the
+ * encoder at once), a keyframe every `videoGopSeconds` exactly (no scene-cut keyframes, so the
+ * GOP cache and the keyframe skip see a steady GOP), and a capped bitrate. Checked against 4.1.
+ */
+function videoOutput(cam: FfmpegCameraConfig): string[] {
+  const fmp4 = [
+    ...['-an', '-f', 'mp4'],
+    ...['-movflags', 'frag_keyframe+empty_moov+default_base_moof+frag_every_frame'],
+    `pipe:${VIDEO_FD}`,
+  ];
+  if (cam.video === 'copy') return ['-c:v', 'copy', ...fmp4];
+  const gop = String(Math.max(1, Math.round(cam.fps * (cam.videoGopSeconds ?? DEFAULT_GOP_SECONDS))));
+  const kbps = cam.videoBitrateKbps ?? defaultVideoKbps(cam);
+  // biome-ignore format: one option and its value per line
+  return [
+    '-c:v', 'libx264',
+    '-preset', 'veryfast',
+    '-tune', 'zerolatency',
+    '-pix_fmt', 'yuv420p',
+    '-g', gop,
+    '-keyint_min', gop,
+    '-sc_threshold', '0',
+    '-b:v', `${kbps}k`,
+    '-maxrate', `${kbps}k`,
+    '-bufsize', `${kbps}k`,
+    ...fmp4,
+  ];
+}
+
+/** Seconds between keyframes of a `transcode` camera without `videoGopSeconds`. */
+export const DEFAULT_GOP_SECONDS = 2;
+
+/** About 0.07 bits per pixel per frame: 250 kbit/s at 640×360 and 15 fps, 1 Mbit/s at 720p. */
+export function defaultVideoKbps(cam: FfmpegCameraConfig): number {
+  const pixels = (cam.videoWidth ?? cam.width) * (cam.videoHeight ?? cam.height);
+  return Math.max(50, Math.round((pixels * cam.fps * 0.07) / 1000));
 }
 
 /** yuvj420p is what browsers and sharp decode fastest; -q:v sets a fixed JPEG quality. */

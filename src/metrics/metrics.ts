@@ -72,8 +72,8 @@ export function createMetrics() {
     }),
     framesDropped: new Counter({
       name: 'framehub_frames_dropped_total',
-      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow, worker_error, too_large, refused, corrupt, superseded)',
-      labelNames: ['reason'],
+      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow, worker_error, too_large, refused, corrupt, superseded; keyframe_wait: live video fragments a viewer skipped until the next keyframe, also labelled by transport)',
+      labelNames: ['reason', 'transport'],
       registers: r,
     }),
     ingestToSend: new Histogram({

@@ -122,8 +122,8 @@ export class WorkerPool {
     );
     this.image.on('error', (err: unknown) => opts.log.error({ err }, 'image worker error'));
     this.drops = {
-      poolBusy: opts.metrics.framesDropped.labels('pool_busy'),
-      superseded: opts.metrics.framesDropped.labels('superseded'),
+      poolBusy: opts.metrics.framesDropped.labels({ reason: 'pool_busy' }),
+      superseded: opts.metrics.framesDropped.labels({ reason: 'superseded' }),
     };
     this.registerCollectors();
   }
@@ -196,14 +196,14 @@ export class WorkerPool {
       .then((result) => {
         metrics.taskDuration.labels('image').observe(result.ms / 1000);
         metrics.imageBytesOut.inc(result.bytesOut);
-        if (result.dropped) metrics.framesDropped.labels('ring_full').inc(result.dropped);
-        if (result.tooLarge) metrics.framesDropped.labels('too_large').inc(result.tooLarge);
+        if (result.dropped) metrics.framesDropped.labels({ reason: 'ring_full' }).inc(result.dropped);
+        if (result.tooLarge) metrics.framesDropped.labels({ reason: 'too_large' }).inc(result.tooLarge);
         if (result.rejected) this.frameRejected(task, result.rejected);
       })
       .catch((err: unknown) => {
         // A full `high` tier (only with live VAD chunks queued beside the frames) is the pool being busy.
         const reason = err instanceof RetryLaterError ? 'pool_busy' : 'worker_error';
-        metrics.framesDropped.labels(reason).inc(task.variants.length);
+        metrics.framesDropped.labels({ reason }).inc(task.variants.length);
         this.opts.log.warn({ err: (err as Error).message, camera: task.camera }, 'image task failed');
       })
       .finally(() => {
@@ -220,7 +220,7 @@ export class WorkerPool {
 
   /** A frame the worker would not relay (header disagreed or unreadable): counted once, logged at most every 10 s per camera. */
   private frameRejected(task: ImageTask, rejected: NonNullable<ImageTaskResult['rejected']>): void {
-    this.opts.metrics.framesDropped.labels(rejected.reason).inc();
+    this.opts.metrics.framesDropped.labels({ reason: rejected.reason }).inc();
     const now = Date.now();
     if (now - (this.rejectionLoggedAt.get(task.camera) ?? 0) < REJECTION_LOG_INTERVAL_MS) return;
     this.rejectionLoggedAt.set(task.camera, now);

@@ -2,6 +2,7 @@ import type { HttpResponse } from 'uWebSockets.js';
 import type { HistoryEntry } from '../hub/history.js';
 import type { Frame, RecordSink } from '../hub/hub.js';
 import type { ResumePlan } from '../hub/resume.js';
+import type { VideoItem } from '../hub/video-track.js';
 import type { Framing, ViewerTransport } from '../viewers/transport.js';
 import { ViewerGroup, type ViewerGroupOptions } from '../viewers/viewer-group.js';
 import { ViewerSession } from '../viewers/viewer-session.js';
@@ -136,6 +137,10 @@ export class HttpStreams implements RecordSink {
 
   publishEvent(entry: HistoryEntry): void {
     for (const g of this.groups.values()) g.publishEvent(entry);
+  }
+
+  publishVideo(item: VideoItem): void {
+    for (const g of this.groups.values()) g.publishVideo(item);
   }
 
   subscribers(topic: string): number {

@@ -24,6 +24,7 @@ const mjpegFraming: Framing = {
   event: () => undefined,
   gap: () => undefined,
   variant: () => undefined,
+  video: () => undefined,
 };
 
 const FILE = /^([a-z]+)\.(mjpeg|jpg)$/;
@@ -43,6 +44,13 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
     if (ext === 'jpg' && variant === 'auto')
       return sendError(res, 400, 'BAD_TOPIC', 'snapshots need a concrete variant');
     if (variant === 'vad') return sendError(res, 400, 'BAD_TOPIC', '"vad" carries events, not frames');
+    if (variant === 'video')
+      return sendError(
+        res,
+        400,
+        'BAD_TOPIC',
+        '"video" is H.264: subscribe to cam/<id>/video over /ws or /sse',
+      );
 
     openViewerRequest(ctx, res, req, ext === 'jpg' ? 'snapshot' : 'mjpeg', (principal, r) => {
       const access = checkTopicAccess(ctx, principal, topic);

@@ -2,8 +2,15 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { HistoryEntry } from '../hub/history.js';
 import { encodingOf, type Frame } from '../hub/hub.js';
 import { resumeStreams } from '../hub/resume.js';
+import type { VideoItem } from '../hub/video-track.js';
 import type { Framing } from '../viewers/transport.js';
-import { accessStatus, checkTopicAccess, type ServerContext } from './context.js';
+import {
+  accessStatus,
+  checkTopicAccess,
+  checkVideoCodecs,
+  parseCodecs,
+  type ServerContext,
+} from './context.js';
 import type { HttpStreams } from './http-stream.js';
 import { sendError } from './http-util.js';
 import { lastEventId, parseLastEventId } from './last-event-id.js';
@@ -33,6 +40,52 @@ function frameMessage(frame: Frame, byRef: boolean, cached: boolean): Uint8Array
   return text(`event: frame\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
+/**
+ * A live video record as an SSE message: `event: init` or `event: fragment`, JSON with the
+ * bytes base64-encoded (a third larger than over WS: for clients that cannot open a WebSocket).
+ * Made once per item and form, shared by every viewer.
+ */
+function videoMessage(item: VideoItem, cached: boolean): Uint8Array {
+  const data = Buffer.from(item.data.buffer, item.data.byteOffset, item.data.byteLength).toString('base64');
+  const body =
+    item.kind === 'init'
+      ? {
+          type: 'init',
+          topic: item.topic,
+          seq: item.seq,
+          ts: item.ts,
+          codec: item.codec,
+          width: item.width,
+          height: item.height,
+          data,
+        }
+      : {
+          type: 'fragment',
+          topic: item.topic,
+          seq: item.seq,
+          ts: item.ts,
+          pts: item.pts,
+          keyframe: item.keyframe,
+          data,
+        };
+  if (cached) Object.assign(body, { cached: true });
+  return text(`event: ${item.kind}\ndata: ${JSON.stringify(body)}\n\n`);
+}
+
+const videoLive = (item: VideoItem) => videoMessage(item, false);
+const videoCached = (item: VideoItem) => videoMessage(item, true);
+
+/** An SSE video message, cached on the item. */
+function sseVideo(item: VideoItem, cached: boolean): Uint8Array {
+  const key = cached ? 'sse-cached' : 'sse';
+  let bytes = item.encodings.get(key);
+  if (!bytes) {
+    bytes = cached ? videoCached(item) : videoLive(item);
+    item.encodings.set(key, bytes);
+  }
+  return bytes;
+}
+
 // One maker per form, made once: the fan-out calls frame() per viewer per frame, and a closure
 // there would be an allocation per viewer per frame even when the bytes are already cached.
 const inlineLive = (f: Frame) => frameMessage(f, false, false);
@@ -58,6 +111,7 @@ export function sseFramings(epoch: string): { inline: Framing; byRef: Framing } 
   };
   const shared = {
     event,
+    video: sseVideo,
     // No `id:`: a gap is not a position to resume from.
     gap: (record: object) => text(`event: gap\ndata: ${JSON.stringify(record)}\n\n`),
     variant: (requested: string, variant: string) =>
@@ -103,8 +157,16 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
         release();
         return sendError(res, 400, tooMany.code, tooMany.message);
       }
+      const codecs = parseCodecs(
+        r.query.has('codecs') ? (r.query.get('codecs') ?? '').split(',') : undefined,
+      );
+      if (typeof codecs === 'string') {
+        release();
+        return sendError(res, 400, 'INVALID_FIELD', codecs);
+      }
       for (const t of topics) {
-        const access = checkTopicAccess(ctx, principal, t);
+        const checked = checkTopicAccess(ctx, principal, t);
+        const access = checked.ok ? checkVideoCodecs(ctx, t, codecs) : checked;
         if (!access.ok) {
           release();
           return sendError(res, accessStatus(access.code), access.code, access.message);

@@ -4,6 +4,7 @@ import type { HistoryEntry } from '../hub/history.js';
 import { cachedRecord, type Frame, type RecordSink } from '../hub/hub.js';
 import { BAD_EPOCH, validEpoch } from '../hub/resume.js';
 import { describeInput, isEventTopic } from '../hub/topics.js';
+import { cachedFragmentRecord, type VideoItem } from '../hub/video-track.js';
 import type { CloseReason, Framing, ViewerTransport } from '../viewers/transport.js';
 import { ViewerGroup } from '../viewers/viewer-group.js';
 import { ViewerSession } from '../viewers/viewer-session.js';
@@ -11,7 +12,7 @@ import { BAD_PING_ID, CloseCode, type ErrorRecord, validPingId } from '../wire/p
 import { decodeUntrusted, encode } from '../wire/records.js';
 import type { Principal } from './auth.js';
 import { requireRole } from './auth-guard.js';
-import { checkTopicAccess, type ServerContext } from './context.js';
+import { checkTopicAccess, checkVideoCodecs, parseCodecs, type ServerContext } from './context.js';
 import { guard, guardSocket } from './guard.js';
 import { refilled } from './limits.js';
 import { upgradeWithAuth } from './ws-upgrade.js';
@@ -37,6 +38,7 @@ const wsFraming: Framing = {
   event: (entry) => entry.msgpack,
   gap: (record) => encode(record),
   variant: (requested, variant) => encode({ type: 'variant', topic: requested, variant }),
+  video: (item, cached) => (cached && item.kind === 'fragment' ? cachedFragmentRecord(item) : item.record),
 };
 
 const CLOSES: Record<CloseReason, [code: number, reason: string]> = {
@@ -177,13 +179,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     return true;
   };
 
-  const subscribe = (ws: Ws, names: unknown[]) => {
+  const subscribe = (ws: Ws, names: unknown[], codecs?: readonly string[]) => {
     const v = ws.getUserData();
     const principal = v.principal;
     if (!principal) return sendError(ws, 'UNAUTHORIZED', 'send hello with a token first');
     const now = Date.now();
     for (const name of names) {
-      const access = checkTopicAccess(ctx, principal, name);
+      const checked = checkTopicAccess(ctx, principal, name);
+      const access = checked.ok ? checkVideoCodecs(ctx, name as string, codecs) : checked;
       if (!access.ok) {
         sendError(ws, access.code, access.message, typeof name === 'string' ? name.slice(0, 100) : undefined);
         continue;
@@ -300,7 +303,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     if (typeof msg !== 'object' || msg === null || typeof (msg as { type?: unknown }).type !== 'string') {
       return sendError(ws, 'BAD_MESSAGE', 'a record must be a map with a string "type"');
     }
-    const record = msg as { type: string; topics?: unknown; id?: unknown; token?: unknown; resume?: unknown };
+    const record = msg as {
+      type: string;
+      topics?: unknown;
+      codecs?: unknown;
+      id?: unknown;
+      token?: unknown;
+      resume?: unknown;
+    };
     switch (record.type) {
       case 'hello':
         return onHello(ws, record);
@@ -310,8 +320,10 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
           return sendError(ws, 'BAD_MESSAGE', '"topics" must be an array of strings');
         const tooMany = group.tooManyTopics(record.topics.length);
         if (tooMany) return sendError(ws, tooMany.code, tooMany.message);
+        const codecs = parseCodecs(record.codecs);
+        if (typeof codecs === 'string') return sendError(ws, 'BAD_MESSAGE', codecs);
         if (!subscribeAllowed(ws, Math.max(1, record.topics.length))) return;
-        return record.type === 'sub' ? subscribe(ws, record.topics) : unsubscribe(ws, record.topics);
+        return record.type === 'sub' ? subscribe(ws, record.topics, codecs) : unsubscribe(ws, record.topics);
       }
       case 'ping':
         if (!validPingId(record.id)) return sendError(ws, 'BAD_MESSAGE', BAD_PING_ID);
@@ -400,6 +412,14 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
     },
     publishEvent(event: HistoryEntry) {
       app.publish(event.topic, event.msgpack, true);
+    },
+    publishVideo(item: VideoItem) {
+      // A keyframe first subscribes the viewers waiting for one, so they receive it natively.
+      group.beforeVideo(item);
+      const n = app.numSubscribers(item.topic);
+      if (n === 0) return;
+      app.publish(item.topic, item.record, true);
+      group.metrics.sent(n, n * item.record.byteLength);
     },
   };
 

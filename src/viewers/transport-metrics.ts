@@ -16,6 +16,8 @@ export class TransportMetrics {
   readonly expired: Counter.Internal;
   /** framehub_frames_dropped_total{reason="slow"}, shared by every transport. */
   readonly slowDrops: Counter.Internal;
+  /** framehub_frames_dropped_total{reason="keyframe_wait",transport}: video fragments a viewer skipped until a keyframe. */
+  readonly keyframeWaits: Counter.Internal;
   readonly topicLimit: Counter.Internal;
   readonly sweepErrors: Counter.Internal;
   private readonly framesSent: Counter.Internal;
@@ -27,7 +29,8 @@ export class TransportMetrics {
     this.slowDisconnects = metrics.slowDisconnects.labels(transport);
     this.variantSwitches = metrics.variantSwitches.labels(transport);
     this.expired = metrics.authFailures.labels(transport, 'expired');
-    this.slowDrops = metrics.framesDropped.labels('slow');
+    this.slowDrops = metrics.framesDropped.labels({ reason: 'slow' });
+    this.keyframeWaits = metrics.framesDropped.labels({ reason: 'keyframe_wait', transport });
     this.topicLimit = metrics.limitRejections.labels('topics_per_connection');
     this.sweepErrors = metrics.handlerErrors.labels(`${transport}.sweep`);
     this.framesSent = metrics.framesSent.labels(transport);

@@ -1,6 +1,7 @@
 import type { HistoryEntry } from '../hub/history.js';
 import type { Frame } from '../hub/hub.js';
 import type { GapRecord } from '../hub/resume.js';
+import type { VideoItem } from '../hub/video-track.js';
 import type { Backpressure } from './slow-state.js';
 
 /** A viewer transport's name, as it appears in the `transport` label of every viewer metric. */
@@ -65,4 +66,6 @@ export interface Framing {
   event(entry: HistoryEntry): Uint8Array | undefined;
   gap(record: GapRecord): Uint8Array | undefined;
   variant(requested: string, variant: string): Uint8Array | undefined;
+  /** A live video init or fragment; `cached`: from the GOP cache, not live. */
+  video(item: VideoItem, cached: boolean): Uint8Array | undefined;
 }

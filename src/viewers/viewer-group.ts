@@ -1,6 +1,7 @@
 import type { HistoryEntry } from '../hub/history.js';
 import type { Frame, Hub, RecordSink } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
+import type { VideoItem } from '../hub/video-track.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { AutoVariantOptions } from './auto-variant.js';
@@ -46,6 +47,12 @@ export class ViewerGroup<C> implements RecordSink {
   private readonly slowPerTopic = new Map<string, number>();
   /** JS fan-out: concrete topic → sessions whose transport has no native subscribe. */
   private readonly byTopic = new Map<string, Set<ViewerSession<C>>>();
+  /**
+   * Video topic → sessions that receive it but get no fragment until the next keyframe: slow
+   * ones, ones back from slow, and new ones when no GOP is cached. Each fragment they miss is
+   * counted (framehub_frames_dropped_total{reason="keyframe_wait",transport}).
+   */
+  private readonly videoWaiting = new Map<string, Set<ViewerSession<C>>>();
   private readonly topicLimit: TopicLimitError;
   private readonly timer: NodeJS.Timeout;
   private lastHeartbeat: number;
@@ -125,6 +132,66 @@ export class ViewerGroup<C> implements RecordSink {
     const n = (this.slowPerTopic.get(topic) ?? 0) + delta;
     if (n > 0) this.slowPerTopic.set(topic, n);
     else this.slowPerTopic.delete(topic);
+  }
+
+  waitForKeyframe(session: ViewerSession<C>, topic: string): void {
+    let waiting = this.videoWaiting.get(topic);
+    if (!waiting) {
+      waiting = new Set();
+      this.videoWaiting.set(topic, waiting);
+    }
+    waiting.add(session);
+  }
+
+  /** Stops a session waiting for a keyframe; false if it was not waiting. */
+  stopWaiting(session: ViewerSession<C>, topic: string): boolean {
+    const waiting = this.videoWaiting.get(topic);
+    if (!waiting?.delete(session)) return false;
+    if (waiting.size === 0) this.videoWaiting.delete(topic);
+    return true;
+  }
+
+  isWaiting(session: ViewerSession<C>, topic: string): boolean {
+    return this.videoWaiting.get(topic)?.has(session) ?? false;
+  }
+
+  /**
+   * Before a video item's fan-out. A keyframe fragment subscribes every waiting session that is
+   * not slow, so it receives this fragment and the GOP after it; the fragments the others miss
+   * are counted. A new init segment goes to waiting sessions too, directly: they must have it
+   * before the keyframe that admits them.
+   */
+  beforeVideo(item: VideoItem): void {
+    const waiting = this.videoWaiting.get(item.topic);
+    if (!waiting) return;
+    if (item.kind === 'init') {
+      for (const s of waiting) s.sendVideo(item, false);
+      return;
+    }
+    if (item.keyframe) {
+      for (const s of waiting) {
+        if (s.slow) continue;
+        waiting.delete(s);
+        this.subscribe(s, item.topic);
+      }
+      if (waiting.size === 0) this.videoWaiting.delete(item.topic);
+    }
+    if (waiting.size) this.metrics.keyframeWaits.inc(waiting.size);
+  }
+
+  /** JS fan-out of a video item (transports without native pub/sub). */
+  publishVideo(item: VideoItem): void {
+    this.beforeVideo(item);
+    const subs = this.byTopic.get(item.topic);
+    if (!subs?.size) return;
+    let bytes = 0;
+    for (const s of subs) {
+      const encoded = s.framing.video(item, false);
+      if (!encoded) continue;
+      s.write(encoded);
+      bytes += encoded.byteLength;
+    }
+    this.metrics.sent(subs.size, bytes);
   }
 
   /** A frame was published on `topic`: every slow session receiving it skipped it. */

@@ -1,6 +1,7 @@
 import type { Frame } from '../hub/hub.js';
 import { type ResumePlan, resumeTopic } from '../hub/resume.js';
-import { isFrameTopic } from '../hub/topics.js';
+import { isFrameTopic, isVideoTopic } from '../hub/topics.js';
+import type { VideoItem } from '../hub/video-track.js';
 import { SlowState } from './slow-state.js';
 import type { CloseReason, Framing } from './transport.js';
 import type { TopicLimitError, ViewerGroup } from './viewer-group.js';
@@ -179,6 +180,7 @@ export class ViewerSession<C> {
       this.group.metrics.slowViewers.dec();
       for (const t of this.frameTopics()) this.group.addSlow(t, -1);
     }
+    for (const t of this.videoTopics()) this.group.stopWaiting(this, t);
     if (this.topics) this.group.release(this, this.topics.concrete());
   }
 
@@ -191,15 +193,34 @@ export class ViewerSession<C> {
     return this.topics?.concrete().filter(isFrameTopic) ?? [];
   }
 
+  private videoTopics(): string[] {
+    return this.topics?.concrete().filter(isVideoTopic) ?? [];
+  }
+
   /** Starts receiving a concrete topic; a slow session's frame topic is only counted until it recovers. Writes nothing. */
   private join(topic: string): void {
-    if (this.slow && isFrameTopic(topic)) this.group.addSlow(topic, 1);
+    if (isVideoTopic(topic)) this.joinVideo(topic);
+    else if (this.slow && isFrameTopic(topic)) this.group.addSlow(topic, 1);
     else this.group.subscribe(this, topic);
+  }
+
+  /**
+   * Live video: received at once when a GOP is cached (catchUp sends it), else from the next
+   * keyframe; a slow session waits for the first keyframe after it drains. Never mid-GOP.
+   */
+  private joinVideo(topic: string): void {
+    const track = this.group.ctx.hub.videoTrack(topic);
+    if (!this.slow && (!track?.init || track.cachedGop().length > 0)) this.group.subscribe(this, topic);
+    else this.group.waitForKeyframe(this, topic);
   }
 
   /** What a newly joined topic owes the viewer: a frame topic its cached frame (unless slow: at recovery), an event topic its resume. */
   private catchUp(topic: string): void {
     if (this.closed) return;
+    if (isVideoTopic(topic)) {
+      this.catchUpVideo(topic);
+      return;
+    }
     if (!isFrameTopic(topic)) {
       this.replayTopic(topic);
       return;
@@ -209,7 +230,28 @@ export class ViewerSession<C> {
     if (latest) this.sendFrame(latest, true);
   }
 
+  /** The init segment, then (unless it waits for a keyframe) the cached GOP, marked cached. */
+  private catchUpVideo(topic: string): void {
+    const track = this.group.ctx.hub.videoTrack(topic);
+    if (!track?.init) return;
+    this.sendVideo(track.init, true);
+    if (this.group.isWaiting(this, topic)) return;
+    for (const fragment of track.cachedGop()) this.sendVideo(fragment, true);
+  }
+
+  /** Sends one video record outside the fan-out (the init, the cached GOP), counted on its own. */
+  sendVideo(item: VideoItem, cached: boolean): void {
+    const bytes = this.framing.video(item, cached);
+    if (!bytes) return;
+    this.group.metrics.sent(1, bytes.byteLength);
+    this.write(bytes);
+  }
+
   private detach(topic: string): void {
+    if (isVideoTopic(topic)) {
+      if (!this.group.stopWaiting(this, topic)) this.group.unsubscribe(this, topic);
+      return;
+    }
     if (this.slow && isFrameTopic(topic)) {
       this.group.addSlow(topic, -1);
       this.backpressure!.delivered?.delete(topic);
@@ -238,6 +280,12 @@ export class ViewerSession<C> {
       delivered.set(t, latest.seq);
     }
     this.backpressure!.delivered = delivered;
+    // Video stops here and resumes at the first keyframe after the session drains.
+    for (const t of this.videoTopics()) {
+      if (this.group.isWaiting(this, t)) continue;
+      this.group.unsubscribe(this, t);
+      this.group.waitForKeyframe(this, t);
+    }
   }
 
   /** Puts a recovered session back into its frame topics; returns whether it was sent a frame. */
