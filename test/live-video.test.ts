@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -52,10 +53,24 @@ function probe(
   return JSON.parse(out).streams;
 }
 
+/** The bundled ffmpeg: makes the H.264 file the `copy` camera remuxes. */
+const FFMPEG = (createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg') as { path: string }).path;
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'framehub-live-video-'));
+  const h264File = join(dir, 'h264.mp4');
+  // biome-ignore format: one option and its value per line
+  execFileSync(FFMPEG, [
+    '-hide_banner', '-loglevel', 'error',
+    '-f', 'lavfi', '-i', 'testsrc2=size=256x144:rate=10',
+    '-t', '4',
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p',
+    h264File,
+  ]);
   daemon = await startDaemon({
     cameras: [
+      // `copy`: the file's own H.264, remuxed, never decoded for the video (MJPEG still is).
+      { id: 'copied', source: h264File, fps: 10, width: 256, height: 144, video: 'copy' },
       videoCamera('v'),
       videoCamera('nocache', { videoGopCache: false }),
       // Fast enough to fill a stalled viewer's socket buffers within seconds.
@@ -154,6 +169,18 @@ describe('live video over WS', () => {
     baseline.send({ type: 'sub', topics: ['cam/v/video'], codecs: 'avc1' });
     await baseline.until((rs) => rs.filter((r) => r.type === 'error').length >= 2);
     expect(baseline.of('error')[1]).toMatchObject({ code: 'BAD_MESSAGE' });
+  }, 60_000);
+
+  it('copy: remuxes an H.264 file source without re-encoding it', async () => {
+    const v = viewer('cam/copied/video');
+    await v.until((rs) => rs.filter((r) => r.type === 'fragment').length >= 12, 30_000);
+    const init = v.of('init')[0]!;
+    expect(init).toMatchObject({ width: 256, height: 144 });
+    // ultrafast encodes Constrained Baseline: the copied stream keeps the file's profile.
+    expect(init.codec).toMatch(/^avc1\.42/);
+    const frs = fragments(v);
+    expect(frs[0]!.keyframe).toBe(true);
+    expect(frs.filter((f) => f.keyframe).length).toBeGreaterThanOrEqual(1);
   }, 60_000);
 
   it('refuses video on a camera without it, and over MJPEG', async () => {

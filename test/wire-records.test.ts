@@ -83,7 +83,9 @@ function until(type: string, timeoutMs: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  daemon = await startDaemon({ cameras: [testCamera('demo', 5), { id: 'pushcam', source: 'push' }] });
+  daemon = await startDaemon({
+    cameras: [{ ...testCamera('demo', 5), video: 'transcode' }, { id: 'pushcam', source: 'push' }],
+  });
   await daemon.waitForLog((l) => l.msg === 'camera up', 30_000);
   // An audio job (one second of silence), so its topic has job records to replay.
   const job = await fetch(`${daemon.url}/api/v1/jobs/audio?format=s16le&rate=8000`, {
@@ -98,7 +100,15 @@ beforeAll(async () => {
   viewer.send({ type: 'hello', resume: { system: 0, [`job/${id}`]: 0 } });
   viewer.send({
     type: 'sub',
-    topics: ['system', `job/${id}`, 'cam/demo/low', 'cam/demo/auto', 'cam/demo/vad', 'cam/nope/low'],
+    topics: [
+      'system',
+      `job/${id}`,
+      'cam/demo/low',
+      'cam/demo/auto',
+      'cam/demo/vad',
+      'cam/demo/video',
+      'cam/nope/low',
+    ],
   });
   viewer.send({ type: 'ping', id: 'p1' });
   viewer.send({ type: 'ping', id: 7 });
@@ -122,7 +132,20 @@ afterAll(async () => {
 describe('the README documents the server records', () => {
   it('has the table, with the records every transport sends', () => {
     expect([...DOCUMENTED.keys()].sort()).toEqual(
-      ['error', 'frame', 'gap', 'hello', 'job', 'pong', 'segment', 'system', 'vad', 'variant'].sort(),
+      [
+        'error',
+        'fragment',
+        'frame',
+        'gap',
+        'hello',
+        'init',
+        'job',
+        'pong',
+        'segment',
+        'system',
+        'vad',
+        'variant',
+      ].sort(),
     );
     expect(DOCUMENTED.get('frame')!.get('ts')).toEqual({ optional: false, types: ['uint64'] });
   });
@@ -166,7 +189,7 @@ describe('server records from a live daemon match the README, type byte by type 
 
   it('ts of a frame, a vad segment, a pong and an event is uint64 on the wire (0xcf), never float64', async () => {
     await until('segment', 20_000);
-    for (const name of ['frame', 'vad', 'segment', 'pong', 'system', 'job']) {
+    for (const name of ['frame', 'vad', 'segment', 'pong', 'system', 'job', 'init', 'fragment']) {
       for (const bytes of ofType(name)) expect(wireFields(bytes).get('ts')?.typeByte, name).toBe(0xcf);
     }
     const segment = wireFields(ofType('segment')[0]!);
