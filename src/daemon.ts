@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { type Config, hasVideo } from './config/schema.js';
 import { WorkersBusyError } from './errors.js';
 import { Hub } from './hub/hub.js';
-import { MAX_GOP_BYTES } from './hub/video-track.js';
+import { maxGopBytes } from './hub/video-track.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
 import { createCameraSource } from './ingest/camera-source.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
@@ -13,6 +13,7 @@ import { AudioJobs } from './jobs/audio-job.js';
 import { ImageJobs } from './jobs/image-job.js';
 import { JobStore } from './jobs/job-store.js';
 import { UploadJobs } from './jobs/upload-jobs.js';
+import { VideoJobs } from './jobs/video-job.js';
 import type { Logger } from './log.js';
 import { findClockFont, resolveFfmpegPath } from './media/ffmpeg-path.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -33,6 +34,7 @@ import { publishAudio } from './server/publish-audio.js';
 import { registerSse } from './server/sse.js';
 import { registerStatus } from './server/status.js';
 import { registerUploadPreview } from './server/upload-preview.js';
+import { registerVideoFiles } from './server/video-jobs.js';
 import { createWsEndpoint } from './server/ws.js';
 import { STOP_MARGIN_MS } from './shutdown.js';
 import { registerTus } from './uploads/tus-routes.js';
@@ -68,7 +70,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const video = new Map(
     config.cameras
       .filter(hasVideo)
-      .map((c) => [c.id, { gopCache: c.videoGopCache ?? true, maxGopBytes: MAX_GOP_BYTES }]),
+      .map((c) => [
+        c.id,
+        { gopCache: c.videoGopCache ?? true, maxGopBytes: maxGopBytes(config.viewers.videoSoftBufferBytes) },
+      ]),
   );
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic, video);
   let ready = false;
@@ -87,6 +92,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const runVad: RunVad = (task) => pool.runVad(task);
   const audio = new AudioIngest(hub, metrics, runVad, config.vad, log);
   const jobStore = new JobStore(hub, metrics, config.jobs.ttlSeconds * 1000, (job) => {
+    if (job.kind === 'video') {
+      videoJobs
+        .forget(job.id)
+        .catch((err: unknown) => log.warn({ err, job: job.id }, 'could not remove an expired video job'));
+    }
     if (job.kind !== 'image') return;
     imageJobs
       .forget(job.id)
@@ -112,6 +122,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log,
   });
   await imageJobs.init();
+  const videoJobs: VideoJobs = new VideoJobs({
+    store: jobStore,
+    publish: (topic, body) => hub.publishEvent(topic, body),
+    ffmpegPath,
+    workDir: join(config.jobs.dataDir, 'work'),
+    resultsDir: join(config.jobs.dataDir, 'videos'),
+    limits: config.jobs.video,
+    nice: config.jobs.nice,
+    onStoredBytes: (bytes) => metrics.jobDiskBytes.set(bytes),
+    log,
+  });
+  await videoJobs.init();
   const pool = new WorkerPool({
     ...config.pool,
     liveCameras: config.cameras.length > 0,
@@ -128,7 +150,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log,
     auth,
     limits: new ConnectionLimits(v),
-    slow: { softBytes: v.softBufferBytes, hardBytes: v.hardBufferBytes, slowCloseMs: v.slowCloseMs },
+    slow: {
+      softBytes: v.softBufferBytes,
+      videoSoftBytes: v.videoSoftBufferBytes,
+      hardBytes: v.hardBufferBytes,
+      slowCloseMs: v.slowCloseMs,
+    },
     adaptive: { downAfterMs: v.adaptiveDownMs, upAfterMs: v.adaptiveUpMs },
     maxTopicsPerConnection: v.maxTopicsPerConnection,
     sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
@@ -157,7 +184,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ingest,
     new Map([['audio', publishAudio(audio)]]),
   );
-  registerJobs(app, ctx, jobStore, { audio: audioJobs, image: imageJobs, pool }, config.jobs);
+  registerJobs(
+    app,
+    ctx,
+    jobStore,
+    { audio: audioJobs, image: imageJobs, video: videoJobs, pool },
+    config.jobs,
+  );
+  registerVideoFiles(app, ctx, videoJobs);
   const uploadJobs: UploadJobs = new UploadJobs({
     hub,
     imageJobs,
@@ -255,6 +289,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       streams.closeAll();
       audioJobs.stopAll();
       imageJobs.stopAll();
+      videoJobs.stopAll();
       await Promise.all(sources.map((s) => s.stop()));
       // Connections close before the pool: an upload cut by the close records its offset (and
       // asks for no preview of a closed pool).

@@ -433,6 +433,16 @@ describe('codec strings', () => {
     expect(() => avcCodecString(Uint8Array.of(1, 0x42))).toThrow(RangeError);
   });
 
+  it('codecAccepted: a High or Main decoder plays its subsets, full Baseline only itself', () => {
+    expect(codecAccepted('avc1.4d401f', ['avc1.640033'])).toBe(true);
+    expect(codecAccepted('avc1.42e01e', ['avc1.640028'])).toBe(true);
+    expect(codecAccepted('avc1.42e01e', ['avc1.4d401f'])).toBe(true);
+    // Full Baseline (no constraint_set1) may use FMO/ASO, which Main and High decoders lack.
+    expect(codecAccepted('avc1.42001e', ['avc1.640028'])).toBe(false);
+    expect(codecAccepted('avc1.640028', ['avc1.4d4033'])).toBe(false);
+    expect(codecAccepted('avc1.4d4028', ['avc1.64001f'])).toBe(false);
+  });
+
   it('codecAccepted: same family and profile, level up to the highest accepted', () => {
     expect(codecAccepted('avc1.64001e', ['avc1.42e01f', 'avc1.640028'])).toBe(true);
     expect(codecAccepted('avc1.64001E', ['AVC1.640028'])).toBe(true);

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,8 +67,20 @@ beforeAll(async () => {
     '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p',
     h264File,
   ]);
+  const mpeg4File = join(dir, 'mpeg4.mp4');
+  // biome-ignore format: one option and its value per line
+  execFileSync(FFMPEG, [
+    '-hide_banner', '-loglevel', 'error',
+    '-f', 'lavfi', '-i', 'testsrc2=size=160x90:rate=10',
+    '-t', '3',
+    '-c:v', 'mpeg4',
+    mpeg4File,
+  ]);
   daemon = await startDaemon({
     cameras: [
+      // `copy` of a stream that is not H.264: the video is turned off, the MJPEG goes on.
+      { id: 'mpeg4', source: mpeg4File, fps: 10, width: 160, height: 90, video: 'copy' },
+      videoCamera('again'),
       // `copy`: the file's own H.264, remuxed, never decoded for the video (MJPEG still is).
       { id: 'copied', source: h264File, fps: 10, width: 256, height: 144, video: 'copy' },
       videoCamera('v'),
@@ -223,6 +235,48 @@ describe('live video over WS', () => {
     expect(gap).toBeGreaterThan(0);
     expect(frs[gap]!.keyframe).toBe(true);
   }, 120_000);
+});
+
+describe('live video across camera trouble', () => {
+  it('copy of a source that is not H.264 turns the video off and keeps the MJPEG', async () => {
+    const status = async () =>
+      (JSON.parse((await get(`${daemon.url}/api/v1/status`)).text).cameras as Record<string, unknown>[]).find(
+        (c) => c.id === 'mpeg4',
+      )!;
+    const deadline = Date.now() + 30_000;
+    let cam = await status();
+    while (!(cam.videoOff && cam.up)) {
+      if (Date.now() > deadline)
+        throw new Error(`camera never came up without video: ${JSON.stringify(cam)}`);
+      await new Promise((r) => setTimeout(r, 200));
+      cam = await status();
+    }
+    expect(String(cam.videoOff)).toMatch(/not H\.264/);
+    const jpg = await fetch(`${daemon.url}/cams/mpeg4/raw.jpg`);
+    expect(jpg.status).toBe(200);
+  }, 60_000);
+
+  it('after an ffmpeg restart subscribers get the init again and a timeline that goes on', async () => {
+    const v = viewer('cam/again/video');
+    await v.until((rs) => rs.filter((r) => r.type === 'fragment').length >= 10, 30_000);
+    const cams = JSON.parse((await get(`${daemon.url}/api/v1/status`)).text).cameras as Record<
+      string,
+      unknown
+    >[];
+    const pid = cams.find((c) => c.id === 'again')!.pid as number;
+    const before = fragments(v).length;
+    const lastPts = fragments(v).at(-1)!.pts as number;
+    process.kill(pid, 'SIGKILL');
+    await v.until((rs) => rs.filter((r) => r.type === 'init').length >= 2, 30_000);
+    await v.until((rs) => rs.filter((r) => r.type === 'fragment').length >= before + 20, 30_000);
+    const secondInit = v.records.findLastIndex((r) => r.type === 'init');
+    const after = v.records.slice(secondInit).filter((r) => r.type === 'fragment');
+    expect(after[0]!.keyframe).toBe(true);
+    // The new run's media time starts past the old run's last fragment, not at 0.
+    expect(after[0]!.pts as number).toBeGreaterThan(lastPts);
+    for (let i = 1; i < after.length; i++)
+      expect(after[i]!.pts as number).toBeGreaterThan(after[i - 1]!.pts as number);
+  }, 90_000);
 });
 
 describe('live video over SSE', () => {

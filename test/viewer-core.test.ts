@@ -63,7 +63,7 @@ function setup(
     hub: new Hub(new Set(['c1']), metrics),
     metrics,
     log: pino({ level: 'silent' }),
-    slow: { softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 },
+    slow: { softBytes: 1000, videoSoftBytes: 4000, hardBytes: 5000, slowCloseMs: 300 },
     adaptive: { downAfterMs: 200, upAfterMs: 1000 },
     maxTopicsPerConnection: 4,
   };
@@ -166,7 +166,10 @@ describe('hot path: built once, counted once', () => {
 
 describe('one slow/recover/close policy for every transport', () => {
   it('sampled: slow above soft, recovered at soft/2, closed after slowCloseMs over hard', () => {
-    const s = new SlowState({ softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 }, 'sampled');
+    const s = new SlowState(
+      { softBytes: 1000, videoSoftBytes: 4000, hardBytes: 5000, slowCloseMs: 300 },
+      'sampled',
+    );
     expect(s.observe(1500, 0)).toBe('slow');
     expect(s.observe(800, 100)).toBeUndefined();
     expect(s.observe(500, 200)).toBe('recovered');
@@ -176,7 +179,10 @@ describe('one slow/recover/close policy for every transport', () => {
   });
 
   it('signalled: slow on a refused write, recovered when drained; the hard clock restarts on drain', () => {
-    const s = new SlowState({ softBytes: 1000, hardBytes: 5000, slowCloseMs: 300 }, 'signalled');
+    const s = new SlowState(
+      { softBytes: 1000, videoSoftBytes: 4000, hardBytes: 5000, slowCloseMs: 300 },
+      'signalled',
+    );
     expect(s.observe(1_000_000, 0)).toBeUndefined(); // byte counts alone never make it slow
     expect(s.refused()).toBe('slow');
     expect(s.refused()).toBeUndefined();

@@ -498,6 +498,7 @@ describe('camera wall at /', () => {
       'WS',
       'SSE',
       'MJPEG',
+      'MSE',
     ]);
     expect(await tile('cam1').locator('select.variant option').allTextContents()).toEqual([
       'auto',

@@ -84,7 +84,10 @@ function until(type: string, timeoutMs: number): Promise<void> {
 
 beforeAll(async () => {
   daemon = await startDaemon({
-    cameras: [{ ...testCamera('demo', 5), video: 'transcode' }, { id: 'pushcam', source: 'push' }],
+    cameras: [
+      { ...testCamera('demo', 5), video: 'transcode' },
+      { id: 'pushcam', source: 'push' },
+    ],
   });
   await daemon.waitForLog((l) => l.msg === 'camera up', 30_000);
   // An audio job (one second of silence), so its topic has job records to replay.

@@ -154,9 +154,9 @@ export class Hub {
     return this.videoTracks.get(topic);
   }
 
-  /** Every live video track (for the GOP cache gauge). */
-  allVideoTracks(): IterableIterator<VideoTrack> {
-    return this.videoTracks.values();
+  /** A camera's ffmpeg stopped: its video has no init or GOP to offer until the next run's. */
+  stopVideo(camera: string): void {
+    this.videoTracks.get(videoTopic(camera))?.stop();
   }
 
   /**

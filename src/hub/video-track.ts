@@ -1,4 +1,4 @@
-import type { InitSegment, MediaFragment } from '../media/fmp4.js';
+import { type InitSegment, type MediaFragment, rebaseDecodeTime } from '../media/fmp4.js';
 import { encode } from '../wire/records.js';
 
 /**
@@ -41,10 +41,13 @@ export interface VideoFragment {
 export type VideoItem = VideoInit | VideoFragment;
 
 /**
- * The GOP cache's bound per camera: 8 MiB holds a 2 s GOP up to 32 Mbit/s. A GOP past it is
- * not cached (its new viewers wait for the next keyframe) rather than held without bound.
+ * The GOP cache's bound per camera, in fragment bytes: half a video viewer's soft limit, so
+ * the burst a new viewer is sent never makes it slow by itself (1 MiB by default: a 2 s GOP up
+ * to 4 Mbit/s). A GOP past it is not cached (its new viewers wait for the next keyframe)
+ * rather than held without bound. In memory a cached fragment is held about 4 to 6 times
+ * (its bytes, its WS record, and the cached and SSE forms made on first use).
  */
-export const MAX_GOP_BYTES = 8 * 1024 * 1024;
+export const maxGopBytes = (videoSoftBytes: number) => Math.floor(videoSoftBytes / 2);
 
 export interface VideoTrackOptions {
   /** Keep the fragments since the last keyframe for new viewers (the GOP cache). */
@@ -70,6 +73,10 @@ export class VideoTrack {
   private seq = 0;
   /** The init's video timescale: ticks per second of the fragments' decode times. */
   private timescale = 0;
+  /** Media time (s) where the last fragment ended: a restarted ffmpeg's timeline continues from here. */
+  private endPts = 0;
+  /** Ticks added to this run's decode times; undefined until the run's first fragment sets it. */
+  private shift: number | undefined;
 
   constructor(
     readonly topic: string,
@@ -85,16 +92,12 @@ export class VideoTrack {
     return this.gop;
   }
 
-  /** Bytes held by the GOP cache (the video_gop_cache_bytes gauge). */
-  get cachedBytes(): number {
-    return this.gopBytes;
-  }
-
   setInit(segment: InitSegment, ts: number): VideoInit {
     const { codec, width, height, data } = segment;
     const topic = this.topic;
     const seq = this.seq + 1;
     this.timescale = segment.timescale;
+    this.shift = undefined;
     this.current = {
       kind: 'init',
       topic,
@@ -114,9 +117,11 @@ export class VideoTrack {
   /** Undefined for a fragment before any init (nothing could play it). */
   addFragment(piece: MediaFragment, ts: number): VideoFragment | undefined {
     if (!this.current) return undefined;
+    this.continueTimeline(piece);
     const seq = ++this.seq;
     const { keyframe, data } = piece;
     const pts = this.timescale > 0 ? piece.decodeTime / this.timescale : 0;
+    if (this.timescale > 0) this.endPts = pts + piece.duration / this.timescale;
     const topic = this.topic;
     const fragment: VideoFragment = {
       kind: 'fragment',
@@ -136,6 +141,27 @@ export class VideoTrack {
       if (this.gopBytes > this.opts.maxGopBytes) this.dropGop(false);
     }
     return fragment;
+  }
+
+  /**
+   * The camera stopped (its ffmpeg exited): new viewers get nothing until the next init,
+   * rather than a frozen GOP presented as live. Subscribers stay subscribed.
+   */
+  stop(): void {
+    this.current = undefined;
+    this.dropGop(false);
+  }
+
+  /**
+   * A restarted ffmpeg starts its decode times at 0 again, with the same init bytes: a player
+   * would get fragments timed before what it already played, and stall. Each run's decode times
+   * are shifted so the timeline goes on where the last run ended; a player sees one stream.
+   */
+  private continueTimeline(piece: MediaFragment): void {
+    if (this.shift === undefined) {
+      this.shift = this.endPts > 0 ? Math.round(this.endPts * this.timescale) - piece.decodeTime : 0;
+    }
+    if (this.shift !== 0) rebaseDecodeTime(piece, piece.decodeTime + this.shift);
   }
 
   private dropGop(startCaching: boolean): void {

@@ -46,6 +46,8 @@ export interface CameraStatus {
   framesIn: number;
   fps: number;
   lastError: string | undefined;
+  /** Set when the camera's video was turned off because it cannot be served (and why). */
+  videoOff?: string | undefined;
   stderrTail: string[];
 }
 
@@ -78,6 +80,11 @@ export class CameraSupervisor {
   private readonly redact: (text: string) => string;
   /** The source as log lines show it. */
   private readonly source: string;
+  /**
+   * Why this camera's video was turned off for the daemon's life: its stream is one framehub
+   * cannot serve (`copy` of a source that is not H.264). Its MJPEG goes on without it.
+   */
+  private videoOff: string | undefined;
   /** Frames the splitter discarded as oversized in this ffmpeg run: they explain a "stall". */
   private oversizeThisRun = 0;
   private readonly framesInCounter;
@@ -102,7 +109,7 @@ export class CameraSupervisor {
     if (this.stopped || this.child) return;
     const command = this.command();
     const audio = cameraHasAudio(this.camera);
-    const video = this.camera.video !== undefined;
+    const video = this.camera.video !== undefined && this.videoOff === undefined;
     // Its own process group (detached), so stopping it also stops anything it started, and the
     // registry lets a shutdown past its deadline kill it (killAllChildren).
     const child = spawn(this.opts.ffmpegPath, command.args, {
@@ -201,6 +208,7 @@ export class CameraSupervisor {
       fps: recent.length / 5,
       // Redacted again, cheaply, so no future writer of lastError can leak a source's credentials.
       lastError: this.lastError === undefined ? undefined : this.redact(this.lastError),
+      videoOff: this.videoOff,
       stderrTail: this.stderrTail.lines(),
     };
   }
@@ -233,11 +241,21 @@ export class CameraSupervisor {
       pieces = fmp4.push(chunk);
     } catch (err) {
       if (!(err instanceof Fmp4Error)) throw err;
-      this.killReason = `unreadable fragmented MP4 from ffmpeg (${err.code}): ${err.message}`;
-      this.opts.log.warn(
-        { camera: this.camera.id, err: err.message },
-        'camera video unreadable, restarting ffmpeg',
-      );
+      if (err.code === 'FMP4_UNSUPPORTED') {
+        // Restarting would fail the same way and take the MJPEG down with it, again and again.
+        this.videoOff = `video off: ${err.message}`;
+        this.killReason = this.videoOff;
+        this.opts.log.error(
+          { camera: this.camera.id, err: err.message },
+          'camera video cannot be served (use video "transcode"); restarting ffmpeg without it',
+        );
+      } else {
+        this.killReason = `unreadable fragmented MP4 from ffmpeg (${err.code}): ${err.message}`;
+        this.opts.log.warn(
+          { camera: this.camera.id, err: err.message },
+          'camera video unreadable, restarting ffmpeg',
+        );
+      }
       killGroup(child, 'SIGKILL');
       return;
     }
@@ -278,7 +296,8 @@ export class CameraSupervisor {
    */
   private command(): CameraCommand {
     const needsProbe = /^rtsps?:\/\//i.test(this.camera.source) && hasCredentials(this.camera.source);
-    const command = buildCameraCommand(this.camera, {
+    const camera = this.videoOff ? { ...this.camera, video: undefined } : this.camera;
+    const command = buildCameraCommand(camera, {
       clockFont: this.opts.clockFont,
       movieFormatOptions: needsProbe && movieTakesFormatOptions(this.opts.ffmpegPath),
     });

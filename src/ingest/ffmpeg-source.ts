@@ -26,7 +26,10 @@ export class FfmpegCameraSource implements CameraSource {
       onAudio: (samples) => audio.push(camera.id, samples, camera.audioRate),
       onVideo: (piece, receivedAt) => hub.publishVideo(camera.id, piece, receivedAt),
       onUpChange: (up, reason) => {
-        if (!up) audio.reset(camera.id);
+        if (!up) {
+          audio.reset(camera.id);
+          hub.stopVideo(camera.id);
+        }
         hub.publishEvent('system', {
           type: 'system',
           kind: up ? 'camera_up' : 'camera_down',

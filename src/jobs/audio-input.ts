@@ -1,6 +1,7 @@
 import { AudioInputError, DecoderError } from '../errors.js';
 import { AUDIO_DEMUXERS, type AudioContainer } from '../media/audio-containers.js';
-import { spawnFfmpeg } from '../media/ffmpeg-child.js';
+import { runFfmpeg } from '../media/ffmpeg-run.js';
+import { fencedInputArgs } from '../media/input-fence.js';
 
 export { AUDIO_CONTAINER_NAMES, type AudioContainer, sniffContainer } from '../media/audio-containers.js';
 
@@ -30,23 +31,21 @@ export function pcmSamples(body: Uint8Array, pcm: PcmFormat): Int16Array | Float
 }
 
 /**
- * ffmpeg's arguments for one upload. The demuxer is forced from the sniffed container, no
- * demuxer but the audio containers may open at any depth (`-format_whitelist`), and only the
- * pipe protocol may be opened. Without them a body that merely starts like mp3 is probed as
- * DASH and ffmpeg fetches the URLs or local files it names: DASH ignores the protocol
- * whitelist in ffmpeg 4.1, so the format whitelist is what stops it there. `-t` stops ffmpeg
- * one second past the duration limit, so running over it is seen, not silently cut.
+ * ffmpeg's arguments for one upload, fenced by fencedInputArgs (src/media/input-fence.ts, the
+ * same fence as video jobs): the demuxer forced from the sniffed container, no demuxer but the
+ * audio containers at any depth, only the pipe protocol. Without them a body that merely
+ * starts like mp3 is probed as DASH and ffmpeg fetches the URLs or local files it names. `-t`
+ * stops ffmpeg one second past the duration limit, so running over it is seen, not silently cut.
+ *
+ * @example
+ *   audioDecodeArgs('wav', 16000, 3600) // [..., '-f', 'wav', '-i', 'pipe:0', ..., 'pipe:1']
  */
 export function audioDecodeArgs(demuxer: string, rate: number, maxSeconds: number): string[] {
-  if (!AUDIO_DEMUXERS.includes(demuxer)) throw new Error(`demuxer ${demuxer} is not an accepted container`);
   // biome-ignore format: one option and its value per line
   return [
     '-hide_banner', '-nostdin',
     '-loglevel', 'error',
-    '-protocol_whitelist', 'pipe',
-    '-format_whitelist', AUDIO_DEMUXERS.join(','),
-    '-f', demuxer,
-    '-i', 'pipe:0',
+    ...fencedInputArgs({ demuxer, accepted: AUDIO_DEMUXERS, from: 'stdin' }),
     '-vn', '-sn', '-dn',
     '-ac', '1',
     '-ar', String(rate),
@@ -88,10 +87,25 @@ export interface DecodeHandle {
 
 /** Decodes an upload to mono s16le at `rate`, streaming samples to `onSamples` as they come. */
 export function decodeAudio(o: DecodeOptions): DecodeHandle {
-  const ff = spawnFfmpeg(o.ffmpegPath, audioDecodeArgs(o.container.demuxer, o.rate, o.maxSeconds));
+  const name = o.container.name;
+  // The job's own deadline (AudioJobs) stops the run; the runner maps a failed exit to the
+  // audio codes clients already match on.
+  const run = runFfmpeg({
+    ffmpegPath: o.ffmpegPath,
+    args: audioDecodeArgs(o.container.demuxer, o.rate, o.maxSeconds),
+    failure: (kind, detail) =>
+      kind === 'spawn'
+        ? new DecoderError('INTERNAL', 'the audio decoder could not be started', 500, detail)
+        : new DecoderError(
+            'DECODE_FAILED',
+            `the body starts like ${name} but does not decode as ${name}`,
+            422,
+            detail,
+          ),
+  });
+  const ff = run.child;
   const maxSamples = o.maxSeconds * o.rate;
   let produced = 0;
-  let stopped: Error | undefined;
   let carry: Buffer | undefined;
   let resolveStarted!: () => void;
   let rejectStarted!: (e: Error) => void;
@@ -99,15 +113,10 @@ export function decodeAudio(o: DecodeOptions): DecodeHandle {
     resolveStarted = res;
     rejectStarted = rej;
   });
-  const stop = (reason: Error) => {
-    if (stopped) return;
-    stopped = reason;
-    ff.process.stdin.destroy();
-    ff.kill();
-  };
+  const stop = (reason: Error) => run.stop(reason);
 
   ff.process.stdout.on('data', (chunk: Buffer) => {
-    if (stopped) return;
+    if (run.stopped) return;
     const bytes = carry ? Buffer.concat([carry, chunk]) : chunk;
     const even = bytes.length - (bytes.length % 2);
     carry = even < bytes.length ? bytes.subarray(even) : undefined;
@@ -131,7 +140,7 @@ export function decodeAudio(o: DecodeOptions): DecodeHandle {
   const slice = 256 * 1024;
   let offset = 0;
   const feed = () => {
-    while (offset < o.body.length && !stopped) {
+    while (offset < o.body.length && !run.stopped) {
       const end = Math.min(o.body.length, offset + slice);
       const more = ff.process.stdin.write(o.body.subarray(offset, end));
       offset = end;
@@ -142,21 +151,8 @@ export function decodeAudio(o: DecodeOptions): DecodeHandle {
   };
   feed();
 
-  const name = o.container.name;
-  const done = ff.closed.then((exit) => {
-    if (stopped) throw stopped;
-    if (exit.code === 0 && produced > 0) return;
-    if (exit.code === 0) throw new AudioInputError('NO_AUDIO', 'the input holds no audio samples', 422);
-    const detail = `${exit.error?.message ?? exit.signal ?? `exit ${exit.code}`}: ${ff.stderrTail()}`;
-    if (exit.error) {
-      throw new DecoderError('INTERNAL', 'the audio decoder could not be started', 500, detail);
-    }
-    throw new DecoderError(
-      'DECODE_FAILED',
-      `the body starts like ${name} but does not decode as ${name}`,
-      422,
-      detail,
-    );
+  const done = run.done.then(() => {
+    if (produced === 0) throw new AudioInputError('NO_AUDIO', 'the input holds no audio samples', 422);
   });
   done.catch(rejectStarted);
   // Whoever holds the handle may stop listening (a cancelled upload); a rejection is never unobserved.

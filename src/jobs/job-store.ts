@@ -3,7 +3,7 @@ import { FramehubError, isClientError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
 import type { Metrics } from '../metrics/metrics.js';
 
-export type JobKind = 'audio' | 'image';
+export type JobKind = 'audio' | 'image' | 'video';
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
 export interface JobError {

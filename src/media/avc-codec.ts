@@ -25,6 +25,8 @@ interface ParsedCodec {
   /** The sample entry type: `avc1` or `avc3` (parameter sets in-band). */
   family: string;
   profile: number;
+  /** constraint_set flags (constraint_set1, 0x40, marks Constrained Baseline). */
+  constraints: number;
   level: number;
 }
 
@@ -38,18 +40,35 @@ function parseCodec(codec: unknown): ParsedCodec | undefined {
   return {
     family: (m[1] as string).toLowerCase(),
     profile: parseInt(m[2] as string, 16),
+    constraints: parseInt(m[3] as string, 16),
     level: parseInt(m[4] as string, 16),
   };
+}
+
+const BASELINE = 66;
+const MAIN = 77;
+const HIGH = 100;
+
+/**
+ * Whether a decoder of `decoder`'s profile decodes `stream`'s: the same profile, or a subset
+ * of it. High decodes Main and Constrained Baseline; Main decodes Constrained Baseline
+ * (Baseline with constraint_set1, `42e0`/`42c0`); full Baseline (FMO, ASO) only itself.
+ */
+function profileCovers(decoder: ParsedCodec, stream: ParsedCodec): boolean {
+  if (decoder.profile === stream.profile) return true;
+  const constrainedBaseline = stream.profile === BASELINE && (stream.constraints & 0x40) !== 0;
+  if (decoder.profile === HIGH) return stream.profile === MAIN || constrainedBaseline;
+  if (decoder.profile === MAIN) return constrainedBaseline;
+  return false;
 }
 
 /**
  * Whether a viewer that accepts the `accepted` codec strings (what its
  * `MediaSource.isTypeSupported` said yes to) can play `codec`: some accepted string has the
  * same sample entry type (`avc1` and `avc3` are kept apart: a player that only probed avc1 may
- * not take in-band parameter sets) and the same profile_idc, and `codec`'s level is at most the
- * highest level accepted for that profile. The constraint byte is not compared: a decoder for
- * a profile decodes its constrained subsets. Strings that are not `avcN.xxxxxx` never match,
- * and nothing a client sends makes this throw.
+ * not take in-band parameter sets), a profile that covers the stream's (High covers Main and
+ * Constrained Baseline; Main covers Constrained Baseline), and a level at least the stream's.
+ * Strings that are not `avcN.xxxxxx` never match, and nothing a client sends makes this throw.
  *
  * @example
  *   codecAccepted('avc1.64001e', ['avc1.42e01f', 'avc1.640028']); // true: High, 3.0 ≤ 4.0
@@ -61,7 +80,7 @@ export function codecAccepted(codec: string, accepted: readonly string[]): boole
   let best = -1;
   for (const a of accepted.slice(0, 256)) {
     const c = parseCodec(a);
-    if (c && c.family === want.family && c.profile === want.profile && c.level > best) best = c.level;
+    if (c && c.family === want.family && profileCovers(c, want) && c.level > best) best = c.level;
   }
   return want.level <= best;
 }

@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { killGroup, trackChild } from './children.js';
 
 /** Bytes of stderr kept per child: enough for the last few error lines, never a log's worth. */
@@ -13,6 +14,8 @@ export interface FfmpegExit {
 
 export interface FfmpegChild {
   readonly process: ChildProcessWithoutNullStreams;
+  /** The extra pipes asked for, at fd 3, 4, ... in order (ffmpeg writes `pipe:3` there). */
+  readonly pipes: Readable[];
   /** Resolves once the child exited and its pipes closed; never rejects. */
   readonly closed: Promise<FfmpegExit>;
   /** The last lines ffmpeg wrote to stderr. For logs only: it names files, hosts and ports. */
@@ -25,15 +28,21 @@ export interface FfmpegChild {
  * Starts ffmpeg (or a stand-in) from an argument list, never a shell string, in its own
  * process group and registered with the child registry, so a kill or a shutdown takes
  * whatever it started along with it. stdin, stdout and stderr are pipes; stderr is kept only
- * as a bounded tail.
+ * as a bounded tail. `extraPipes` opens more pipes at fd 3 and up, for outputs such as a
+ * segment list (`-segment_list pipe:3`).
  *
  * @example
  *   const ff = spawnFfmpeg(path, ['-hide_banner', '-f', 'wav', '-i', 'pipe:0', '-f', 's16le', 'pipe:1']);
  *   const exit = await ff.closed;
  *   if (exit.code !== 0) log.warn({ exit, stderr: ff.stderrTail() }, 'ffmpeg failed');
  */
-export function spawnFfmpeg(path: string, args: readonly string[]): FfmpegChild {
-  const child = spawn(path, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+export function spawnFfmpeg(
+  path: string,
+  args: readonly string[],
+  { extraPipes = 0 }: { extraPipes?: number } = {},
+): FfmpegChild {
+  const stdio = Array.from({ length: 3 + extraPipes }, () => 'pipe' as const);
+  const child = spawn(path, args, { stdio, detached: true }) as ChildProcessWithoutNullStreams;
   trackChild(child);
   let tail = '';
   child.stderr.setEncoding('utf8').on('data', (text: string) => {
@@ -50,6 +59,7 @@ export function spawnFfmpeg(path: string, args: readonly string[]): FfmpegChild 
   });
   return {
     process: child,
+    pipes: child.stdio.slice(3) as Readable[],
     closed,
     stderrTail: (lines = 5) => tail.trim().split('\n').slice(-lines).join('\n'),
     kill: () => killGroup(child),

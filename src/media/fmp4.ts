@@ -50,8 +50,29 @@ export interface MediaFragment {
   keyframe: boolean;
   /** tfdt baseMediaDecodeTime of the video track, in timescale units. */
   decodeTime: number;
+  /** Where in `data` that value is, and its width (tfdt version 0: 4 bytes, 1: 8), for rebaseDecodeTime. */
+  decodeTimeAt: number;
+  decodeTimeBytes: 4 | 8;
   /** Sum of the video samples' durations in timescale units, 0 when unknown. */
   duration: number;
+}
+
+/**
+ * Rewrites a fragment's tfdt in place (its `data` is the splitter's own copy), so a stream
+ * that restarted at 0 continues the timeline a player already has. False when the value does
+ * not fit the box's field (a version-0 tfdt past 2^32) and nothing was written.
+ *
+ * @example
+ *   rebaseDecodeTime(fragment, fragment.decodeTime + offset)
+ */
+export function rebaseDecodeTime(fragment: MediaFragment, decodeTime: number): boolean {
+  if (!Number.isSafeInteger(decodeTime) || decodeTime < 0) return false;
+  const view = new DataView(fragment.data.buffer, fragment.data.byteOffset, fragment.data.byteLength);
+  if (fragment.decodeTimeBytes === 8) view.setBigUint64(fragment.decodeTimeAt, BigInt(decodeTime));
+  else if (decodeTime <= 0xffff_ffff) view.setUint32(fragment.decodeTimeAt, decodeTime);
+  else return false;
+  fragment.decodeTime = decodeTime;
+  return true;
 }
 
 export type Fmp4Piece = InitSegment | MediaFragment;
@@ -298,6 +319,9 @@ function isSync(flags: number): boolean {
 interface FragmentInfo {
   keyframe: boolean;
   decodeTime: number;
+  /** Offset of the tfdt value in the moof's bytes; the splitter makes it relative to `data`. */
+  decodeTimeAt: number;
+  decodeTimeBytes: 4 | 8;
   duration: number;
 }
 
@@ -323,8 +347,9 @@ function parseMoof(r: Reader, moof: Box, track: VideoTrack): FragmentInfo {
 
     const tfdt = boxes.find((b) => b.type === 'tfdt');
     if (!tfdt) throw malformed('the video traf has no tfdt');
+    const decodeTimeBytes = r.u8(tfdt.start, tfdt.end, 'tfdt version') === 1 ? 8 : 4;
     const decodeTime =
-      r.u8(tfdt.start, tfdt.end, 'tfdt version') === 1
+      decodeTimeBytes === 8
         ? r.u64(tfdt.start + 4, tfdt.end, 'tfdt baseMediaDecodeTime')
         : r.u32(tfdt.start + 4, tfdt.end, 'tfdt baseMediaDecodeTime');
 
@@ -372,6 +397,8 @@ function parseMoof(r: Reader, moof: Box, track: VideoTrack): FragmentInfo {
     return {
       keyframe: firstFlags !== undefined && isSync(firstFlags),
       decodeTime,
+      decodeTimeAt: tfdt.start + 4,
+      decodeTimeBytes,
       duration: durationKnown ? duration : 0,
     };
   }
@@ -726,7 +753,7 @@ export class Fmp4Splitter {
         this.prefix = [];
         this.prefixBytes = 0;
         this.moof = undefined;
-        out.push({ kind: 'fragment', data, ...moof.info });
+        out.push({ kind: 'fragment', data, ...moof.info, decodeTimeAt: at + moof.info.decodeTimeAt });
         return;
       }
       default: {

@@ -247,6 +247,11 @@ export function createMetrics() {
       help: 'Bytes of job results stored on disk (under jobs.dataDir), until their jobs expire',
       registers: r,
     }),
+    jobDiskBytes: new Gauge({
+      name: 'framehub_job_disk_bytes',
+      help: 'Bytes video jobs hold on disk under jobs.dataDir: uploads until their job ends, outputs until it expires',
+      registers: r,
+    }),
     jobSlots: new Gauge({
       name: 'framehub_job_slots_used',
       help: 'Job slots in use, of jobs.maxActive: uploads being received or checked, and jobs not finished',

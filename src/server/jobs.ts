@@ -5,6 +5,8 @@ import type { PcmFormat } from '../jobs/audio-input.js';
 import type { AudioJobs } from '../jobs/audio-job.js';
 import type { ImageJobs } from '../jobs/image-job.js';
 import type { Job, JobStore } from '../jobs/job-store.js';
+import type { VideoJobs } from '../jobs/video-job.js';
+import { parseVideoJobOptions } from '../jobs/video-options.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import { httpToken, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
@@ -25,6 +27,7 @@ const LIMIT_OF_CODE: Partial<Record<ErrorCode, string>> = {
   SAMPLE_RATE_TOO_LOW: 'upsample_ratio',
   AUDIO_TOO_LONG: 'audio_seconds',
   JOB_TIMEOUT: 'job_timeout',
+  MEDIA_TOO_LONG: 'video_seconds',
 };
 
 /** Parses `?format=&rate=` for raw PCM; undefined when neither is given. */
@@ -52,7 +55,7 @@ export function registerJobs(
   app: TemplatedApp,
   ctx: ServerContext,
   store: JobStore,
-  jobs: { audio: AudioJobs; image: ImageJobs; pool: Pick<WorkerPool, 'admitJob'> },
+  jobs: { audio: AudioJobs; image: ImageJobs; video: VideoJobs; pool: Pick<WorkerPool, 'admitJob'> },
   opts: JobRouteOptions,
 ) {
   const { audio, image } = jobs;
@@ -145,8 +148,21 @@ export function registerJobs(
     );
   });
 
-  app.post('/api/v1/jobs/video', () => {
-    throw new FramehubError('NOT_FOUND', 'video jobs are not available in this version', 404);
+  app.post('/api/v1/jobs/video', (res, req) => {
+    refuseDeclaredTooLarge(req, opts.maxUploadBytes);
+    const token = httpToken(req);
+    // Options and room in the video queue are checked before the body is read (400, 429).
+    const options = parseVideoJobOptions(new URLSearchParams(req.getQuery() ?? ''));
+    jobs.video.admit();
+    const body = uploadBody(res, req);
+    // body.signal stops the probe of a client that gives up before the 202.
+    submit(
+      res,
+      token,
+      body,
+      () => options,
+      (bytes) => jobs.video.start(bytes, options, body.signal),
+    );
   });
 
   app.get('/api/v1/jobs/:id/result/:n', (res, req) => {

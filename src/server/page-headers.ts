@@ -26,6 +26,8 @@ export function pageSecurityHeaders(html: string): Record<string, string> {
     "script-src 'self'",
     ["style-src 'self'", ...styles].join(' '),
     "img-src 'self' data: blob:",
+    // The MSE tiles play a MediaSource, which a <video> opens through a blob: URL.
+    "media-src 'self' blob:",
     "connect-src 'self'",
     "base-uri 'none'",
     "form-action 'none'",

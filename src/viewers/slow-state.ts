@@ -4,6 +4,13 @@ export interface SlowOptions {
   /** Buffered bytes that, held for longer than slowCloseMs, close the viewer. */
   hardBytes: number;
   slowCloseMs: number;
+  /**
+   * The soft limit of a viewer of live video, on every transport: a keyframe, or the cached
+   * GOP a new viewer is sent, is a burst far larger than one JPEG that a healthy link drains
+   * in a moment. Judging it by `softBytes` (or by one refused HTTP write) would skip a healthy
+   * viewer to the next keyframe again and again.
+   */
+  videoSoftBytes: number;
 }
 
 export type SlowChange = 'slow' | 'recovered' | 'close' | undefined;
@@ -24,7 +31,7 @@ export type Backpressure = 'sampled' | 'signalled';
  * closed once its buffered bytes have stayed over hardBytes for slowCloseMs.
  *
  * @example
- *   const s = new SlowState({ softBytes: 1024, hardBytes: 4096, slowCloseMs: 1000 }, 'sampled');
+ *   const s = new SlowState({ softBytes: 1024, videoSoftBytes: 4096, hardBytes: 4096, slowCloseMs: 1000 }, 'sampled');
  *   s.observe(2000, 0) // 'slow'
  *   s.observe(5000, 100); s.observe(5000, 1100) // undefined, then 'close'
  */
@@ -36,6 +43,8 @@ export class SlowState {
    */
   delivered: Map<string, number> | undefined;
   private overHardSince = 0;
+  /** Set by the session while it receives live video: judged by bytes held against `videoSoftBytes`. */
+  video = false;
 
   constructor(
     private readonly opts: SlowOptions,
@@ -50,12 +59,14 @@ export class SlowState {
     } else {
       this.overHardSince = 0;
     }
-    if (this.mode === 'signalled') return undefined;
-    if (!this.slow && buffered > this.opts.softBytes) {
+    // A signalled transport's bytes only grow until it drains (drained() recovers it).
+    if (this.mode === 'signalled' && !this.video) return undefined;
+    const soft = this.video ? this.opts.videoSoftBytes : this.opts.softBytes;
+    if (!this.slow && buffered > soft) {
       this.slow = true;
       return 'slow';
     }
-    if (this.slow && buffered <= this.opts.softBytes / 2) {
+    if (this.slow && this.mode === 'sampled' && buffered <= soft / 2) {
       this.slow = false;
       return 'recovered';
     }
@@ -64,7 +75,7 @@ export class SlowState {
 
   /** A signalled transport had to buffer a write. */
   refused(): SlowChange {
-    if (this.mode === 'sampled' || this.slow) return undefined;
+    if (this.mode === 'sampled' || this.slow || this.video) return undefined;
     this.slow = true;
     return 'slow';
   }

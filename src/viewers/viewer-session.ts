@@ -40,6 +40,8 @@ export class ViewerSession<C> {
   /** Made when the transport first holds bytes for this viewer (most idle viewers never do). */
   private backpressure: SlowState | undefined;
   private resume: ResumePositions | undefined;
+  /** Video topics received: while any, slowness is judged by `videoSoftBytes` (see SlowOptions). */
+  private videoTopicCount = 0;
 
   constructor(
     readonly group: ViewerGroup<C>,
@@ -185,8 +187,16 @@ export class ViewerSession<C> {
   }
 
   private slowState(): SlowState {
-    this.backpressure ??= new SlowState(this.group.ctx.slow, this.group.transport.backpressure);
+    if (!this.backpressure) {
+      this.backpressure = new SlowState(this.group.ctx.slow, this.group.transport.backpressure);
+      this.backpressure.video = this.videoTopicCount > 0;
+    }
     return this.backpressure;
+  }
+
+  private setVideoCount(n: number): void {
+    this.videoTopicCount = n;
+    if (this.backpressure) this.backpressure.video = n > 0;
   }
 
   private frameTopics(): string[] {
@@ -209,6 +219,7 @@ export class ViewerSession<C> {
    * keyframe; a slow session waits for the first keyframe after it drains. Never mid-GOP.
    */
   private joinVideo(topic: string): void {
+    this.setVideoCount(this.videoTopicCount + 1);
     const track = this.group.ctx.hub.videoTrack(topic);
     if (!this.slow && (!track?.init || track.cachedGop().length > 0)) this.group.subscribe(this, topic);
     else this.group.waitForKeyframe(this, topic);
@@ -249,6 +260,7 @@ export class ViewerSession<C> {
 
   private detach(topic: string): void {
     if (isVideoTopic(topic)) {
+      this.setVideoCount(this.videoTopicCount - 1);
       if (!this.group.stopWaiting(this, topic)) this.group.unsubscribe(this, topic);
       return;
     }

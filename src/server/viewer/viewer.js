@@ -3,12 +3,16 @@
  * framehub camera wall, page entry: reads the URL parameters, builds the wall, and runs its
  * timers. Plain browser ES modules, no build step; `tsc -p src/server/viewer/tsconfig.json`
  * type-checks them. The modules, in js/: lists (variants, transports), records (wire record
- * types and checks), transport (the transport contract) with ws-, sse- and
- * mjpeg-transport and the transports registry, tile and tile-view, wall and grid.
+ * types and checks), transport (the transport contract) with ws-, sse-, mjpeg- and
+ * mse-transport and the transports registry, tile and tile-view, wall and grid. MSE plays
+ * live H.264 with mse-player, whose decisions (codecs, capture times, live edge) are in
+ * live-edge.js; video-records and video-stats read and count it.
  *
  * URL parameters (all optional):
  *   ?token=<jwt>             sent as WS subprotocol, SSE ?token=, MJPEG and API Authorization header
- *   ?transport=ws|sse|mjpeg  initial transport of every tile (default ws)
+ *   ?transport=ws|sse|mjpeg|mse  initial transport of every tile (default ws); mse plays the
+ *                            camera's live H.264 (cam/<id>/video) in a <video>, whatever the
+ *                            variant; a camera without video shows the server's error
  *   ?variant=auto|low|…      initial variant of every tile (default auto)
  *   ?cameras=a,b             camera ids to show (needed when the token is not admin: the camera
  *                            list comes from api/v1/status, which is admin-only with auth on)
@@ -23,6 +27,15 @@
  * fed by cam/<id>/vad: WS and SSE tiles subscribe on their own connection; MJPEG tiles
  * share one page-level WS. #wall carries data-fit (fill|scroll) and data-malformed (the
  * shared event socket's).
+ *
+ * MSE tiles also carry data-media="video" and, for the current connection or since the page
+ * loaded: data-video-frames (frames presented, from requestVideoFrameCallback), data-latency-ms
+ * (the newest presented frame's capture → display latency), data-first-picture-ms (from the
+ * transport's open to its first presented frame; empty until then), data-video-skips (seq
+ * jumps: the server skipped a slow viewer to a keyframe) and data-video-resets (the player
+ * started over). Their data-state is `error` when the server refused the video topic (no
+ * video on that camera, or no codec this browser plays). A script can read every latency
+ * since its last call with framehubWall.tiles.get(id).video.drainLatencies().
  *
  * Every URL is relative to the page, so the wall works under a proxy's path prefix.
  */

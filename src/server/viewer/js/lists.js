@@ -15,8 +15,11 @@ export const FRAME_VARIANTS = /** @type {const} */ (['low', 'medium', 'high', 'r
 /** What a tile may ask for: a concrete variant, or `auto` (the server picks by link speed). */
 export const VARIANTS = /** @type {const} */ (['auto', ...FRAME_VARIANTS]);
 
-/** One module per transport implements it: see transport.js and transports.js. */
-export const TRANSPORTS = /** @type {const} */ (['ws', 'sse', 'mjpeg']);
+/**
+ * One module per transport implements it: see transport.js and transports.js. `mse` plays the
+ * camera's live H.264 (`cam/<id>/video`) in a <video>; the others carry JPEG frames.
+ */
+export const TRANSPORTS = /** @type {const} */ (['ws', 'sse', 'mjpeg', 'mse']);
 
 /** @typedef {(typeof FRAME_VARIANTS)[number]} FrameVariant */
 /** @typedef {(typeof VARIANTS)[number]} Variant */

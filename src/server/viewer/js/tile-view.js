@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * A tile's DOM: built from the page's <template>, written only where a value changed, and
- * its canvas painted from JPEG bytes. Everything a test or script reads is a data attribute
- * on the tile element (see viewer.js).
+ * its canvas painted from JPEG bytes, or, on the `mse` transport, its <video> played by the
+ * transport (`data-media="video"` on the tile shows the one and hides the other). Everything
+ * a test or script reads is a data attribute on the tile element (see viewer.js).
  */
 import { changes, fillSelect, find } from './dom.js';
 import { TRANSPORTS, transportLabel, VARIANTS } from './lists.js';
@@ -40,6 +41,7 @@ export class TileView {
       transport: find(root, 'select.transport', HTMLSelectElement),
       variant: find(root, 'select.variant', HTMLSelectElement),
       canvas: find(root, 'canvas', HTMLCanvasElement),
+      video: find(root, 'video', HTMLVideoElement),
       overlay: $('.overlay'),
       fps: $('.fps'),
       latency: $('.latency'),
@@ -55,6 +57,11 @@ export class TileView {
     ui.name.textContent = camera;
     ui.name.title = camera;
     ui.canvas.setAttribute('aria-label', `camera ${camera}`);
+    ui.video.setAttribute('aria-label', `camera ${camera} video`);
+    // The attribute sets only the default; autoplay needs the element itself muted.
+    ui.video.muted = true;
+    /** The latency's explanation, per kind of transport (MSE measures to the screen). */
+    this.latencyTitle = ui.latency.parentElement?.title ?? '';
     const choose = () => onChoose({ transport: ui.transport.value, variant: ui.variant.value });
     ui.transport.addEventListener('change', choose);
     ui.variant.addEventListener('change', choose);
@@ -106,10 +113,26 @@ export class TileView {
     this.pending = undefined;
   }
 
-  /** @param {string} transport @param {string} variant */
+  /**
+   * The selects show the choice; an `mse` tile shows its <video>, and its variant select is
+   * off, since MSE plays the camera's one H.264 stream whatever the variant.
+   * @param {string} transport @param {string} variant
+   */
   showChoice(transport, variant) {
-    this.ui.transport.value = transport;
-    this.ui.variant.value = variant;
+    const ui = this.ui;
+    const mse = transport === 'mse';
+    ui.transport.value = transport;
+    ui.variant.value = variant;
+    ui.variant.disabled = mse;
+    ui.variant.title = mse
+      ? "MSE plays the camera's H.264 stream (cam/<id>/video): variants apply to WS, SSE and MJPEG"
+      : '';
+    this.el.dataset.media = mse ? 'video' : 'picture';
+    const latency = ui.latency.parentElement;
+    if (latency)
+      latency.title = mse
+        ? 'capture → display of presented frames (requestVideoFrameCallback), mean over the last 2 s'
+        : this.latencyTitle;
   }
 
   /** @param {boolean} up */

@@ -3,6 +3,10 @@
  * One camera on the wall: its connection (through a transport module), reconnects with
  * capped exponential backoff plus jitter, stall and dead-connection detection, frame
  * statistics, malformed-record accounting and the voice dot. The DOM is TileView's.
+ *
+ * An `mse` tile plays `cam/<id>/video` in its <video> instead of drawing JPEGs: its fragments
+ * count as frames (fps, drops, stall), and its latency is capture → display of the presented
+ * frames (VideoStats), not capture → arrival.
  */
 import { fmtMs } from './format.js';
 import { FrameStats } from './frame-stats.js';
@@ -11,6 +15,7 @@ import { MalformedCount } from './malformed.js';
 import { backoffDelay, explainFailure } from './net.js';
 import { TileView } from './tile-view.js';
 import { OPEN_TRANSPORT } from './transports.js';
+import { VideoStats } from './video-stats.js';
 
 /** A connection that delivered something and then stayed up this long resets the backoff. */
 const STABLE_MS = 5_000;
@@ -23,7 +28,7 @@ const PING_AFTER_MS = 8_000;
  * that EventSource does not surface, so it gets longer; MJPEG has no keep-alive at all.
  * @type {Record<import('./lists.js').TransportName, number>}
  */
-const DEAD_MS = { ws: 20_000, sse: 40_000, mjpeg: 20_000 };
+const DEAD_MS = { ws: 20_000, sse: 40_000, mjpeg: 20_000, mse: 20_000 };
 /** Sliding window for fps and latency. */
 const WINDOW_MS = 2_000;
 
@@ -79,6 +84,7 @@ export class Tile {
     /** Since the page loaded, across transports. */
     this.malformed = new MalformedCount(() => `tile ${this.camera} (${this.transport})`);
     this.stats = new FrameStats(WINDOW_MS);
+    this.video = new VideoStats(WINDOW_MS);
     this.width = 0;
     this.height = 0;
     this.activeVariant = '';
@@ -89,6 +95,8 @@ export class Tile {
   /** A new transport or variant: numbers from the old one would mislead. */
   resetStats() {
     this.stats = new FrameStats(WINDOW_MS);
+    /** Presented video frames and their latency (mse only). */
+    this.video = new VideoStats(WINDOW_MS);
     this.width = 0;
     this.height = 0;
     /** What `auto` is showing right now: the variant of the last frame's concrete topic. */
@@ -106,7 +114,13 @@ export class Tile {
     const t = pick(transport, TRANSPORTS, this.transport);
     const v = pick(variant, VARIANTS, this.variant);
     this.view.showChoice(t, v);
-    if (t === this.transport && v === this.variant && this.state !== 'idle') return;
+    // An MSE tile plays `video` whatever the variant: a new variant (the bulk select) is kept
+    // for a later switch back to JPEG, without a reconnect.
+    const same = t === this.transport && (v === this.variant || t === 'mse');
+    if (same && this.state !== 'idle') {
+      this.variant = v;
+      return;
+    }
     this.transport = t;
     this.variant = v;
     this.attempt = 0;
@@ -115,8 +129,9 @@ export class Tile {
     this.tick(Date.now());
   }
 
+  /** What the transport subscribes: `mse` plays `video` whatever the variant select says. */
   get frameTopic() {
-    return `cam/${this.camera}/${this.variant}`;
+    return `cam/${this.camera}/${this.transport === 'mse' ? 'video' : this.variant}`;
   }
 
   get vadTopic() {
@@ -132,6 +147,9 @@ export class Tile {
     this.connectedAt = Date.now();
     this.lastMessageAt = Date.now();
     this.stats.resetSeq();
+    // Time to first picture is per connection: a reconnect (or a bench's rejoin) measures anew.
+    this.video.firstPictureMs = undefined;
+    this.video.restart();
     // WS and SSE carry cam/<id>/vad themselves; MJPEG tiles share the page's event socket.
     if (this.transport === 'mjpeg') this.ctx.events.add(this.vadTopic, this.vadHandler);
     else this.ctx.events.remove(this.vadTopic, this.vadHandler);
@@ -182,13 +200,43 @@ export class Tile {
         this.stats.resetSeq();
       },
       serverError: (rec) => {
-        if (current()) this.error = `${rec.code}: ${rec.message}`;
+        if (!current()) return;
+        this.error = `${rec.code}: ${rec.message}`;
+        // No video for this camera (or none this browser can play): say so instead of "stalled".
+        if (this.transport === 'mse' && rec.topic === this.frameTopic) this.setState('error');
       },
       malformed: (kind, detail) => {
         if (current()) this.malformed.add(kind, detail);
       },
       fail: (reason, explainUrl) => {
         if (current()) this.retry(reason, explainUrl);
+      },
+      video: {
+        element: this.view.ui.video,
+        init: (rec) => {
+          if (!current()) return;
+          this.width = rec.width;
+          this.height = rec.height;
+          // A new stream may restart its seq: no drop or skip across it.
+          this.stats.resetSeq();
+          this.video.restart();
+        },
+        fragment: (rec) => {
+          if (current()) this.onVideoFragment(rec);
+        },
+        presented: (p) => {
+          if (!current()) return;
+          this.video.present(Date.now(), p.latencyMs, p.sinceOpenMs);
+          if (p.width > 0) {
+            this.width = p.width;
+            this.height = p.height;
+          }
+        },
+        reset: (reason) => {
+          if (!current()) return;
+          this.video.resets++;
+          console.warn(`framehub wall: tile ${this.camera}: video player restarted: ${reason}`);
+        },
       },
     };
   }
@@ -259,6 +307,19 @@ export class Tile {
   }
 
   /**
+   * A video fragment: counted like a frame (fps, drops, stall); the player shows it.
+   * @param {import('./video-records.js').VideoFragment} rec
+   */
+  onVideoFragment(rec) {
+    const now = Date.now();
+    this.lastMessageAt = now;
+    this.stats.add(rec, now);
+    this.video.fragment(rec.seq);
+    this.activeVariant = 'video';
+    if (this.state !== 'live') this.setState('live');
+  }
+
+  /**
    * Voice dot: `cam/<id>/vad` events `{state: 'speech'|'silence', dbfs, floor}`.
    * @param {import('./records.js').VadRecord} rec
    */
@@ -291,14 +352,21 @@ export class Tile {
   /** @param {number} now @returns {import('./tile-view.js').TileSnapshot} */
   snapshot(now) {
     const s = this.stats;
-    const latency = s.latency(now);
-    const shownVariant =
-      this.variant === 'auto' ? (this.activeVariant ? `auto→${this.activeVariant}` : 'auto') : this.variant;
+    const v = this.video;
+    const mse = this.transport === 'mse';
+    // MSE: capture → display of presented frames; the others: capture → arrival.
+    const latency = mse ? v.meanLatency(now) : s.latency(now);
+    /** @type {string} */
+    let shownVariant = this.variant;
+    if (mse) shownVariant = 'video';
+    else if (this.variant === 'auto')
+      shownVariant = this.activeVariant ? `auto→${this.activeVariant}` : 'auto';
     let overlay = this.state;
     if (this.state === 'retrying')
       overlay = `retrying in ${fmtMs(Math.max(0, this.retryAt - now))} (attempt ${this.attempt})`;
     else if (this.state === 'stalled')
       overlay = `stalled: no frame for ${fmtMs(now - (s.lastFrameAt || this.connectedAt))}`;
+    else if (this.state === 'error') overlay = this.error;
     return {
       state: this.state,
       overlay,
@@ -323,6 +391,11 @@ export class Tile {
         activeVariant: this.activeVariant,
         malformed: String(this.malformed.total),
         malformedKinds: this.malformed.summary(),
+        videoFrames: String(v.presented),
+        latencyMs: v.latencyMs === undefined ? '' : String(Math.round(v.latencyMs)),
+        firstPictureMs: v.firstPictureMs === undefined ? '' : String(Math.round(v.firstPictureMs)),
+        videoSkips: String(v.skips),
+        videoResets: String(v.resets),
       },
     };
   }

@@ -12,14 +12,15 @@
  * retried), every call on it is ignored, so a late callback from an old socket can never
  * touch the new one's state.
  *
- * To add a transport (the video issue adds `mse`): add its name to `TRANSPORTS` in
- * lists.js, write `<name>-transport.js` exporting `open`, and register it in transports.js;
- * the type check fails until all three agree.
+ * To add a transport: add its name to `TRANSPORTS` in lists.js, write `<name>-transport.js`
+ * exporting `open`, and register it in transports.js; the type check fails until all three
+ * agree. `mse` is the one that plays video: it gets the tile's <video> through `host.video`
+ * (the others ignore it) and reports fragments and presented frames there.
  *
  * @typedef {object} TransportHost
  * @property {string} camera
  * @property {import('./lists.js').Variant} variant  as requested: may be `auto`
- * @property {string} frameTopic  `cam/<id>/<variant>`, as requested
+ * @property {string} frameTopic  `cam/<id>/<variant>`, as requested (`cam/<id>/video` for `mse`)
  * @property {string} vadTopic    `cam/<id>/vad`
  * @property {number | undefined} vadSeq  seq of the last VAD event seen, to resume after a reconnect
  * @property {string | undefined} vadEpoch  the server process that seq came from (its `epoch`):
@@ -44,6 +45,17 @@
  *   The connection is gone or was refused. The tile closes it and retries with backoff; with
  *   `explainUrl` it also asks that URL once for the server's JSON error, for transports
  *   (EventSource) that cannot see the HTTP status themselves.
+ *
+ * @property {VideoOutput} video  where a video transport plays and reports
+ *
+ * @typedef {object} VideoOutput
+ * @property {HTMLVideoElement} element  the tile's <video>: the transport attaches a MediaSource
+ *   to it and lets go of it on close
+ * @property {(rec: import('./video-records.js').VideoInit) => void} init  a (new) stream: its size and codec
+ * @property {(rec: import('./video-records.js').VideoFragment) => void} fragment
+ *   a fragment arrived: counted like a frame (fps, drops, stall) and for seq skips
+ * @property {(p: import('./mse-player.js').Presented) => void} presented  a frame reached the screen
+ * @property {(reason: string) => void} reset  the player started over and waits for a keyframe
  *
  * @typedef {object} Connection
  * @property {() => void} close  stops everything the transport started; calls nothing on host afterwards

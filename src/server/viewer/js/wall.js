@@ -148,7 +148,7 @@ export class Wall {
     let streams = 0;
     for (const tile of this.tiles.values()) {
       tile.tick(now);
-      if (tile.transport !== 'ws') streams++;
+      if (tile.transport === 'sse' || tile.transport === 'mjpeg') streams++; // ws and mse share no HTTP slot
     }
     this.warning(
       streams >= HTTP_STREAMS_PER_HOST
