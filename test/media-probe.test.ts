@@ -92,6 +92,8 @@ describe('input fence', () => {
   it('forces the demuxer, whitelists the accepted formats and only the file or pipe protocol', () => {
     expect(fencedInputArgs({ demuxer: 'mov', accepted: VIDEO_DEMUXERS, from: '/data/work/x.video' })).toEqual(
       [
+        '-max_alloc',
+        String(64 * 1024 * 1024),
         '-protocol_whitelist',
         'file',
         '-format_whitelist',
@@ -108,7 +110,12 @@ describe('input fence', () => {
       from: 'stdin',
       options: ['-t', '5'],
     });
-    expect(stdin.slice(0, 2)).toEqual(['-protocol_whitelist', 'pipe']);
+    expect(stdin.slice(0, 4)).toEqual([
+      '-max_alloc',
+      String(64 * 1024 * 1024),
+      '-protocol_whitelist',
+      'pipe',
+    ]);
     expect(stdin.slice(-4)).toEqual(['-t', '5', '-i', 'pipe:0']);
     expect(
       catchError(() => fencedInputArgs({ demuxer: 'hls', accepted: VIDEO_DEMUXERS, from: '/x' })),

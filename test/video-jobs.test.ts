@@ -259,6 +259,8 @@ describe('video jobs (real ffmpeg)', () => {
       f.endsWith('.m4s'),
     );
     expect(segments.sort()).toEqual(onDisk.sort());
+    // Keyframes only at chunk starts: one HLS segment per chunk.
+    expect(segments).toHaveLength(complete.chunks.length);
     expect(playlist).toContain('#EXT-X-MAP:URI="init.mp4"');
     for (const s of [...segments, 'init.mp4']) {
       const r = await fetch(`${base}${s}`);
@@ -435,7 +437,8 @@ describe('video jobs (real ffmpeg)', () => {
     expect(JSON.parse(sse.of('error')[0]!.data)).toMatchObject({ code: 'MEDIA_CANCELLED' });
     sse.close();
     expect((await waitForJob(daemon.url, id)).state).toBe('cancelled');
-    expect(existsSync(join(dataDir, 'videos', id))).toBe(false);
+    // The files go once ffmpeg has exited, which can be after the cancelled state went out.
+    expect(await until(() => !existsSync(join(dataDir, 'videos', id)), 10_000)).toBe(true);
     // The queued job then runs to the end.
     expect((await waitForJob(daemon.url, queuedId)).state).toBe('done');
   }, 120_000);

@@ -407,7 +407,7 @@ export const configSchema = z.strictObject({
           /** Video jobs encoding at once; the rest wait `queued`. */
           maxConcurrent: z.number().int().min(1).max(16).default(1),
           /** Video jobs waiting for a turn; past it a new one gets 429 before its body is read. */
-          maxQueued: z.number().int().min(0).max(256).default(8),
+          maxQueued: z.number().int().min(0).max(256).default(2),
           /** A video job still running after this long is killed and fails with MEDIA_TIMEOUT. */
           timeoutSeconds: z.number().int().min(1).max(MAX_TIMER_SECONDS).default(1800),
           /**

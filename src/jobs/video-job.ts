@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { AUDIO_CONTAINER_NAMES, AUDIO_DEMUXERS, sniffContainer } from '../media/audio-containers.js';
 import { progressFraction } from '../media/ffmpeg-progress.js';
 import { readLines, runFfmpeg } from '../media/ffmpeg-run.js';
-import type { FencedInput } from '../media/input-fence.js';
+import { type FencedInput, MAX_SOURCE_PIXELS } from '../media/input-fence.js';
 import { type MediaInfo, probeMedia } from '../media/media-probe.js';
 import {
   playlistKind,
@@ -171,10 +171,17 @@ export class VideoJobs {
     try {
       await writeFile(inputPath, video);
       if (overlay && overlayPath) await writeFile(overlayPath, overlay);
-      const input: FencedInput = { demuxer: container.demuxer, accepted: VIDEO_DEMUXERS, from: inputPath };
+      // One thread, niced, and no frame over MAX_SOURCE_PIXELS: a probe is an uploader's work.
+      const input: FencedInput = {
+        demuxer: container.demuxer,
+        accepted: VIDEO_DEMUXERS,
+        from: inputPath,
+        options: ['-threads', '1', '-max_pixels', String(MAX_SOURCE_PIXELS)],
+      };
       const probe = {
         ffmpegPath: this.opts.ffmpegPath,
         timeoutMs: PROBE_TIMEOUT_MS,
+        nice: this.opts.nice,
         ...(cancelled && { signal: cancelled }),
       };
       const info = await probeMedia({ ...probe, input });
@@ -419,7 +426,9 @@ export class VideoJobs {
           : undefined,
       sourceHasAudio: info.audio !== undefined,
       durationSeconds: info.durationSeconds,
-      maxSeconds: this.opts.limits.maxSeconds,
+      // The header's duration is what the job was admitted on: a file whose header understates
+      // it is read no further than a second past it.
+      maxSeconds: Math.min(this.opts.limits.maxSeconds, Math.ceil(info.durationSeconds) + 1),
       renditions,
       chunkSeconds: options.chunkSeconds,
       duck: options.duck,

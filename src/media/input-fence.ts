@@ -8,7 +8,19 @@
  *   protocol whitelist in 4.1; this is what stops it);
  * - `-protocol_whitelist file` (or `pipe` for stdin): no network protocol, ever.
  * No `-safe 0` and no `-enable_drefs` anywhere: a MOV's data references stay closed.
+ * And `-max_alloc`: no single allocation over 64 MiB, so a header cannot make ffmpeg allocate
+ * what it claims (a 611-byte MP4 declaring 20 million samples in one chunk took 481 MB of RSS
+ * to probe; with the cap, 11 MB). A 4K frame is 12 MB.
  */
+/** The largest single allocation ffmpeg may make while reading an upload. */
+export const MAX_ALLOC_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The most pixels per frame a video upload's decoder accepts (`-max_pixels`, an input option):
+ * 8K UHD. A 770 KB MOV of 8192×8192 frames otherwise decodes, splits and encodes at full size.
+ */
+export const MAX_SOURCE_PIXELS = 7680 * 4320;
+
 export interface FencedInput {
   /** The sniffed container's demuxer; must be one of `accepted`. */
   demuxer: string;
@@ -26,7 +38,7 @@ export interface FencedInput {
  *
  * @example
  *   fencedInputArgs({ demuxer: 'mov', accepted: VIDEO_DEMUXERS, from: '/var/lib/framehub/work/x' })
- *   // ['-protocol_whitelist', 'file', '-format_whitelist', 'mov,matroska,avi,mpegts', '-f', 'mov', '-i', 'file:/var/…/x']
+ *   // ['-max_alloc', '67108864', '-protocol_whitelist', 'file', '-format_whitelist', 'mov,matroska,avi,mpegts', '-f', 'mov', '-i', 'file:/var/…/x']
  */
 export function fencedInputArgs(input: FencedInput): string[] {
   if (!input.accepted.includes(input.demuxer)) {
@@ -35,6 +47,7 @@ export function fencedInputArgs(input: FencedInput): string[] {
   const stdin = input.from === 'stdin';
   if (!stdin && !input.from.startsWith('/')) throw new Error('a fenced input file must be an absolute path');
   return [
+    ...['-max_alloc', String(MAX_ALLOC_BYTES)],
     ...['-protocol_whitelist', stdin ? 'pipe' : 'file'],
     ...['-format_whitelist', input.accepted.join(',')],
     ...['-f', input.demuxer],

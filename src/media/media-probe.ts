@@ -69,6 +69,8 @@ export interface ProbeOptions {
   need?: 'video' | 'audio';
   /** What the client calls it in a refusal: `upload` (default), `overlay audio`. */
   what?: string;
+  /** How far below the daemon the probe runs (jobs.nice): it is an uploader's work too. */
+  nice?: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export async function probeMedia(o: ProbeOptions): Promise<MediaInfo> {
     args,
     timeoutMs: o.timeoutMs,
     timeoutMessage: `probing the upload took over ${Math.round(o.timeoutMs / 1000)} s`,
+    ...(o.nice !== undefined && { nice: o.nice }),
     ...(o.signal && { signal: o.signal }),
     onProgress: (p) => {
       if (p.frames !== undefined) frames = p.frames;

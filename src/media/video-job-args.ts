@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { type FencedInput, fencedInputArgs } from './input-fence.js';
+import { type FencedInput, fencedInputArgs, MAX_SOURCE_PIXELS } from './input-fence.js';
 
 /**
  * Pure argument builders for a video job's three ffmpeg steps: the chunk encode (one process
@@ -173,7 +173,10 @@ export function buildChunkEncodeArgs(p: ChunkEncodePlan): string[] {
     '-hide_banner', '-nostdin', '-nostats',
     '-loglevel', 'error',
     '-progress', 'pipe:1',
-    ...fencedInputArgs({ ...p.ffmpegInput, options: ['-threads', threads, '-t', String(p.maxSeconds)] }),
+    ...fencedInputArgs({
+      ...p.ffmpegInput,
+      options: ['-threads', threads, '-max_pixels', String(MAX_SOURCE_PIXELS), '-t', String(p.maxSeconds)],
+    }),
     ...(p.overlay ? fencedInputArgs(p.overlay) : []),
     '-filter_complex', graph.join(';'),
     '-filter_complex_threads', threads,
@@ -191,6 +194,10 @@ export function buildChunkEncodeArgs(p: ChunkEncodePlan): string[] {
       '-pix_fmt', 'yuv420p',
       '-threads', threads,
       '-force_key_frames', `expr:gte(t,n_forced*${p.chunkSeconds})`,
+      // Keyframes only at chunk starts: x264's own (every 250 frames, scene cuts) would make
+      // the HLS remux cut segments that are not the chunks.
+      '-g', '100000',
+      '-sc_threshold', '0',
       ...(hasAudio ? ['-c:a', 'aac', '-b:a', `${AUDIO_KBPS}k`] : []),
       '-f', 'segment',
       '-segment_time', String(p.chunkSeconds),
