@@ -322,3 +322,26 @@ export function catchError(fn: () => unknown): unknown {
   }
   throw new Error('expected a throw');
 }
+
+/** Polls an observable condition (a file, /proc, an HTTP answer) until it holds; false when it never did. */
+export async function pollUntil(
+  pred: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
+}
+
+/** Running, not a zombie: an orphan's zombie may never be reaped when PID 1 is not init. */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -7,7 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sniffContainer } from '../src/media/audio-containers.js';
-import { get, metricValue, type RunningDaemon, startDaemon, wav } from './helpers.js';
+import {
+  get,
+  metricValue,
+  pollUntil,
+  processAlive,
+  type RunningDaemon,
+  startDaemon,
+  wav,
+} from './helpers.js';
 
 /**
  * Audio uploads from issue #8: bodies that make ffmpeg fetch URLs or read local files (3),
@@ -47,26 +55,6 @@ async function slotsFree(baseUrl: string, timeoutMs = 15_000): Promise<void> {
     if (used === 0) return;
     if (Date.now() > deadline) throw new Error(`job slots still used after ${timeoutMs} ms: ${used}`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Polls an observable condition (a file, /proc) until it holds; false when it never did. */
-async function until(pred: () => boolean, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return true;
-}
-
-/** Running, not a zombie: an orphan's zombie may never be reaped when PID 1 is not init. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 
@@ -298,18 +286,18 @@ function fakeFfmpeg(name: string): { path: string; pids: () => [number, number][
 
 /** The [ffmpeg, sleep] pids the next fake recorded, after the `before` already there. */
 async function nextPids(fake: ReturnType<typeof fakeFfmpeg>, before: number): Promise<[number, number]> {
-  expect(await until(() => fake.pids().length > before)).toBe(true);
+  expect(await pollUntil(() => fake.pids().length > before)).toBe(true);
   return fake.pids()[before]!;
 }
 
 const gone = ([ffmpegPid, sleepPid]: [number, number], timeoutMs?: number) =>
-  until(() => !alive(ffmpegPid) && !alive(sleepPid), timeoutMs);
+  pollUntil(() => !processAlive(ffmpegPid) && !processAlive(sleepPid), timeoutMs);
 
 const mp3ish = Buffer.concat([ID3, Buffer.alloc(1000, 0x41)]);
 
 /** Kills what a failed test left behind (the fake's processes are this suite's own). */
 function reap(pids: number[][]) {
-  for (const pid of pids.flat()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const pid of pids.flat()) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 describe('stalled decodes (fake ffmpeg, jobs.timeoutSeconds 2, maxActive 1)', () => {
@@ -400,7 +388,7 @@ describe('stalled decodes (fake ffmpeg, no deadline in reach, maxActive 1)', () 
     const res = await postAudio(daemon.url, mp3ish);
     expect(res.status).toBe(202);
     const pids = await nextPids(fake, before);
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(processAlive)).toBe(true);
     await daemon.stop();
     expect(await gone(pids, 5000)).toBe(true);
   });

@@ -12,7 +12,16 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, metricValue, type RunningDaemon, SseReader, startDaemon, Viewer } from './helpers.js';
+import {
+  get,
+  metricValue,
+  pollUntil,
+  processAlive,
+  type RunningDaemon,
+  SseReader,
+  startDaemon,
+  Viewer,
+} from './helpers.js';
 
 /**
  * Video jobs (issue 11 part 3) through the real daemon and the bundled ffmpeg; outputs are
@@ -85,25 +94,6 @@ async function waitForJob(baseUrl: string, id: string, timeoutMs = 120_000) {
     const job = JSON.parse((await get(`${baseUrl}/api/v1/jobs/${id}`)).text);
     if (['done', 'failed', 'cancelled'].includes(job.state) || Date.now() > deadline) return job;
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return true;
-}
-
-/** Running, not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 
@@ -428,17 +418,17 @@ describe('video jobs (real ffmpeg)', () => {
       `${daemon.url}/sse?topics=job/${id}&lastEventId=${encodeURIComponent(`job/${id}:0`)}`,
     );
     await sse.until(() => sse.of('status').length > 0, 30_000);
-    expect(await until(() => ffmpegChildren(daemon.proc.pid!).length > 0)).toBe(true);
+    expect(await pollUntil(() => ffmpegChildren(daemon.proc.pid!).length > 0)).toBe(true);
     const pids = ffmpegChildren(daemon.proc.pid!);
     const del = await fetch(`${daemon.url}/api/v1/jobs/${id}`, { method: 'DELETE' });
     expect(((await del.json()) as { state: string }).state).toBe('cancelled');
-    expect(await until(() => pids.every((pid) => !alive(pid)), 10_000)).toBe(true);
+    expect(await pollUntil(() => pids.every((pid) => !processAlive(pid)), 10_000)).toBe(true);
     await sse.until(() => sse.of('error').length > 0, 10_000);
     expect(JSON.parse(sse.of('error')[0]!.data)).toMatchObject({ code: 'MEDIA_CANCELLED' });
     sse.close();
     expect((await waitForJob(daemon.url, id)).state).toBe('cancelled');
     // The files go once ffmpeg has exited, which can be after the cancelled state went out.
-    expect(await until(() => !existsSync(join(dataDir, 'videos', id)), 10_000)).toBe(true);
+    expect(await pollUntil(() => !existsSync(join(dataDir, 'videos', id)), 10_000)).toBe(true);
     // The queued job then runs to the end.
     expect((await waitForJob(daemon.url, queuedId)).state).toBe('done');
   }, 120_000);
@@ -479,28 +469,28 @@ describe('a stalled encode (jobs.video.timeoutSeconds 2)', () => {
   });
   afterAll(async () => {
     await daemon?.stop();
-    for (const pid of fake.pids().flat()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of fake.pids().flat()) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
   });
 
   it('is killed at the deadline with MEDIA_TIMEOUT, its whole process group with it', async () => {
     const res = await postVideo(daemon.url, readFileSync(makeClip('stall.mp4', 2, '320x240')));
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    expect(await until(() => fake.pids().length > 0)).toBe(true);
+    expect(await pollUntil(() => fake.pids().length > 0)).toBe(true);
     const job = await waitForJob(daemon.url, id, 30_000);
     expect(job).toMatchObject({ state: 'failed', error: { code: 'MEDIA_TIMEOUT' } });
-    expect(await until(() => fake.pids()[0]!.every((pid) => !alive(pid)), 10_000)).toBe(true);
+    expect(await pollUntil(() => fake.pids()[0]!.every((pid) => !processAlive(pid)), 10_000)).toBe(true);
   }, 60_000);
 
   it('leaves no child behind on SIGTERM while an encode hangs', async () => {
     const before = fake.pids().length;
     const res = await postVideo(daemon.url, readFileSync(join(dir, 'stall.mp4')));
     expect(res.status).toBe(202);
-    expect(await until(() => fake.pids().length > before)).toBe(true);
+    expect(await pollUntil(() => fake.pids().length > before)).toBe(true);
     const pids = fake.pids()[before]!;
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(processAlive)).toBe(true);
     await daemon.stop();
-    expect(await until(() => pids.every((pid) => !alive(pid)), 10_000)).toBe(true);
+    expect(await pollUntil(() => pids.every((pid) => !processAlive(pid)), 10_000)).toBe(true);
   }, 60_000);
 });
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningDaemon, root, startDaemon } from './helpers.js';
+import { CHROMIUM, CHROMIUM_FLAGS } from './support/chromium.js';
 
 /**
  * The camera wall's `mse` transport in real Chromium (Debian's `chromium`, driven by
@@ -16,16 +17,7 @@ import { type RunningDaemon, root, startDaemon } from './helpers.js';
  * data-first-picture-ms, data-latency-ms on the tile; the <video>'s currentTime), never on a
  * sleep. Bounds are wide: a loaded 2-core machine makes the player slower, not wrong.
  */
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+const FLAGS = CHROMIUM_FLAGS;
 const ARTIFACTS = join(root, 'test-artifacts');
 const FPS = 15;
 /** First picture and latency bounds: far above what an idle machine shows (about 0.2 s and 0.1 s). */

@@ -7,6 +7,7 @@ import { type Browser, chromium, type Locator, type Page } from 'playwright-core
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { get, type RunningDaemon, root, startDaemon, testCamera, unpack } from './helpers.js';
+import { CHROMIUM, CHROMIUM_FLAGS } from './support/chromium.js';
 
 /**
  * The camera wall at `/` in real Chromium: Debian's `chromium` package driven by playwright-core.
@@ -16,16 +17,7 @@ import { get, type RunningDaemon, root, startDaemon, testCamera, unpack } from '
  * data-drops on each tile), never on a fixed sleep or on two screenshots differing: under load
  * a tile is slower, not wrong.
  */
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+const FLAGS = CHROMIUM_FLAGS;
 const ARTIFACTS = join(root, 'test-artifacts');
 /** How long the idle viewers must run without a drop (issue #9: "0 drops over 20 s"). */
 const IDLE_WINDOW_MS = 20_000;

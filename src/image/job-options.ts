@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { FramehubError } from '../errors.js';
+import { invalidField, parseQueryOptions, queryInteger } from '../wire/query-options.js';
 import { formatsInAcceptHeader, OUTPUT_FORMATS, type OutputFormat } from './image-formats.js';
 
 export const FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
@@ -49,17 +50,7 @@ const RULES = {
   placeholder: 'blurhash',
   priority: 'low or normal',
 } as const;
-type Field = keyof typeof RULES;
-
-/** Parameters of the endpoint that are not job options: the auth guard reads `token`. */
-const NOT_OPTIONS = new Set(['token']);
-
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/)
-    .transform(Number)
-    .pipe(z.number().min(min).max(max));
+const integer = queryInteger;
 const list = <T extends z.ZodType<unknown, string>>(item: T, max: number) =>
   z
     .string()
@@ -87,10 +78,7 @@ const querySchema = z.object({
   priority: z.enum(['low', 'normal']).default('normal'),
 });
 
-const invalid = (message: string) => new FramehubError('INVALID_FIELD', message, 400);
-
-/** A parameter name is shown back only when it is short and plain. */
-const shown = (name: string) => (/^[\w.-]{1,40}$/.test(name) ? `"${name}"` : '(name not shown)');
+const invalid = invalidField;
 
 /**
  * Parses and checks an image job's query parameters. `acceptHeader` is the request's `Accept`
@@ -102,21 +90,8 @@ const shown = (name: string) => (/^[\w.-]{1,40}$/.test(name) ? `"${name}"` : '(n
  * @throws FramehubError INVALID_FIELD (400) naming the first parameter at fault.
  */
 export function parseImageJobOptions(query: URLSearchParams, acceptHeader = ''): ImageJobOptions {
-  const given: Partial<Record<Field, string>> = {};
-  for (const [name, value] of query) {
-    if (NOT_OPTIONS.has(name)) continue;
-    if (!Object.hasOwn(RULES, name)) {
-      throw invalid(`unknown parameter ${shown(name)}; image jobs take ${Object.keys(RULES).join(', ')}`);
-    }
-    if (given[name as Field] !== undefined) throw invalid(`${name} is given more than once`);
-    given[name as Field] = value;
-  }
-  const parsed = querySchema.safeParse(given);
-  if (!parsed.success) {
-    const field = parsed.error.issues[0]?.path[0] as Field;
-    throw invalid(`${field} must be ${RULES[field]}`);
-  }
-  const { accept, ...options } = parsed.data;
+  const parsed = parseQueryOptions(query, querySchema, RULES, 'image jobs');
+  const { accept, ...options } = parsed;
   if (accept && options.format !== 'auto') throw invalid('accept applies only to format=auto');
   const formats =
     options.format === 'auto'

@@ -4,8 +4,8 @@
  * INVALID_FIELD naming the parameter; no message echoes a client's value.
  */
 import { z } from 'zod';
-import { FramehubError } from '../errors.js';
 import { RENDITION_NAMES, type RenditionName } from '../media/video-job-args.js';
+import { parseQueryOptions, queryInteger } from '../wire/query-options.js';
 
 export interface VideoJobOptions {
   /** 2..60 s; every chunk but the last is this long (cut at the next frame). */
@@ -29,17 +29,7 @@ const RULES = {
   duck: 'a number from 0 to 1',
   overlayAudioBytes: 'an integer from 1 to the body length less one byte of video',
 } as const;
-type Field = keyof typeof RULES;
-
-/** Parameters of the endpoint that are not job options: the auth guard reads `token`. */
-const NOT_OPTIONS = new Set(['token']);
-
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,10}$/)
-    .transform(Number)
-    .pipe(z.number().min(min).max(max));
+const integer = queryInteger;
 
 const querySchema = z.object({
   chunkSeconds: integer(2, 60).default(10),
@@ -66,11 +56,6 @@ const querySchema = z.object({
   overlayAudioBytes: integer(1, 2 ** 31 - 1).optional(),
 });
 
-const invalid = (message: string) => new FramehubError('INVALID_FIELD', message, 400);
-
-/** A parameter name is shown back only when it is short and plain. */
-const shown = (name: string) => (/^[\w.-]{1,40}$/.test(name) ? `"${name}"` : '(name not shown)');
-
 /**
  * Parses and checks a video job's query parameters.
  *
@@ -80,20 +65,7 @@ const shown = (name: string) => (/^[\w.-]{1,40}$/.test(name) ? `"${name}"` : '(n
  * @throws FramehubError INVALID_FIELD (400) naming the first parameter at fault.
  */
 export function parseVideoJobOptions(query: URLSearchParams): VideoJobOptions {
-  const given: Partial<Record<Field, string>> = {};
-  for (const [name, value] of query) {
-    if (NOT_OPTIONS.has(name)) continue;
-    if (!Object.hasOwn(RULES, name)) {
-      throw invalid(`unknown parameter ${shown(name)}; video jobs take ${Object.keys(RULES).join(', ')}`);
-    }
-    if (given[name as Field] !== undefined) throw invalid(`${name} is given more than once`);
-    given[name as Field] = value;
-  }
-  const parsed = querySchema.safeParse(given);
-  if (!parsed.success) {
-    const field = parsed.error.issues[0]?.path[0] as Field;
-    throw invalid(`${field} must be ${RULES[field]}`);
-  }
-  const { renditions, overlayAudioBytes, ...rest } = parsed.data;
+  const parsed = parseQueryOptions(query, querySchema, RULES, 'video jobs');
+  const { renditions, overlayAudioBytes, ...rest } = parsed;
   return { ...rest, renditions, overlayAudioBytes: overlayAudioBytes ?? 0 };
 }

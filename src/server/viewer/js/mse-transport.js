@@ -9,12 +9,13 @@
  * of sending bytes that fail in the decoder. A camera without video answers with an error the
  * tile shows; the socket stays up for the voice dot.
  */
-import { pack, unpack } from './codec.js';
+import { pack } from './codec.js';
 import { dispatchRecord } from './dispatch.js';
 import { mp4Type, supportedCodecs } from './live-edge.js';
 import { MsePlayer, mediaSourceClass } from './mse-player.js';
 import { toWsUrl, wsProtocols } from './net.js';
 import { dispatchVideo } from './video-records.js';
+import { decodeMessage, helloRecord } from './ws-transport.js';
 
 /** @param {unknown} data */
 const binary = (data) => (data instanceof Uint8Array ? data : undefined);
@@ -40,12 +41,7 @@ export function open(host) {
   const ws = new WebSocket(url, wsProtocols(host.token));
   ws.binaryType = 'arraybuffer';
   ws.onopen = () => {
-    const { vadSeq, vadEpoch, vadTopic } = host;
-    /** @type {Record<string, unknown>} */
-    const hello = { type: 'hello' };
-    if (vadSeq !== undefined) hello.resume = { [vadTopic]: vadSeq };
-    if (vadSeq !== undefined && vadEpoch) hello.epoch = vadEpoch;
-    ws.send(pack(hello));
+    ws.send(pack(helloRecord(host)));
     if (codecs.length) {
       ws.send(pack({ type: 'sub', topics: [host.frameTopic], codecs }));
       return;
@@ -97,16 +93,8 @@ export function open(host) {
     malformed: host.malformed,
   };
   ws.onmessage = (ev) => {
-    host.alive();
-    if (!(ev.data instanceof ArrayBuffer))
-      return host.malformed('text message', 'the server sends binary only');
-    let record;
-    try {
-      record = unpack(new Uint8Array(ev.data));
-    } catch (err) {
-      return host.malformed('undecodable', `not msgpack: ${err instanceof Error ? err.message : err}`);
-    }
-    if (!dispatchVideo(record, binary, video)) dispatchRecord(host, record, binary);
+    const record = decodeMessage(host, ev);
+    if (record !== undefined && !dispatchVideo(record, binary, video)) dispatchRecord(host, record, binary);
   };
   ws.onclose = (ev) => host.fail(`ws closed ${ev.code}${ev.reason ? ` ${ev.reason}` : ''}`);
   return {
