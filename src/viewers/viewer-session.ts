@@ -182,7 +182,7 @@ export class ViewerSession<C> {
       this.group.metrics.slowViewers.dec();
       for (const t of this.frameTopics()) this.group.addSlow(t, -1);
     }
-    for (const t of this.videoTopics()) this.group.stopWaiting(this, t);
+    if (this.videoTopicCount) for (const t of this.videoTopics()) this.group.stopWaiting(this, t);
     if (this.topics) this.group.release(this, this.topics.concrete());
   }
 
@@ -293,6 +293,7 @@ export class ViewerSession<C> {
     }
     this.backpressure!.delivered = delivered;
     // Video stops here and resumes at the first keyframe after the session drains.
+    if (this.videoTopicCount === 0) return;
     for (const t of this.videoTopics()) {
       if (this.group.isWaiting(this, t)) continue;
       this.group.unsubscribe(this, t);
