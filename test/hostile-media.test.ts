@@ -17,7 +17,7 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningDaemon, startDaemon } from './helpers.js';
+import { type RunningDaemon, startDaemon, Viewer } from './helpers.js';
 
 /**
  * Uploads that would make ffmpeg open local files or reach the network (issue 11): an HLS
@@ -62,6 +62,8 @@ function tsLike(text: string): Buffer {
 }
 
 describe('hostile playlists and manifests (video and audio jobs)', () => {
+  let watcher: Viewer;
+  let watchedFrom = 0;
   let daemon: RunningDaemon;
   let upstream: http.Server;
   let udp: dgram.Socket;
@@ -118,9 +120,19 @@ describe('hostile playlists and manifests (video and audio jobs)', () => {
     udp.on('message', () => udpContacts++);
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
     udpPort = udp.address().port;
-    daemon = await startDaemon({ cameras: [], jobs: { dataDir: join(dir, 'data'), maxActive: 2 } });
+    daemon = await startDaemon({
+      // A live camera with video beside the hostile uploads: its viewer must not notice them.
+      cameras: [
+        { id: 'v', source: 'test', fps: 10, width: 160, height: 90, audio: false, video: 'transcode' },
+      ],
+      jobs: { dataDir: join(dir, 'data'), maxActive: 2 },
+    });
+    watcher = new Viewer(`${daemon.wsUrl}?topics=cam/v/video`);
+    await watcher.until((rs) => rs.some((r) => r.type === 'fragment'), 30_000);
+    watchedFrom = watcher.records.length;
   }, 60_000);
   afterAll(async () => {
+    watcher?.close();
     clearInterval(fifoPoll);
     await daemon?.stop();
     upstream?.close();
@@ -251,4 +263,16 @@ describe('hostile playlists and manifests (video and audio jobs)', () => {
     expect(tcpContacts).toBe(0);
     expect(udpContacts).toBe(0);
   });
+
+  it('kept a live video viewer fed throughout: no fragment skipped, new ones still coming', async () => {
+    const seen = watcher.records.length;
+    await watcher.until((rs) => rs.length >= seen + 10, 30_000);
+    const seqs = watcher.records
+      .slice(watchedFrom)
+      .filter((r) => r.type === 'fragment')
+      .map((r) => r.seq as number);
+    // Every batch above ran while this viewer watched, from its first fragment to ten past now.
+    expect(seqs.length).toBeGreaterThanOrEqual(10);
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1]! + 1);
+  }, 60_000);
 });
