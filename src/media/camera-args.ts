@@ -140,7 +140,7 @@ function videoOutput(cam: FfmpegCameraConfig): string[] {
 }
 
 /** Seconds between keyframes of a `transcode` camera without `videoGopSeconds`. */
-export const DEFAULT_GOP_SECONDS = 2;
+const DEFAULT_GOP_SECONDS = 2;
 
 /** About 0.07 bits per pixel per frame: 250 kbit/s at 640×360 and 15 fps, 1 Mbit/s at 720p. */
 export function defaultVideoKbps(cam: FfmpegCameraConfig): number {
