@@ -21,7 +21,9 @@ import { packageRoot } from './paths.js';
 import type { RunVad } from './pool/tasks.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import { assertAuthAllowedForHost, createAuthenticator } from './server/auth.js';
+import { ProxyTrust } from './server/client-address.js';
 import type { ServerContext } from './server/context.js';
+import { CorsGate, createCorsPolicy } from './server/cors.js';
 import { registerHttpRoutes } from './server/http.js';
 import { guardRoutes } from './server/http-guard.js';
 import { HttpStreams } from './server/http-stream.js';
@@ -47,8 +49,11 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string })
-  .version;
+const packageVersion = (dir: string): string =>
+  (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+const version = packageVersion(packageRoot);
+/** The version of the package `uWebSockets.js` resolves to (the pinned npm republish). */
+const uwsVersion = packageVersion(join(packageRoot, 'node_modules', 'uWebSockets.js'));
 
 /**
  * Wires config into running parts: metrics, hub, worker pool, uWS app, camera sources.
@@ -56,9 +61,10 @@ const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf
  */
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   assertAuthAllowedForHost(config.host, config.auth);
+  const corsPolicy = createCorsPolicy(config.cors.origins, config.auth !== undefined);
   const auth = await createAuthenticator(config.auth);
   const startedAt = Date.now();
-  const metrics = createMetrics();
+  const metrics = createMetrics(config.cameras.map((c) => c.id));
   // Node ends the process on an unhandled rejection. Every promise a client can start is
   // handled where it is made; this is the net under that rule, counted so a miss shows up.
   const onUnhandled = (err: unknown) => {
@@ -84,6 +90,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   process.env.FRAMEHUB_VAD_BACKEND = config.vadBackend;
   const vadBackend = loadRmsBackend(config.vadBackend);
   metrics.vadBackendInfo.labels(vadBackend.name).set(1);
+  metrics.buildInfo.labels(version, process.version, uwsVersion, vadBackend.name).set(1);
   // `detail` says what runs and, after a fallback to JS, why (the addon's load error).
   log.info({ backend: vadBackend.name, detail: vadBackend.detail }, 'vad backend');
 
@@ -110,6 +117,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ffmpegPath,
     limits: config.jobs,
     log,
+    onSpeed: (speed) => metrics.ffmpegSpeed.labels('audio').observe(speed),
   });
   const imageJobs: ImageJobs = new ImageJobs({
     store: jobStore,
@@ -131,6 +139,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     limits: config.jobs.video,
     nice: config.jobs.nice,
     onStoredBytes: (bytes) => metrics.jobDiskBytes.set(bytes),
+    onSpeed: (speed) => metrics.ffmpegSpeed.labels('video').observe(speed),
     log,
   });
   await videoJobs.init();
@@ -160,11 +169,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxTopicsPerConnection: v.maxTopicsPerConnection,
     sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
     unauthenticated: new ConnectionBudget(config.ws.maxUnauthenticated, config.ws.maxUnauthenticatedPerIp),
+    proxy: new ProxyTrust(config.trustProxy, config.authOffTrustsProxy),
   };
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
   limitSweep.unref();
 
-  const app = guardRoutes(uWS.App(), { metrics, log });
+  const app = guardRoutes(uWS.App(), { metrics, log, cors: new CorsGate(corsPolicy, { metrics, log }) });
   const ws = createWsEndpoint(app, ctx, { ...config.ws, sweepIntervalMs: 100 });
   const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
@@ -270,6 +280,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       cameras: [...cameras.keys()],
       threads: pool.threads,
       auth: auth.enabled,
+      trustProxy: config.trustProxy,
       vadBackend: vadBackend.name,
     },
     'listening',

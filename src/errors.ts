@@ -118,7 +118,11 @@ export type AuthFailure =
   /** A valid token whose role does not allow the request (403). */
   | 'forbidden'
   /** verify() met an error it does not know: a bug, logged at error level. */
-  | 'internal';
+  | 'internal'
+  /** A WebSocket that sent no hello with a token in time (auth on). */
+  | 'timeout'
+  /** Auth off, and a proxy relayed the request: an admin endpoint or publishing refused (403, close 4003). */
+  | 'proxied_anonymous';
 
 /**
  * What a client is told, one text per code. Naming the failing check ("signature", "expired",
@@ -130,6 +134,8 @@ export const AUTH_CLIENT_MESSAGES = {
   UNAUTHORIZED: 'missing or invalid token',
   MISSING: 'missing token',
   FORBIDDEN: 'token does not allow this',
+  /** Auth off behind a proxy: nothing about a token to hide, and the operator needs to see why. */
+  PROXIED: 'auth is off: not allowed through a proxy',
 } as const;
 
 /**
@@ -156,6 +162,7 @@ export class AuthError extends FramehubError {
 }
 
 function authClientMessage(code: AuthErrorCode, reason: AuthFailure): string {
+  if (reason === 'proxied_anonymous') return AUTH_CLIENT_MESSAGES.PROXIED;
   if (code === 'FORBIDDEN') return AUTH_CLIENT_MESSAGES.FORBIDDEN;
   return reason === 'missing' ? AUTH_CLIENT_MESSAGES.MISSING : AUTH_CLIENT_MESSAGES.UNAUTHORIZED;
 }

@@ -1,140 +1,34 @@
-// Ops artefacts: the Grafana dashboard must only query metrics the daemon really exports,
-// the Prometheus config and the /metrics output must pass promtool, and the Dockerfile must
-// copy things that exist. promtool comes from the `prometheus` Debian package (CI installs it).
-import { spawnSync } from 'node:child_process';
+// Ops artefacts: the Grafana dashboard must be well formed and only query metrics the daemon
+// really exports, the alert rules must pass promtool (check and unit tests), the Prometheus
+// config and the /metrics output must pass promtool, and the Dockerfile must copy things that
+// exist. promtool comes from the `prometheus` Debian package (CI installs it). The same
+// dashboard and rules are evaluated against a real Prometheus by test/prometheus.e2e.test.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { get, metricValue, type RunningDaemon, root, startDaemon, testCamera } from './helpers.js';
-
-// ------------------------------------------------------------------------------ promtool
-
-function promtool(args: string[], input?: string) {
-  const res = spawnSync('promtool', args, { cwd: root, input, encoding: 'utf8', timeout: 20_000 });
-  if ((res.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error(
-      'promtool is not installed or not on PATH. Install the `prometheus` Debian package ' +
-        '(apt-get install prometheus), as CI does (.ci/apt-packages).',
-    );
-  }
-  if (res.error) throw res.error;
-  return { code: res.status, out: `${res.stdout}${res.stderr}`.trim() };
-}
-
-/**
- * `promtool check metrics` findings we accept: prom-client's default collectors name three
- * gauges `*_total`. They are not ours and the dashboard does not use them. Anything else
- * (our own metrics, or a parse error) fails the test.
- */
-const ACCEPTED_LINT = [
-  /^framehub_nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/,
-];
-
-// ------------------------------------------------------------------------------ PromQL names
-
-const PROMQL_WORDS = new Set([
-  'bool',
-  'offset',
-  'and',
-  'or',
-  'unless',
-  'group_left',
-  'group_right',
-  'inf',
-  'nan',
-]);
-
-/**
- * Metric names a PromQL expression selects: identifiers left once strings, label matchers,
- * ranges, label lists (by/without/on/ignoring/group_*), numbers and function or aggregation
- * names are removed. Deliberately simple; the self-test below pins it down.
- */
-function metricNamesIn(expr: string): string[] {
-  const s = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' ')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
-    .replace(/\$\{?\w+\}?/g, ' ')
-    .replace(/\b(?:\d+(?:ms|[smhdwy]))+\b/g, ' ')
-    .replace(/\b\d+(?:\.\d+)?(?:e[+-]?\d+)?\b/gi, ' ');
-  const names = new Set<string>();
-  for (const m of s.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
-    const after = s.slice(m.index + m[0].length);
-    if (/^\s*\(/.test(after)) continue; // function call or aggregation
-    if (PROMQL_WORDS.has(m[0].toLowerCase())) continue;
-    names.add(m[0]);
-  }
-  return [...names];
-}
-
-/** Metric in a Grafana Prometheus variable query such as `label_values(metric, label)`. */
-function metricsInVariableQuery(q: string): string[] {
-  const lv = /^\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*$/.exec(q);
-  if (lv) return metricNamesIn(lv[1]!);
-  if (/^\s*label_values\(\s*\w+\s*\)\s*$/.test(q)) return [];
-  const qr = /^\s*query_result\((.*)\)\s*$/.exec(q);
-  return metricNamesIn(qr ? qr[1]! : q);
-}
-
-/** `# TYPE <name> <type>` lines of a Prometheus text exposition. */
-function typesIn(scrape: string): Map<string, string> {
-  const types = new Map<string, string>();
-  for (const m of scrape.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1]!, m[2]!);
-  return types;
-}
-
-/**
- * The type of the family a queried series name belongs to, or undefined if the scrape has no
- * such series. A bare histogram name is not a series (only its _bucket/_sum/_count are).
- */
-function familyType(name: string, types: Map<string, string>): string | undefined {
-  const direct = types.get(name);
-  if (direct !== undefined) return direct === 'histogram' ? undefined : direct;
-  const m = /^(.+)_(bucket|sum|count)$/.exec(name);
-  if (!m) return undefined;
-  const base = types.get(m[1]!);
-  if (base === 'histogram') return 'histogram';
-  if (base === 'summary' && m[2] !== 'bucket') return 'summary';
-  return undefined;
-}
+import {
+  allPanelsOf,
+  checkMetrics,
+  dashboardQueries,
+  familyType,
+  loadDashboard,
+  metricNamesIn,
+  metricsInVariableQuery,
+  promtool,
+  typesIn,
+  variableQueryAsPromql,
+  variableQueryOf,
+  withoutThresholds,
+} from './support/prometheus.js';
 
 // ------------------------------------------------------------------------------ dashboard
 
-interface Target {
-  expr?: string;
-  datasource?: { type?: string; uid?: string };
-}
-interface Panel {
-  id: number;
-  type: string;
-  title: string;
-  datasource?: { type?: string; uid?: string };
-  targets?: Target[];
-  panels?: Panel[];
-  gridPos: { x: number; y: number; w: number; h: number };
-}
-interface Variable {
-  name: string;
-  type: string;
-  query?: string | { query?: string };
-  datasource?: { type?: string; uid?: string };
-}
-interface Dashboard {
-  schemaVersion: number;
-  uid: string;
-  panels: Panel[];
-  templating: { list: Variable[] };
-}
-
-const dashboardPath = join(root, 'grafana', 'dashboards', 'framehub.json');
-const dashboard = JSON.parse(readFileSync(dashboardPath, 'utf8')) as Dashboard;
-const allPanels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+const dashboard = loadDashboard();
+const allPanels = allPanelsOf(dashboard);
 const queryPanels = allPanels.filter((p) => p.type !== 'row');
-const exprs = queryPanels.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ''));
-const variableQueries = dashboard.templating.list
-  .filter((v) => v.type === 'query')
-  .map((v) => (typeof v.query === 'string' ? v.query : (v.query?.query ?? '')));
+const exprs = dashboardQueries(dashboard).map((q) => q.expr);
+const variables = dashboard.templating.list;
 
 /** Every metric name the dashboard queries, with the panels (or variables) that use it. */
 const queried = new Map<string, string[]>();
@@ -143,15 +37,23 @@ for (const p of queryPanels) {
     for (const n of metricNamesIn(t.expr ?? '')) queried.set(n, [...(queried.get(n) ?? []), p.title]);
   }
 }
-for (const v of dashboard.templating.list) {
+for (const v of variables) {
   if (v.type !== 'query') continue;
-  const q = typeof v.query === 'string' ? v.query : (v.query?.query ?? '');
-  for (const n of metricsInVariableQuery(q)) queried.set(n, [...(queried.get(n) ?? []), `$${v.name}`]);
+  for (const n of metricsInVariableQuery(variableQueryOf(v))) {
+    queried.set(n, [...(queried.get(n) ?? []), `$${v.name}`]);
+  }
 }
 
-/** DESIGN.md "Metrics": the minimum the dashboard must show. */
+/** True when `text` refers to variable `name` as `$name`, `${name}`, `${name:fmt}` or `[[name]]`. */
+const mentions = (text: string, name: string) =>
+  new RegExp(`\\$${name}\\b|\\$\\{${name}(?::\\w+)?\\}|\\[\\[${name}\\]\\]`).test(text);
+
+/** DESIGN.md "Metrics" and issue 12: the minimum the dashboard must show. */
 const REQUIRED = [
+  'framehub_build_info',
   'framehub_connections',
+  'framehub_connects_total',
+  'framehub_disconnects_total',
   'framehub_frames_sent_total',
   'framehub_bytes_sent_total',
   'framehub_frames_dropped_total',
@@ -162,26 +64,50 @@ const REQUIRED = [
   'framehub_camera_restarts_total',
   'framehub_ingest_to_send_seconds_bucket',
   'framehub_pool_queue_depth',
+  'framehub_pool_queued_tasks',
+  'framehub_pool_queue_limit',
+  'framehub_pool_queue_wait_seconds_bucket',
   'framehub_pool_task_duration_seconds_bucket',
+  'framehub_pool_threads',
+  'framehub_image_encode_seconds_bucket',
   'framehub_ring_fill_ratio',
   'framehub_ring_full_total',
   'framehub_image_bytes_in_total',
   'framehub_image_bytes_out_total',
   'framehub_limit_rejections_total',
   'framehub_auth_failures_total',
+  'framehub_ws_errors_total',
   'framehub_vad_speech_active',
   'framehub_vad_segments_total',
   'framehub_vad_frames_total',
   'framehub_vad_backend_info',
   'framehub_jobs_total',
+  'framehub_job_duration_seconds_bucket',
+  'framehub_ffmpeg_speed_ratio_bucket',
+  'framehub_job_result_bytes',
+  'framehub_job_disk_bytes',
   'framehub_ffmpeg_processes',
   'framehub_nodejs_eventloop_lag_seconds',
+  'framehub_nodejs_heap_size_used_bytes',
+  'framehub_nodejs_gc_duration_seconds_sum',
   'framehub_process_resident_memory_bytes',
   'framehub_process_cpu_seconds_total',
 ];
 
-describe('metricNamesIn (PromQL name extraction)', () => {
-  it('keeps metric names and drops functions, labels, ranges, numbers and variables', () => {
+/** Row titles, in order: issue 12 item 2 (no bus row until clustering exists). */
+const ROWS = [
+  'Viewers',
+  'Delivery',
+  'Cameras',
+  'Worker pool',
+  'Voice activity',
+  'Jobs',
+  'Limits and auth',
+  'Node.js process',
+];
+
+describe('PromQL helpers', () => {
+  it('metricNamesIn keeps metric names and drops functions, labels, ranges, numbers and variables', () => {
     expect(
       metricNamesIn(
         'histogram_quantile(0.99, sum by (le, task) (rate(framehub_x_bucket{task="vad", instance=~"$instance"}[$__rate_interval])))',
@@ -193,9 +119,29 @@ describe('metricNamesIn (PromQL name extraction)', () => {
     expect(metricNamesIn('max by (instance, backend) (framehub_y{instance=~"$instance"}) == 1')).toEqual([
       'framehub_y',
     ]);
-    expect(metricsInVariableQuery('label_values(framehub_camera_up, camera)')).toEqual([
-      'framehub_camera_up',
-    ]);
+    expect(metricsInVariableQuery('label_values(framehub_camera_up{instance=~"$instance"}, camera)')).toEqual(
+      ['framehub_camera_up'],
+    );
+  });
+
+  it('variableQueryAsPromql turns label_values into a count by the label', () => {
+    expect(variableQueryAsPromql('label_values(framehub_camera_up{instance=~".*"}, camera)')).toBe(
+      'count by (camera) (framehub_camera_up{instance=~".*"})',
+    );
+    expect(variableQueryAsPromql('query_result(up)')).toBeUndefined();
+  });
+
+  it('withoutThresholds keeps the signal of an alert expression', () => {
+    expect(withoutThresholds('max by (instance, camera) (framehub_camera_up) == 0')).toBe(
+      'max by (instance, camera) (framehub_camera_up)',
+    );
+    expect(withoutThresholds('a / (b + c) > 0.1')).toBe('a / (b + c)');
+    expect(withoutThresholds('max by (t) (a / b) > 0.8 or sum(increase(c{l="x or y"}[5m])) > 0')).toBe(
+      'max by (t) (a / b) or sum(increase(c{l="x or y"}[5m]))',
+    );
+    expect(withoutThresholds('up{job="framehub"} == 0 or absent(up{job="framehub"})')).toBe(
+      'up{job="framehub"}',
+    );
   });
 });
 
@@ -205,8 +151,32 @@ describe('grafana dashboard (static)', () => {
     expect(dashboard.uid).toBe('framehub');
   });
 
-  it('has a Prometheus datasource variable that every panel and target uses', () => {
-    const ds = dashboard.templating.list.find((v) => v.type === 'datasource');
+  it('has unique panel ids, rows included', () => {
+    const ids = allPanels.map((p) => p.id);
+    expect(ids.every((id) => Number.isInteger(id) && id > 0)).toBe(true);
+    const dupes = ids.filter((id, i) => ids.indexOf(id) !== i);
+    expect(dupes, 'duplicate panel ids').toEqual([]);
+  });
+
+  it('has the rows issue 12 asks for, in order', () => {
+    expect(allPanels.filter((p) => p.type === 'row').map((p) => p.title)).toEqual(ROWS);
+  });
+
+  it('gives every panel a datasource and at least one non-empty query, and a sane grid position', () => {
+    expect(queryPanels.length).toBeGreaterThan(30);
+    for (const p of queryPanels) {
+      expect(p.datasource?.uid, `panel "${p.title}" has no datasource`).toBeTruthy();
+      const nonEmpty = (p.targets ?? []).filter((t) => (t.expr ?? '').trim() !== '');
+      expect(nonEmpty.length, `panel "${p.title}" has no query`).toBeGreaterThan(0);
+      expect(nonEmpty.length, `panel "${p.title}" has an empty target`).toBe(p.targets!.length);
+      const refIds = p.targets!.map((t) => t.refId);
+      expect(new Set(refIds).size, `panel "${p.title}" repeats a refId`).toBe(refIds.length);
+      expect(p.gridPos.x + p.gridPos.w, `panel "${p.title}" overflows the grid`).toBeLessThanOrEqual(24);
+    }
+  });
+
+  it('has a Prometheus datasource variable that every panel, target and query variable uses', () => {
+    const ds = variables.find((v) => v.type === 'datasource');
     expect(ds, 'no datasource template variable').toBeDefined();
     expect(ds!.query).toBe('prometheus');
     const uid = `\${${ds!.name}}`;
@@ -214,26 +184,36 @@ describe('grafana dashboard (static)', () => {
       expect(p.datasource?.uid, `panel "${p.title}" datasource`).toBe(uid);
       for (const t of p.targets ?? []) expect(t.datasource?.uid ?? p.datasource?.uid).toBe(uid);
     }
-    for (const v of dashboard.templating.list.filter((x) => x.type === 'query')) {
+    for (const v of variables.filter((x) => x.type === 'query')) {
       expect(v.datasource?.uid, `variable $${v.name} datasource`).toBe(uid);
     }
   });
 
-  it('has a camera variable from label_values(framehub_camera_up, camera)', () => {
-    const camera = dashboard.templating.list.find((v) => v.name === 'camera');
+  it('has $camera (from framehub_camera_up, per $instance) and $instance variables', () => {
+    const camera = variables.find((v) => v.name === 'camera');
     expect(camera?.type).toBe('query');
-    expect(variableQueries).toContain('label_values(framehub_camera_up, camera)');
+    expect(variableQueryOf(camera!)).toBe('label_values(framehub_camera_up{instance=~"$instance"}, camera)');
+    const instance = variables.find((v) => v.name === 'instance');
+    expect(instance?.type).toBe('query');
+    expect(variableQueryOf(instance!)).toMatch(/^label_values\(framehub_\w+, instance\)$/);
   });
 
-  it('gives every panel at least one non-empty query, unique ids and a sane grid position', () => {
-    expect(queryPanels.length).toBeGreaterThan(10);
-    for (const p of queryPanels) {
-      const nonEmpty = (p.targets ?? []).filter((t) => (t.expr ?? '').trim() !== '');
-      expect(nonEmpty.length, `panel "${p.title}" has no query`).toBeGreaterThan(0);
-      expect(p.gridPos.x + p.gridPos.w, `panel "${p.title}" overflows the grid`).toBeLessThanOrEqual(24);
+  it('uses every template variable somewhere (a panel query, a datasource, or another variable)', () => {
+    const panelText = queryPanels.map((p) => JSON.stringify([p.datasource, p.targets])).join('\n');
+    for (const v of variables) {
+      const others = variables
+        .filter((o) => o !== v)
+        .map((o) => JSON.stringify([o.datasource, o.query, o.definition]))
+        .join('\n');
+      expect(mentions(panelText, v.name) || mentions(others, v.name), `variable $${v.name} is unused`).toBe(
+        true,
+      );
     }
-    const ids = allPanels.map((p) => p.id);
-    expect(new Set(ids).size).toBe(ids.length);
+    // Every per-camera metric is filtered by $camera.
+    for (const e of exprs.filter((x) => /framehub_(camera_|vad_(speech|segments|overrun|chunk))/.test(x))) {
+      expect(mentions(e, 'camera'), e).toBe(true);
+    }
+    for (const e of exprs) expect(mentions(e, 'instance'), `no $instance filter: ${e}`).toBe(true);
   });
 
   it('uses $__rate_interval for every rate()/increase() window', () => {
@@ -244,25 +224,37 @@ describe('grafana dashboard (static)', () => {
     }
   });
 
-  it('queries only framehub_ metrics, and at least those DESIGN.md asks for', () => {
+  it('queries only framehub_ metrics, and at least those issue 12 asks for', () => {
     for (const [name, where] of queried) expect(name, `used by ${where.join(', ')}`).toMatch(/^framehub_/);
     const missing = REQUIRED.filter((n) => !queried.has(n));
     expect(missing, 'metrics with no panel').toEqual([]);
   });
+
+  it('has an ingest → send heatmap of the histogram buckets and a build-info stat', () => {
+    const heatmap = queryPanels.find((p) => p.type === 'heatmap');
+    expect(heatmap?.targets?.[0]?.expr).toMatch(/framehub_ingest_to_send_seconds_bucket/);
+    expect((heatmap?.targets?.[0] as { format?: string } | undefined)?.format).toBe('heatmap');
+    const build = queryPanels.find(
+      (p) => p.type === 'stat' && /framehub_build_info/.test(p.targets?.[0]?.expr ?? ''),
+    );
+    expect(build, 'no build-info stat').toBeDefined();
+  });
 });
 
 describe('prometheus config', () => {
-  it('passes promtool check config', () => {
+  it('passes promtool check config (alerts.yml included)', () => {
     const { code, out } = promtool(['check', 'config', 'grafana/prometheus.yml']);
     expect(code, out).toBe(0);
+    expect(out).toMatch(/1 rule files found/);
   });
 
-  it('scrapes framehub at 127.0.0.1:8080/metrics every 5 s', () => {
+  it('scrapes framehub at 127.0.0.1:8080/metrics every 5 s and loads alerts.yml', () => {
     const text = readFileSync(join(root, 'grafana', 'prometheus.yml'), 'utf8');
     expect(text).toMatch(/job_name:\s*framehub/);
     expect(text).toMatch(/metrics_path:\s*\/metrics/);
     expect(text).toMatch(/scrape_interval:\s*5s/);
     expect(text).toMatch(/targets:\s*\[\s*["']127\.0\.0\.1:8080["']\s*\]/);
+    expect(text).toMatch(/rule_files:\s*\n\s*-\s*alerts\.yml/);
   });
 
   it('has Grafana provisioning for the data source and the dashboards folder', () => {
@@ -274,6 +266,46 @@ describe('prometheus config', () => {
     );
     expect(provider).toMatch(/type:\s*file/);
     expect(provider).toMatch(/path:\s*\S+/);
+  });
+});
+
+describe('alert rules (grafana/alerts.yml)', () => {
+  const ALERTS = [
+    'FramehubCameraDown',
+    'FramehubSlowViewerDropsSustained',
+    'FramehubPoolQueueSaturated',
+    'FramehubFramesDroppedOurFault',
+    'FramehubEventLoopLag',
+    'FramehubScrapeGone',
+  ];
+  const text = readFileSync(join(root, 'grafana', 'alerts.yml'), 'utf8');
+
+  it('passes promtool check rules with the six alerts issue 12 asks for', () => {
+    const { code, out } = promtool(['check', 'rules', 'grafana/alerts.yml']);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/SUCCESS: 6 rules found/);
+    expect([...text.matchAll(/^\s*- alert: (\w+)$/gm)].map((m) => m[1])).toEqual(ALERTS);
+  });
+
+  it('gives every alert a for:, a severity and a summary and description', () => {
+    const blocks = text.split(/^\s*- alert: /m).slice(1);
+    expect(blocks).toHaveLength(ALERTS.length);
+    for (const b of blocks) {
+      const name = b.split('\n')[0];
+      expect(b, name).toMatch(/^\s+for: \d+m$/m);
+      expect(b, name).toMatch(/^\s+severity: (critical|warning)$/m);
+      expect(b, name).toMatch(/^\s+summary: /m);
+      expect(b, name).toMatch(/^\s+description: /m);
+    }
+  });
+
+  it('passes promtool test rules: each alert fires on a synthetic series and stays quiet on a healthy one', () => {
+    const tests = readFileSync(join(root, 'grafana', 'alerts.test.yml'), 'utf8');
+    for (const a of ALERTS)
+      expect(tests, `no unit test for ${a}`).toMatch(new RegExp(`alertname: ${a}$`, 'm'));
+    const { code, out } = promtool(['test', 'rules', 'grafana/alerts.test.yml']);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/SUCCESS/);
   });
 });
 
@@ -319,12 +351,8 @@ describe('dashboard against the live daemon', () => {
   });
 
   it('passes promtool check metrics', () => {
-    const { code, out } = promtool(['check', 'metrics'], scrape);
-    const unexpected = out
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l !== '' && !ACCEPTED_LINT.some((re) => re.test(l)));
-    // 0: clean. 3: lint findings only (all of which must be accepted above). Anything else: parse error.
+    const { code, out, unexpected } = checkMetrics(scrape);
+    // 0: clean. 3: lint findings only (all of which must be accepted). Anything else: parse error.
     expect(code === 0 || code === 3, `promtool exit ${code}: ${out}`).toBe(true);
     expect(unexpected, 'promtool check metrics findings').toEqual([]);
   });

@@ -19,7 +19,14 @@ const waitMs = ringWaitMs();
 export default async function imageTask(task: ImageTask): Promise<ImageTaskResult> {
   const started = performance.now();
   const source = new Uint8Array(task.jpeg);
-  const result: ImageTaskResult = { written: 0, dropped: 0, tooLarge: 0, bytesOut: 0, ms: 0 };
+  const result: ImageTaskResult = {
+    written: 0,
+    dropped: 0,
+    tooLarge: 0,
+    bytesOut: 0,
+    ms: 0,
+    encodeMs: 0,
+  };
   const emit = (img: VariantImage) => {
     const record: FrameRecord = {
       type: 'frame',
@@ -49,7 +56,10 @@ export default async function imageTask(task: ImageTask): Promise<ImageTaskResul
       emit({ variant: 'raw', width: task.width, height: task.height, data: source });
     const resized = task.variants.filter((v) => v !== 'raw');
     const annotation = task.annotation && { ...task.annotation, ts: task.ts };
-    for (const img of await makeVariants(claimed, resized, { annotation })) emit(img);
+    const encodeStarted = performance.now();
+    const images = await makeVariants(claimed, resized, { annotation });
+    result.encodeMs = performance.now() - encodeStarted;
+    for (const img of images) emit(img);
   }
   result.ms = performance.now() - started;
   return result;

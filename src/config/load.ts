@@ -10,6 +10,10 @@ const OPTIONS = {
   port: { type: 'string', env: 'FRAMEHUB_PORT' },
   config: { type: 'string', env: 'FRAMEHUB_CONFIG' },
   'pool-threads': { type: 'string', env: 'FRAMEHUB_POOL_THREADS' },
+  /** `trustProxy`, comma-separated; an empty value trusts no proxy. */
+  'trust-proxy': { type: 'string', env: 'FRAMEHUB_TRUST_PROXY' },
+  /** `cors.origins`, comma-separated. */
+  'cors-origins': { type: 'string', env: 'FRAMEHUB_CORS_ORIGINS' },
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -46,6 +50,21 @@ export function loadConfig(argv: string[], env: Env): Config {
   if (host !== undefined) raw.host = host;
   if (port !== undefined) raw.port = toNumber(port);
   if (threads !== undefined) raw.pool = { ...(raw.pool as object | undefined), threads: toNumber(threads) };
+  const trustProxy = pick('trust-proxy');
+  if (trustProxy !== undefined) {
+    raw.trustProxy = trustProxy
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter(Boolean);
+  }
+  const corsOrigins = pick('cors-origins');
+  if (corsOrigins !== undefined) {
+    const origins = corsOrigins
+      .split(',')
+      .map((o) => o.trim())
+      .filter(Boolean);
+    raw.cors = { ...(raw.cors as object | undefined), origins };
+  }
   if (env.FFMPEG_PATH) raw.ffmpegPath = env.FFMPEG_PATH;
   if (env.FRAMEHUB_LOG_LEVEL) raw.logLevel = env.FRAMEHUB_LOG_LEVEL;
   if (env.FRAMEHUB_VAD_BACKEND) raw.vadBackend = env.FRAMEHUB_VAD_BACKEND;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { resolveVadConfig } from '../vad/config.js';
 import { authConfigSchema } from './auth.js';
 import { CAMERA_ID } from './camera-id.js';
+import { parseNetwork } from './ip-address.js';
 
 const URL_SCHEMES = ['rtsp:', 'rtsps:', 'rtmp:', 'http:', 'https:', 'file:'];
 
@@ -40,6 +41,35 @@ const ffmpegSource = z
       });
     }
   });
+
+/**
+ * A `cors.origins` entry: `*`, or an origin exactly as a browser sends it in `Origin`
+ * (`scheme://host[:port]`, http or https, lower case, no default port, no path), since it is
+ * compared as a string.
+ */
+function checkOrigin(entry: string, ctx: z.RefinementCtx): void {
+  if (entry === '*') return;
+  let origin: string | undefined;
+  try {
+    const url = new URL(entry);
+    if (url.protocol === 'http:' || url.protocol === 'https:') origin = url.origin;
+  } catch {
+    // Reported below.
+  }
+  if (origin === entry) return;
+  ctx.addIssue({
+    code: 'custom',
+    message:
+      'must be an origin like https://wall.example.com or http://127.0.0.1:5173 (http or https, ' +
+      `no path, no default port)${origin ? `: write "${origin}"` : ''}`,
+  });
+}
+
+/** A `trustProxy` entry: an address or a network (config/ip-address.ts parseNetwork). */
+function checkNetwork(entry: string, ctx: z.RefinementCtx): void {
+  const network = parseNetwork(entry);
+  if (typeof network === 'string') ctx.addIssue({ code: 'custom', message: network });
+}
 
 const cameraId = z.string().regex(CAMERA_ID, 'must match [a-z0-9][a-z0-9_-]{0,63}');
 /**
@@ -214,7 +244,7 @@ const vadSchema = z
 /** Node's timers cap out at 2^31-1 ms (about 24.8 days); a longer delay would fire at once. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
-export const configSchema = z.strictObject({
+const configFields = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
   cameras: z
@@ -346,6 +376,34 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   auth: authConfigSchema.optional(),
+  /**
+   * Reverse proxies whose forwarding headers are believed (README "Behind a reverse proxy"):
+   * addresses or networks (`10.0.0.0/8`, `::1`). Only a request whose peer is one of them has
+   * its client address taken from `X-Forwarded-For` or `Forwarded`. Empty: nobody's.
+   */
+  trustProxy: z.array(z.string().superRefine(checkNetwork)).max(256).default([]),
+  /**
+   * With auth off, a request that came through a proxy (`X-Forwarded-For`, `Forwarded` or
+   * `Via`) is refused admin endpoints and publishing, unless this is true and its peer is in
+   * `trustProxy`: the operator then vouches for everyone the proxy lets through.
+   */
+  authOffTrustsProxy: z.boolean().default(false),
+  /**
+   * Browsers on other origins (src/server/cors.ts): pages on these origins get the CORS headers
+   * for EventSource, fetch and `<img crossorigin>`, and may open WebSockets. Empty: same-origin
+   * only. `["*"]` (alone, and only with auth on) allows every origin.
+   */
+  cors: z
+    .strictObject({
+      origins: z
+        .array(z.string().superRefine(checkOrigin))
+        .max(256)
+        .default([])
+        .refine((list) => !list.includes('*') || list.length === 1, {
+          message: '"*" must be the only entry: it already allows every origin',
+        }),
+    })
+    .prefault({}),
   vad: vadSchema.prefault({}),
   jobs: z
     .strictObject({
@@ -446,6 +504,18 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** VAD energy backend: `auto` (native when the addon loads, else JS), `native` or `js`; FRAMEHUB_VAD_BACKEND sets it. */
   vadBackend: z.enum(['auto', 'native', 'js']).default('auto'),
+});
+
+/** The whole config, with the rules that tie top-level fields together. */
+export const configSchema = configFields.superRefine((config, ctx) => {
+  // An opt-in that names no proxy would silently do nothing: refused, so the mistake shows.
+  if (config.authOffTrustsProxy && config.trustProxy.length === 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['authOffTrustsProxy'],
+      message: 'needs the proxy in trustProxy: only requests from a trusted proxy keep the anonymous admin',
+    });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -87,7 +87,6 @@ export class CameraSupervisor {
   private videoOff: string | undefined;
   /** Frames the splitter discarded as oversized in this ffmpeg run: they explain a "stall". */
   private oversizeThisRun = 0;
-  private readonly framesInCounter;
   private readonly tooLargeCounter;
   private readonly upGauge;
 
@@ -95,11 +94,9 @@ export class CameraSupervisor {
     readonly camera: FfmpegCameraConfig,
     private readonly opts: SupervisorOptions,
   ) {
-    this.framesInCounter = opts.metrics.framesIn.labels(camera.id);
     this.upGauge = opts.metrics.cameraUp.labels(camera.id);
     this.tooLargeCounter = opts.metrics.framesDropped.labels({ reason: 'too_large' });
     this.upGauge.set(0);
-    opts.metrics.cameraRestarts.labels(camera.id).inc(0);
     this.redact = sourceRedactor(camera.source);
     this.source = this.redact(camera.source);
     this.stderrTail = new StderrTail(this.redact);
@@ -216,7 +213,6 @@ export class CameraSupervisor {
   private frame(jpeg: Buffer): void {
     const capturedAt = Date.now();
     this.framesIn++;
-    this.framesInCounter.inc();
     this.fpsWindow.push(capturedAt);
     if (this.fpsWindow.length > this.camera.fps * 6)
       this.fpsWindow.splice(0, this.fpsWindow.length - this.camera.fps * 5);

@@ -1,3 +1,4 @@
+import type { Counter } from 'prom-client';
 import type { CameraConfig } from '../config/schema.js';
 import { type ImageHeader, readImageHeader, readJpegHeader } from '../image/image-header.js';
 import { FRAME_VARIANTS, type FrameVariant, isRefreshed } from '../image/variant-names.js';
@@ -45,6 +46,8 @@ const ACCEPTED: FrameVerdict = { ok: true };
  */
 export class FrameIngest {
   private readonly seqs = new Map<string, number>();
+  /** framehub_camera_frames_in_total per camera, bound on its first frame. */
+  private readonly framesIn = new Map<string, Counter.Internal>();
   private readonly refused;
   /** ffmpeg cameras warned about: a refused frame of theirs means a broken encoder, said once. */
   private readonly warned = new Set<string>();
@@ -81,6 +84,12 @@ export class FrameIngest {
   submit(cam: CameraConfig, jpeg: Uint8Array, ts: number): FrameVerdict {
     const seq = (this.seqs.get(cam.id) ?? 0) + 1;
     this.seqs.set(cam.id, seq);
+    let counter = this.framesIn.get(cam.id);
+    if (!counter) {
+      counter = this.opts.metrics.framesIn.labels(cam.id);
+      this.framesIn.set(cam.id, counter);
+    }
+    counter.inc();
     const admission = admit(jpeg, this.opts.maxPixels);
     if (!admission.ok) {
       this.refused.inc();

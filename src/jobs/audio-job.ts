@@ -40,6 +40,8 @@ export interface AudioJobOptions {
   ffmpegPath: string;
   limits: AudioJobLimits;
   log: Pick<Logger, 'warn' | 'error'>;
+  /** Told each finished decode's speed, in media seconds per wall second (framehub_ffmpeg_speed_ratio). */
+  onSpeed?: (speed: number) => void;
 }
 
 interface Running {
@@ -93,6 +95,7 @@ export class AudioJobs {
     this.refuseLowRate(container.declaredRate?.(body));
     const run = this.open(id, DECODE_RATE, 'i16');
     let decodedSamples = 0;
+    const decodeStarted = performance.now();
     const decoder = decodeAudio({
       ffmpegPath: this.opts.ffmpegPath,
       body,
@@ -120,7 +123,11 @@ export class AudioJobs {
     }
     const job = this.accept(run, id);
     decoder.done
-      .then(() => this.complete(job, run, decodedSamples, DECODE_RATE))
+      .then(() => {
+        const wallSeconds = (performance.now() - decodeStarted) / 1000;
+        this.opts.onSpeed?.(decodedSamples / DECODE_RATE / wallSeconds);
+        this.complete(job, run, decodedSamples, DECODE_RATE);
+      })
       .catch((err: AudioInputError) => this.fail(job, err));
     return job;
   }

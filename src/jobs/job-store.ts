@@ -144,11 +144,15 @@ export class JobStore {
       job.progress = 1;
       job.result = outcome.result;
     }
-    job.finishedAt = new Date().toISOString();
+    const finished = new Date();
+    job.finishedAt = finished.toISOString();
     this.unfinished--;
     this.countSlots();
     this.lastProgress.delete(job.id);
     this.metrics.jobs.labels(job.kind, job.state).inc();
+    this.metrics.jobDuration
+      .labels(job.kind)
+      .observe((finished.getTime() - Date.parse(job.createdAt)) / 1000);
     this.emit(job);
     // Until expiry a client can still fetch the job and resume its topic; after it, nothing is kept.
     setTimeout(() => {

@@ -56,6 +56,8 @@ export interface VideoJobsOptions {
   /** Told every change of the bytes a video job holds on disk (inputs and outputs), for the gauge. */
   onStoredBytes: (bytes: number) => void;
   log: Pick<Logger, 'warn' | 'error'>;
+  /** Told each finished encode's speed, in media seconds per wall second (framehub_ffmpeg_speed_ratio). */
+  onSpeed?: (speed: number) => void;
 }
 
 /** A file of a job, for GET /api/v1/jobs/<id>/…: what file-response.ts needs. */
@@ -476,6 +478,7 @@ export class VideoJobs {
       }
     };
     let lastStatus = 0;
+    const encodeStarted = performance.now();
     const ff = runFfmpeg({
       ffmpegPath: this.opts.ffmpegPath,
       args,
@@ -498,6 +501,7 @@ export class VideoJobs {
       }),
     );
     await ff.done;
+    this.opts.onSpeed?.(info.durationSeconds / ((performance.now() - encodeStarted) / 1000));
     await Promise.all(lists);
     publishReady();
     const counts = closed.map((list) => list.length);

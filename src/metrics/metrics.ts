@@ -1,4 +1,31 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  AUTH_REASONS,
+  AUTH_TRANSPORTS,
+  DROP_REASONS,
+  FFMPEG_JOB_KINDS,
+  HANDLERS,
+  JOB_KINDS,
+  JOB_OUTCOMES,
+  LIMITS,
+  POOL_PRIORITIES,
+  POOL_TASKS,
+  VIDEO_TRANSPORTS,
+  VIEWER_TRANSPORTS,
+  WS_ERROR_CODES,
+} from './label-values.js';
+
+/** Tiers of the pool's priority queue (pool/priority-queue.ts), most urgent first. */
+const TIERS = ['urgent', 'high', 'normal', 'low'] as const;
+
+/** Live latencies, 1 ms to 2 s: a frame later than 2 s is as bad as lost. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1, 2];
+/** Pool task run and wait times, 1 ms (a VAD chunk) to 60 s (an image job's deadline). */
+const TASK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Whole jobs: 10 ms (a small image) to 30 min (a long video on two cores). */
+const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800];
+/** ffmpeg speed (media seconds per wall second): below 1 a live-length input takes longer than it lasts. */
+const SPEED_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64];
 
 /** Pool state read from shared memory at scrape time instead of being maintained per record. */
 export interface PoolSample {
@@ -9,6 +36,18 @@ export interface PoolSample {
   /** Job-tier tasks on workers (capped at pool.queue.maxRunningJobs). */
   runningJobs: number;
   rings: { usedBytes: number; capacity: number; fullEvents: number }[];
+  /** Worker threads (pool.threads). */
+  threads: number;
+  /** The most tasks each tier may queue (pool.queue.maxPerTier). */
+  queueLimits: Record<string, number>;
+}
+
+/** What `framehub_build_info` says: which build is running where. */
+export interface BuildInfo {
+  version: string;
+  node: string;
+  uws: string;
+  vad_backend: string;
 }
 
 /**
@@ -16,28 +55,46 @@ export interface PoolSample {
  * label children once (e.g. per camera at start-up), so the hot path is a plain inc() with no
  * label-object allocation. No per-connection labels: cardinality is bounded by config.
  */
-export function createMetrics() {
+export function createMetrics(cameras: readonly string[] = []) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'framehub_' });
   const r = [registry];
   const samplers: { pool?: () => PoolSample } = {};
   let ringFullSeen = 0;
 
-  return {
+  const metrics = {
     registry,
     /** Lets the pool expose its shared-memory state to scrapes without depending on prom-client. */
     samplePool(sampler: () => PoolSample): void {
       samplers.pool = sampler;
     },
+    buildInfo: new Gauge({
+      name: 'framehub_build_info',
+      help: 'Always 1: the running build (version, Node.js, uWebSockets.js, VAD backend) in its labels',
+      labelNames: ['version', 'node', 'uws', 'vad_backend'],
+      registers: r,
+    }),
     connections: new Gauge({
       name: 'framehub_connections',
       help: 'Open viewer connections by transport',
       labelNames: ['transport'],
       registers: r,
     }),
+    connects: new Counter({
+      name: 'framehub_connects_total',
+      help: 'Viewer connections opened (admitted past limits and auth), by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
+    disconnects: new Counter({
+      name: 'framehub_disconnects_total',
+      help: 'Viewer connections closed, for any reason, by transport',
+      labelNames: ['transport'],
+      registers: r,
+    }),
     framesIn: new Counter({
       name: 'framehub_camera_frames_in_total',
-      help: 'JPEG frames read from each camera',
+      help: 'JPEG frames received from each camera (from its ffmpeg or its publisher), refused ones included',
       labelNames: ['camera'],
       registers: r,
     }),
@@ -72,14 +129,14 @@ export function createMetrics() {
     }),
     framesDropped: new Counter({
       name: 'framehub_frames_dropped_total',
-      help: 'Frames not delivered, by reason (pool_busy, ring_full, stale, slow, worker_error, too_large, refused, corrupt, superseded; keyframe_wait: live video fragments a viewer skipped until the next keyframe, also labelled by transport)',
+      help: 'Frames not delivered, by reason; keyframe_wait (live video fragments a viewer skipped until the next keyframe) is also labelled by transport',
       labelNames: ['reason', 'transport'],
       registers: r,
     }),
     ingestToSend: new Histogram({
       name: 'framehub_ingest_to_send_seconds',
       help: 'Time from camera capture to publish to viewers',
-      buckets: [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28],
+      buckets: LATENCY_BUCKETS,
       registers: r,
     }),
     poolQueueDepth: new Gauge({
@@ -109,7 +166,7 @@ export function createMetrics() {
       name: 'framehub_pool_queue_wait_seconds',
       help: 'Time from submission until a worker takes the task, by tier (0 when a worker was free)',
       labelNames: ['tier'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: TASK_BUCKETS,
       registers: r,
     }),
     poolPromotions: new Counter({
@@ -129,14 +186,40 @@ export function createMetrics() {
     }),
     poolJobTerminations: new Counter({
       name: 'framehub_pool_job_terminations_total',
-      help: 'Worker threads terminated to stop the job running in them (cancelled, timed out, shutdown); piscina starts a replacement',
+      help: 'Running jobs (image jobs, previews) stopped by a cancel or a deadline: their job process killed',
       registers: r,
     }),
     taskDuration: new Histogram({
       name: 'framehub_pool_task_duration_seconds',
       help: 'Worker task run time, by task (image, vad, and for jobs from a worker taking it: image_job, preview)',
       labelNames: ['task'],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5],
+      buckets: TASK_BUCKETS,
+      registers: r,
+    }),
+    poolThreads: new Gauge({
+      name: 'framehub_pool_threads',
+      help: 'Worker threads in the pool; utilisation is rate(framehub_pool_task_duration_seconds_sum) over this',
+      registers: r,
+      collect() {
+        const pool = samplers.pool?.();
+        if (pool) this.set(pool.threads);
+      },
+    }),
+    poolQueueLimit: new Gauge({
+      name: 'framehub_pool_queue_limit',
+      help: 'The most tasks a tier may queue (pool.queue.maxPerTier); queued / limit is saturation',
+      labelNames: ['tier'],
+      registers: r,
+      collect() {
+        const pool = samplers.pool?.();
+        if (!pool) return;
+        for (const [tier, n] of Object.entries(pool.queueLimits)) this.labels(tier).set(n);
+      },
+    }),
+    imageEncode: new Histogram({
+      name: 'framehub_image_encode_seconds',
+      help: 'sharp time per live frame in its worker: resize and encode of every variant asked for (header check and ring write excluded)',
+      buckets: TASK_BUCKETS,
       registers: r,
     }),
     ringFill: new Gauge({
@@ -242,6 +325,20 @@ export function createMetrics() {
       labelNames: ['kind', 'outcome'],
       registers: r,
     }),
+    jobDuration: new Histogram({
+      name: 'framehub_job_duration_seconds',
+      help: 'Job run time from acceptance to its last state, by kind (cancelled and failed jobs included)',
+      labelNames: ['kind'],
+      buckets: JOB_BUCKETS,
+      registers: r,
+    }),
+    ffmpegSpeed: new Histogram({
+      name: 'framehub_ffmpeg_speed_ratio',
+      help: 'Speed of each finished job ffmpeg run (media seconds per wall second: the video encode, the audio decode), by job kind',
+      labelNames: ['kind'],
+      buckets: SPEED_BUCKETS,
+      registers: r,
+    }),
     jobResultBytes: new Gauge({
       name: 'framehub_job_result_bytes',
       help: 'Bytes of job results stored on disk (under jobs.dataDir), until their jobs expire',
@@ -270,6 +367,59 @@ export function createMetrics() {
       registers: r,
     }),
   };
+  initialiseSeries(metrics, cameras);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Gives every known series its 0 (see label-values.ts for why). Histograms get their children
+ * too, so a quantile panel has buckets to read. `framehub_build_info` and the VAD backend are
+ * set where the daemon knows them.
+ */
+function initialiseSeries(m: Metrics, cameras: readonly string[]): void {
+  // framehub_camera_up is left to each ffmpeg camera's supervisor: a push camera has none, so
+  // it never reads as a camera down.
+  for (const camera of cameras) {
+    m.vadSpeechActive.labels(camera).set(0);
+    for (const c of [m.framesIn, m.cameraRestarts, m.vadSegments, m.vadOverruns, m.vadChunkFailures]) {
+      c.labels(camera).inc(0);
+    }
+  }
+  for (const transport of VIEWER_TRANSPORTS) {
+    for (const g of [m.connections, m.slowViewers]) g.labels(transport).set(0);
+    for (const c of [
+      m.connects,
+      m.disconnects,
+      m.framesSent,
+      m.bytesSent,
+      m.slowDisconnects,
+      m.variantSwitches,
+    ]) {
+      c.labels(transport).inc(0);
+    }
+  }
+  for (const reason of DROP_REASONS) m.framesDropped.labels({ reason }).inc(0);
+  for (const transport of VIDEO_TRANSPORTS)
+    m.framesDropped.labels({ reason: 'keyframe_wait', transport }).inc(0);
+  for (const limit of LIMITS) m.limitRejections.labels(limit).inc(0);
+  for (const transport of AUTH_TRANSPORTS) {
+    for (const reason of AUTH_REASONS) m.authFailures.labels(transport, reason).inc(0);
+  }
+  for (const code of WS_ERROR_CODES) m.wsErrors.labels(code).inc(0);
+  for (const handler of HANDLERS) m.handlerErrors.labels(handler).inc(0);
+  for (const kind of JOB_KINDS) {
+    m.jobDuration.zero({ kind });
+    for (const outcome of JOB_OUTCOMES) m.jobs.labels(kind, outcome).inc(0);
+  }
+  for (const kind of FFMPEG_JOB_KINDS) m.ffmpegSpeed.zero({ kind });
+  for (const task of POOL_TASKS) m.taskDuration.zero({ task });
+  for (const tier of TIERS) {
+    m.poolQueueWait.zero({ tier });
+    m.poolPromotions.labels(tier).inc(0);
+  }
+  for (const priority of POOL_PRIORITIES) m.poolQueueDepth.labels(priority).set(0);
+  for (const backend of ['native', 'js']) m.vadFrames.labels(backend).inc(0);
+  for (const g of [m.ffmpegProcesses, m.jobResultBytes, m.jobDiskBytes, m.jobSlots]) g.set(0);
+}

@@ -231,6 +231,11 @@ export class PriorityTaskQueue implements TaskQueue {
     return this.tiers[RANK[tier]]!.length;
   }
 
+  /** The most tasks a tier may hold (maxPerTier). */
+  limit(tier: Tier): number {
+    return this.max[RANK[tier]]!;
+  }
+
   /** Job-tier tasks on workers now (at most maxRunningJobs). */
   get runningJobs(): number {
     this.prune();

@@ -33,6 +33,8 @@ export interface ImageTaskResult {
   tooLarge: number;
   bytesOut: number;
   ms: number;
+  /** Of `ms`, the time in sharp (resize and encode of the variants): framehub_image_encode_seconds. */
+  encodeMs: number;
   /** Set when the frame was dropped whole: nothing of it went out. */
   rejected?: FrameRejection;
 }

@@ -195,6 +195,7 @@ export class WorkerPool {
     this.submit<ImageTaskResult>(withPriority(task, 'high'), { transferList: [task.jpeg] })
       .then((result) => {
         metrics.taskDuration.labels('image').observe(result.ms / 1000);
+        if (result.encodeMs > 0) metrics.imageEncode.observe(result.encodeMs / 1000);
         metrics.imageBytesOut.inc(result.bytesOut);
         if (result.dropped) metrics.framesDropped.labels({ reason: 'ring_full' }).inc(result.dropped);
         if (result.tooLarge) metrics.framesDropped.labels({ reason: 'too_large' }).inc(result.tooLarge);
@@ -409,9 +410,10 @@ export class WorkerPool {
   }
 
   private registerCollectors(): void {
+    const queueLimits = Object.fromEntries(TIERS.map((t) => [t, this.queue.limit(t)]));
     this.opts.metrics.samplePool(() => {
-      const { queued, runningJobs, pending, rings } = this.stats();
-      return { queued, runningJobs, pending, rings };
+      const { threads, queued, runningJobs, pending, rings } = this.stats();
+      return { threads, queued, runningJobs, pending, rings, queueLimits };
     });
   }
 }

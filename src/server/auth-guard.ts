@@ -1,9 +1,10 @@
-import type { HttpRequest } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { AuthError, type AuthFailure } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Authenticator, Principal, Role } from './auth.js';
+import { ANONYMOUS, type Authenticator, type Principal, type Role } from './auth.js';
 import { extractToken } from './auth-token.js';
+import { isRelayed, type ProxyTrust, peerAddress } from './client-address.js';
 
 const RANK: Record<Role, number> = { viewer: 0, publisher: 1, admin: 2 };
 
@@ -15,6 +16,53 @@ export interface AuthGuardDeps {
   auth: Authenticator;
   metrics: Pick<Metrics, 'authFailures'>;
   log?: AuthFailureLog;
+  /** `trustProxy` and `authOffTrustsProxy`; undefined vouches for no proxy. */
+  proxy?: Pick<ProxyTrust, 'vouchesFor'>;
+}
+
+/**
+ * What a request shows the gate, read synchronously from uWS (httpCredentials, or the
+ * upgrade's own reading): its token, and whether it came through a proxy.
+ */
+export interface Credentials {
+  token: string | undefined;
+  /**
+   * The peer's address when the request carried `X-Forwarded-For`, `Forwarded` or `Via` (a
+   * proxy relayed it); undefined otherwise. It matters only with auth off (anonymousPrincipal).
+   */
+  relayedBy: string | undefined;
+}
+
+/**
+ * Who a request is with auth off, where a relayed request may come from anywhere. A daemon
+ * on 127.0.0.1 behind nginx on the same host would otherwise make every outside client the
+ * anonymous admin. A request that names a proxy is the anonymous viewer (it may watch, and
+ * no more), unless the operator opted in (`authOffTrustsProxy`) and its peer is in
+ * `trustProxy`. Every anonymous principal is decided here: requireRole, and the WebSocket
+ * upgrade (which cannot wait for a promise), both ask this function.
+ */
+export function anonymousPrincipal(deps: Pick<AuthGuardDeps, 'proxy'>, credentials: Credentials): Principal {
+  const { relayedBy } = credentials;
+  if (relayedBy === undefined || deps.proxy?.vouchesFor(relayedBy)) return ANONYMOUS;
+  return RELAYED_ANONYMOUS;
+}
+
+/** The anonymous principal of a relayed request the operator did not vouch for: a viewer of every camera. */
+export const RELAYED_ANONYMOUS: Principal = Object.freeze({ ...ANONYMOUS, role: 'viewer' });
+
+/**
+ * The refusal of a principal whose role is below `role`, or undefined when it may pass: reason
+ * `proxied_anonymous` for the relayed anonymous viewer (auth off behind a proxy), `forbidden`
+ * for a token's role.
+ */
+export function roleRefusal(principal: Principal, role: Role): AuthError | undefined {
+  if (hasRole(principal, role)) return undefined;
+  const reason = principal === RELAYED_ANONYMOUS ? 'proxied_anonymous' : 'forbidden';
+  const detail =
+    reason === 'proxied_anonymous'
+      ? `auth is off and the request came through a proxy not vouched for (trustProxy, authOffTrustsProxy); ${role} refused`
+      : `role ${principal.role} is below ${role}`;
+  return new AuthError('FORBIDDEN', reason, detail);
 }
 
 /**
@@ -22,22 +70,24 @@ export interface AuthGuardDeps {
  * AuthError UNAUTHORIZED, 401 / close 4001), then its role must reach `role` (else AuthError
  * FORBIDDEN, 403 / close 4003). Every refusal is counted and logged here, under its transport
  * and failing check, so no caller counts one itself. The rejection is always an AuthError, whose
- * message is the only text the client may get. With auth off every request is the anonymous admin.
+ * message is the only text the client may get. With auth off every request is anonymous
+ * (anonymousPrincipal): the admin, or only a viewer when a proxy relayed it.
  *
  * @example
- *   const principal = await requireRole(ctx, 'status', httpToken(req), 'admin');
+ *   const principal = await requireRole(ctx, 'status', httpCredentials(res, req), 'admin');
  */
 export async function requireRole(
   deps: AuthGuardDeps,
   transport: string,
-  token: string | undefined,
+  credentials: Credentials,
   role: Role,
 ): Promise<Principal> {
   try {
-    const principal = await deps.auth.verify(token);
-    if (!hasRole(principal, role)) {
-      throw new AuthError('FORBIDDEN', 'forbidden', `role ${principal.role} is below ${role}`);
-    }
+    const principal = deps.auth.enabled
+      ? await deps.auth.verify(credentials.token)
+      : anonymousPrincipal(deps, credentials);
+    const refusal = roleRefusal(principal, role);
+    if (refusal) throw refusal;
     return principal;
   } catch (err) {
     recordAuthFailure(deps, transport, err);
@@ -46,11 +96,15 @@ export async function requireRole(
 }
 
 /**
- * The token of a plain HTTP request (Authorization header, then `?token=`). Read it before any
- * await: uWS frees the request when the handler returns.
+ * The credentials of a plain HTTP request: its token (Authorization header, then `?token=`)
+ * and whether a proxy relayed it. Read them before any await: uWS frees the request when the
+ * handler returns.
  */
-export function httpToken(req: HttpRequest): string | undefined {
-  return extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }).token;
+export function httpCredentials(res: HttpResponse, req: HttpRequest): Credentials {
+  return {
+    token: extractToken({ authorization: req.getHeader('authorization'), query: req.getQuery() ?? '' }).token,
+    relayedBy: isRelayed(req) ? peerAddress(res) : undefined,
+  };
 }
 
 /** The failing check of a refused token, for the auth-failure metric and logs (never the client). */

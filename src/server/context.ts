@@ -3,6 +3,7 @@ import { isVideoTopic } from '../hub/topics.js';
 import { codecAccepted } from '../media/fmp4.js';
 import type { ViewerContext } from '../viewers/viewer-group.js';
 import { type Authenticator, canView, type Principal } from './auth.js';
+import type { ProxyTrust } from './client-address.js';
 import type { ConnectionBudget, ConnectionLimits } from './limits.js';
 
 /** What every viewer endpoint needs (the viewer core's context, and auth and limits); built once in daemon.ts. */
@@ -12,6 +13,11 @@ export interface ServerContext extends ViewerContext {
   sseHeartbeatMs: number;
   /** Sockets still waiting for their `hello` token: their own budget, apart from the viewer limits. */
   unauthenticated: ConnectionBudget;
+  /**
+   * `trustProxy` and `authOffTrustsProxy` (client-address.ts): whose forwarding headers name
+   * the client. Undefined (tools and benches that build a context) trusts no proxy.
+   */
+  proxy?: ProxyTrust;
 }
 
 export type TopicAccess = { ok: true } | { ok: false; code: ErrorCode; message: string };

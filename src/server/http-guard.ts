@@ -8,6 +8,7 @@ import type {
 import { isClientError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { CorsGate } from './cors.js';
 import { answerError, sendError } from './http-util.js';
 
 /**
@@ -66,6 +67,8 @@ const ROUTE_METHODS = [
 export interface RouteGuardDeps {
   metrics: Metrics;
   log: Logger;
+  /** `cors.origins`: CORS headers, preflights and the Origin checks (see cors.ts). */
+  cors?: CorsGate;
 }
 
 /**
@@ -77,7 +80,9 @@ export interface RouteGuardDeps {
  *   anything else counted, logged and answered 500 `INTERNAL`. An exception that escaped into
  *   uWS would end the process;
  * - answers HEAD wherever it answers GET (uWS itself routes HEAD only to `head` and `any`
- *   routes), with the same status and headers and no body: see headResponse.
+ *   routes), with the same status and headers and no body: see headResponse;
+ * - with `cors`, answers preflights, adds the CORS headers to what routes write, and refuses
+ *   requests and upgrades from origins not allowed, before the route runs (see CorsGate).
  * Install it before any route: `const app = guardRoutes(uWS.App(), deps)`.
  *
  * The framing answer waits one turn of the event loop, on purpose. uWS parses every request in
@@ -108,9 +113,13 @@ export function guardRoutes(app: TemplatedApp, deps: RouteGuardDeps): TemplatedA
   // What a route threw is answered while the request is still in hand: the connection stays
   // open unless a body may follow or the failure is unexpected. From a rejected promise the
   // request is gone, so that answer always closes.
-  const run = (handler: Handler, res: HttpResponse, req: HttpRequest) => {
-    if (refuses(res, req)) return;
+  const run = (handler: Handler, raw: HttpResponse, req: HttpRequest) => {
+    if (refuses(raw, req)) return;
+    let res = raw;
     try {
+      const wrapped = deps.cors ? deps.cors.http(raw, req) : raw;
+      if (!wrapped) return;
+      res = wrapped;
       const pending = handler(res, req);
       if (pending instanceof Promise) {
         pending.catch((err: unknown) => answerError(deps, res, err, { closeConnection: true }));
@@ -138,7 +147,8 @@ export function guardRoutes(app: TemplatedApp, deps: RouteGuardDeps): TemplatedA
     const upgrade = behavior.upgrade ?? defaultUpgrade;
     return registerWs(pattern, {
       ...behavior,
-      upgrade: (res, req, context) => (refuses(res, req) ? undefined : upgrade(res, req, context)),
+      upgrade: (res, req, context) =>
+        refuses(res, req) || deps.cors?.refusesUpgrade(res, req) ? undefined : upgrade(res, req, context),
     });
   };
   return app;

@@ -162,11 +162,6 @@ export function handleAsync(
   ).catch((err: unknown) => answerError(sink, res, err, { body, aborted }));
 }
 
-/** The peer address as text; read synchronously, before any await (uWS frees it after). */
-export function remoteIp(res: HttpResponse): string {
-  return Buffer.from(res.getRemoteAddressAsText()).toString();
-}
-
 /**
  * The slowest body a reader accepts: the average rate since `read()` must reach
  * `minBytesPerSecond` once `graceSeconds` have passed. An average (not a per-chunk gap) lets a

@@ -8,7 +8,7 @@ import type { Job, JobStore } from '../jobs/job-store.js';
 import type { VideoJobs } from '../jobs/video-job.js';
 import { parseVideoJobOptions } from '../jobs/video-options.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
-import { httpToken, requireRole } from './auth-guard.js';
+import { type Credentials, httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { fileRequest, sendFile } from './file-response.js';
 import { BodyReader, handleAsync, refuseDeclaredTooLarge, sendJson } from './http-util.js';
@@ -94,7 +94,7 @@ export function registerJobs(
    */
   const submit = <T>(
     res: HttpResponse,
-    token: string | undefined,
+    credentials: Credentials,
     body: BodyReader,
     prepare: () => T,
     start: (bytes: Buffer, prepared: T) => Promise<Job>,
@@ -103,7 +103,7 @@ export function registerJobs(
       ctx,
       res,
       async (isAborted) => {
-        await requireRole(ctx, 'jobs', token, 'publisher');
+        await requireRole(ctx, 'jobs', credentials, 'publisher');
         const prepared = prepare();
         if (isAborted()) return;
         await withSlot(async () => {
@@ -117,14 +117,14 @@ export function registerJobs(
 
   app.post('/api/v1/jobs/audio', (res, req) => {
     refuseDeclaredTooLarge(req, opts.maxUploadBytes);
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     const query = new URLSearchParams(req.getQuery() ?? '');
     const body = uploadBody(res, req);
     // body.signal also fires while the decoder is starting: a client that gives up before the
     // 202 takes its ffmpeg (and its slot) with it.
     submit(
       res,
-      token,
+      credentials,
       body,
       () => pcmFormat(query),
       (bytes, pcm) => audio.start(bytes, pcm, body.signal),
@@ -133,7 +133,7 @@ export function registerJobs(
 
   app.post('/api/v1/jobs/image', (res, req) => {
     refuseDeclaredTooLarge(req, opts.maxUploadBytes);
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     // Options are checked before the body is read: a bad `format=` costs its headers only.
     const options = parseImageJobOptions(new URLSearchParams(req.getQuery() ?? ''), req.getHeader('accept'));
     // So is room in the job's pool tier: a full tier is 429 with Retry-After before any byte is read.
@@ -141,7 +141,7 @@ export function registerJobs(
     const body = uploadBody(res, req);
     submit(
       res,
-      token,
+      credentials,
       body,
       () => options,
       (bytes) => image.start(bytes, options),
@@ -150,7 +150,7 @@ export function registerJobs(
 
   app.post('/api/v1/jobs/video', (res, req) => {
     refuseDeclaredTooLarge(req, opts.maxUploadBytes);
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     // Options and room in the video queue are checked before the body is read (400, 429).
     const options = parseVideoJobOptions(new URLSearchParams(req.getQuery() ?? ''));
     jobs.video.admit();
@@ -158,7 +158,7 @@ export function registerJobs(
     // body.signal stops the probe of a client that gives up before the 202.
     submit(
       res,
-      token,
+      credentials,
       body,
       () => options,
       (bytes) => jobs.video.start(bytes, options, body.signal),
@@ -168,10 +168,10 @@ export function registerJobs(
   app.get('/api/v1/jobs/:id/result/:n', (res, req) => {
     const id = req.getParameter(0) ?? '';
     const n = req.getParameter(1) ?? '';
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     const request = fileRequest(req);
     handleAsync(ctx, res, async (isAborted, whenAborted) => {
-      await requireRole(ctx, 'jobs', token, 'viewer');
+      await requireRole(ctx, 'jobs', credentials, 'viewer');
       if (isAborted()) return;
       const output = /^\d{1,3}$/.test(n) ? image.output(id, Number(n)) : undefined;
       if (!output) {
@@ -188,9 +188,9 @@ export function registerJobs(
   const withJob = (method: 'get' | 'del', handle: (res: HttpResponse, job: Job) => void) =>
     app[method]('/api/v1/jobs/:id', (res, req) => {
       const id = req.getParameter(0) ?? '';
-      const token = httpToken(req);
+      const credentials = httpCredentials(res, req);
       handleAsync(ctx, res, async (isAborted) => {
-        await requireRole(ctx, 'jobs', token, 'viewer');
+        await requireRole(ctx, 'jobs', credentials, 'viewer');
         if (isAborted()) return;
         const job = store.get(id);
         if (!job)

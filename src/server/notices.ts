@@ -1,6 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { FramehubError } from '../errors.js';
-import { httpToken, requireRole } from './auth-guard.js';
+import { httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { BodyReader, handleAsync, refuseDeclaredTooLarge, sendJson } from './http-util.js';
 
@@ -35,14 +35,14 @@ function noticeMessage(raw: Buffer): string {
 export function registerNotices(app: TemplatedApp, ctx: ServerContext): void {
   app.post('/api/v1/notices', (res, req) => {
     refuseDeclaredTooLarge(req, MAX_NOTICE_BODY);
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     const contentType = req.getHeader('content-type');
     const body = new BodyReader(res, req, MAX_NOTICE_BODY);
     handleAsync(
       ctx,
       res,
       async (isAborted) => {
-        await requireRole(ctx, 'notices', token, 'admin');
+        await requireRole(ctx, 'notices', credentials, 'admin');
         if (!contentType.startsWith('application/json')) {
           throw new FramehubError('UNSUPPORTED_MEDIA_TYPE', 'send application/json', 415);
         }

@@ -1,6 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { CameraStatus } from '../ingest/camera-supervisor.js';
-import { httpToken, requireRole } from './auth-guard.js';
+import { httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { handleAsync, sendJson } from './http-util.js';
 
@@ -23,9 +23,9 @@ function merge(a: Record<string, number>, b: Record<string, number>): Record<str
 export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: StatusSources): void {
   const guarded = (path: string, body: () => unknown) =>
     app.get(path, (res, req) => {
-      const token = httpToken(req);
+      const credentials = httpCredentials(res, req);
       handleAsync(ctx, res, async (isAborted) => {
-        await requireRole(ctx, 'status', token, 'admin');
+        await requireRole(ctx, 'status', credentials, 'admin');
         if (!isAborted()) sendJson(res, 200, body());
       });
     });

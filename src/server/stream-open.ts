@@ -1,13 +1,14 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { RetryLaterError } from '../errors.js';
 import type { Principal } from './auth.js';
-import { requireRole } from './auth-guard.js';
-import { extractToken } from './auth-token.js';
+import { httpCredentials, requireRole } from './auth-guard.js';
+import { requestAddress } from './client-address.js';
 import type { ServerContext } from './context.js';
 import type { StreamTransport } from './http-stream.js';
-import { answerError, remoteIp } from './http-util.js';
+import { answerError } from './http-util.js';
 
 export interface StreamRequest {
+  /** The client's address (the peer, or behind a trusted proxy the one it forwarded; client-address.ts). */
   ip: string;
   query: URLSearchParams;
   headers: { lastEventId: string; ifNoneMatch: string; ifModifiedSince: string };
@@ -38,13 +39,13 @@ export function openViewerRequest(
   start: (principal: Principal, r: StreamRequest) => void,
 ): void {
   const rawQuery = req.getQuery() ?? '';
-  const { token } = extractToken({ authorization: req.getHeader('authorization'), query: rawQuery });
+  const credentials = httpCredentials(res, req);
   const headers = {
     lastEventId: req.getHeader('last-event-id'),
     ifNoneMatch: req.getHeader('if-none-match'),
     ifModifiedSince: req.getHeader('if-modified-since'),
   };
-  const ip = remoteIp(res);
+  const ip = requestAddress(res, req, ctx.proxy);
   let aborted = false;
   const streaming = transport !== 'snapshot';
   res.onAborted(() => {
@@ -75,7 +76,7 @@ export function openViewerRequest(
       res.cork(() => res.endWithoutBody());
     },
   };
-  requireRole(ctx, transport, token, 'viewer')
+  requireRole(ctx, transport, credentials, 'viewer')
     .then((principal) => {
       if (aborted) return release();
       start(principal, request);

@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { FramehubError } from '../errors.js';
 import type { UploadJobs } from '../jobs/upload-jobs.js';
-import { httpToken, requireRole } from './auth-guard.js';
+import { httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { handleAsync, statusLine } from './http-util.js';
 
@@ -13,9 +13,9 @@ import { handleAsync, statusLine } from './http-util.js';
 export function registerUploadPreview(app: TemplatedApp, ctx: ServerContext, uploads: UploadJobs): void {
   app.get('/api/v1/uploads/:id/preview', (res, req) => {
     const id = req.getParameter(0) ?? '';
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     handleAsync(ctx, res, async (isAborted) => {
-      await requireRole(ctx, 'jobs', token, 'viewer');
+      await requireRole(ctx, 'jobs', credentials, 'viewer');
       if (isAborted()) return;
       const jpeg = uploads.latestPreview(id);
       if (!jpeg) throw new FramehubError('NOT_FOUND', 'no preview of this upload (yet, or any more)', 404);

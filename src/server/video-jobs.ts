@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { FramehubError } from '../errors.js';
 import type { VideoJobs } from '../jobs/video-job.js';
-import { httpToken, requireRole } from './auth-guard.js';
+import { httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
 import { fileRequest, sendFile } from './file-response.js';
 import { handleAsync } from './http-util.js';
@@ -24,10 +24,10 @@ export function registerVideoFiles(app: TemplatedApp, ctx: ServerContext, video:
     const prefix = `/api/v1/jobs/${id}/`;
     const url = req.getUrl();
     const rest = url.startsWith(prefix) ? url.slice(prefix.length) : '';
-    const token = httpToken(req);
+    const credentials = httpCredentials(res, req);
     const request = fileRequest(req);
     handleAsync(ctx, res, async (isAborted, whenAborted) => {
-      await requireRole(ctx, 'jobs', token, 'viewer');
+      await requireRole(ctx, 'jobs', credentials, 'viewer');
       if (isAborted()) return;
       const file = rest.length <= MAX_REST ? await video.file(id, rest) : undefined;
       if (isAborted()) return;

@@ -1,13 +1,20 @@
 import type { HttpRequest, HttpResponse, us_socket_context_t } from 'uWebSockets.js';
 import { CloseCode } from '../wire/protocol.js';
-import { ANONYMOUS, type Principal, type Role } from './auth.js';
-import { requireRole } from './auth-guard.js';
+import type { Principal, Role } from './auth.js';
+import {
+  anonymousPrincipal,
+  type Credentials,
+  recordAuthFailure,
+  requireRole,
+  roleRefusal,
+} from './auth-guard.js';
 import { extractToken } from './auth-token.js';
+import { isRelayed, peerAddress, requestAddress } from './client-address.js';
 import type { ServerContext } from './context.js';
-import { remoteIp } from './http-util.js';
 
 /** What the upgrade decided, carried into the socket's user data. */
 export interface UpgradeOutcome {
+  /** The client's address (the peer, or behind a trusted proxy the one it forwarded; client-address.ts). */
   ip: string;
   /** Raw query string, for endpoint options such as `topics=`. */
   query: string;
@@ -58,8 +65,9 @@ export function upgradeWithAuth<T>(
     query,
     protocols: req.getHeader('sec-websocket-protocol'),
   });
+  const credentials: Credentials = { token, relayedBy: isRelayed(req) ? peerAddress(res) : undefined };
   const outcome: UpgradeOutcome = {
-    ip: remoteIp(res),
+    ip: requestAddress(res, req, ctx.proxy),
     query,
     admitted: false,
     unauthenticated: false,
@@ -71,9 +79,16 @@ export function upgradeWithAuth<T>(
   const deferred = !token && ctx.auth.enabled && !opts.tokenRequired;
   outcome.reject = admit(ctx, opts, outcome, deferred);
   if (!outcome.reject && !deferred) {
-    if (!ctx.auth.enabled) outcome.principal = ANONYMOUS;
-    else {
-      outcome.verdict = requireRole(ctx, opts.transport, token, opts.role ?? 'viewer');
+    if (!ctx.auth.enabled) {
+      // requireRole's decision, made at once: the socket is upgraded before any await.
+      const principal = anonymousPrincipal(ctx, credentials);
+      const refusal = roleRefusal(principal, opts.role ?? 'viewer');
+      if (refusal) {
+        recordAuthFailure(ctx, opts.transport, refusal);
+        outcome.reject = { code: CloseCode.FORBIDDEN, reason: refusal.message };
+      } else outcome.principal = principal;
+    } else {
+      outcome.verdict = requireRole(ctx, opts.transport, credentials, opts.role ?? 'viewer');
       // Settled at open; this keeps a socket that never opens from leaving an unhandled rejection.
       outcome.verdict.catch(() => {});
     }

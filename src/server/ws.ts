@@ -263,12 +263,15 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       session.replaySubscribed();
       subscribePending(ws);
     };
-    if (typeof record.token !== 'string') {
+    // With auth off a token changes nothing: the principal decided at the upgrade (the anonymous
+    // admin, or the viewer a proxy relayed; see anonymousPrincipal) stands.
+    if (typeof record.token !== 'string' || !ctx.auth.enabled) {
       if (!v.principal) return sendError(ws, 'UNAUTHORIZED', 'hello needs a token');
       if (v.principal.expiresAtMs <= Date.now()) return ws.end(CloseCode.UNAUTHORIZED, 'token expired');
       return welcome();
     }
-    requireRole(ctx, TRANSPORT, record.token, 'viewer')
+    // Auth is on here, where a proxy in the path changes nothing: relayedBy plays no part.
+    requireRole(ctx, TRANSPORT, { token: record.token, relayedBy: undefined }, 'viewer')
       .then(
         (principal) => {
           if (v.closed) return;

@@ -1,7 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { FramehubError, isClientError, RetryLaterError } from '../errors.js';
 import type { Principal } from '../server/auth.js';
-import { httpToken, requireRole } from '../server/auth-guard.js';
+import { type Credentials, httpCredentials, requireRole } from '../server/auth-guard.js';
 import type { ServerContext } from '../server/context.js';
 import { answerError, statusLine } from '../server/http-util.js';
 import { bodyPastLength, ChunkStream } from './chunk-stream.js';
@@ -19,7 +19,7 @@ const COUNT = /^[0-9]{1,15}$/;
 const LIMIT_OF_STATUS: Record<number, string> = { 413: 'tus_upload_length', 429: 'tus_uploads' };
 
 /** What the routes use of the server context; a ServerContext is one. */
-export type TusContext = Pick<ServerContext, 'auth' | 'metrics' | 'log'>;
+export type TusContext = Pick<ServerContext, 'auth' | 'metrics' | 'log' | 'proxy'>;
 
 export interface TusRouteOptions {
   /** Largest Upload-Metadata header accepted, in bytes (400 past it). */
@@ -76,7 +76,7 @@ export function registerTus(
     if (r.resumable !== TUS_VERSION) {
       throw new FramehubError('TUS_VERSION_UNSUPPORTED', `Tus-Resumable: ${TUS_VERSION} is required`, 412);
     }
-    return requireRole(ctx, 'uploads', r.token, 'publisher');
+    return requireRole(ctx, 'uploads', r.credentials, 'publisher');
   };
   const find = (r: TusRequest, principal: Principal): TusUpload => {
     const upload = store.get(r.id);
@@ -113,7 +113,7 @@ export function registerTus(
   };
 
   const create = (res: HttpResponse, req: HttpRequest) => {
-    const r = readRequest(req);
+    const r = readRequest(res, req);
     const body = r.hasBody ? new ChunkStream(res, r.contentLength) : undefined;
     runTus(ctx, res, body, async (isAborted) => {
       const principal = await authorize(r);
@@ -146,7 +146,7 @@ export function registerTus(
   app.post(`${TUS_PATH}/`, create);
 
   app.head(`${TUS_PATH}/:id`, (res, req) => {
-    const r = readRequest(req);
+    const r = readRequest(res, req);
     runTus(ctx, res, undefined, async (isAborted) => {
       const principal = await authorize(r);
       if (isAborted()) return;
@@ -162,7 +162,7 @@ export function registerTus(
   });
 
   app.patch(`${TUS_PATH}/:id`, (res, req) => {
-    const r = readRequest(req);
+    const r = readRequest(res, req);
     const body = new ChunkStream(res, r.hasBody ? r.contentLength : 0);
     runTus(ctx, res, body, async (isAborted) => {
       const principal = await authorize(r);
@@ -188,7 +188,7 @@ export function registerTus(
   });
 
   app.del(`${TUS_PATH}/:id`, (res, req) => {
-    const r = readRequest(req);
+    const r = readRequest(res, req);
     runTus(ctx, res, undefined, async (isAborted) => {
       const principal = await authorize(r);
       if (isAborted()) return;
@@ -201,7 +201,7 @@ export function registerTus(
 /** The request's headers, read before any await (uWS frees the request when the handler returns). */
 interface TusRequest {
   id: string;
-  token: string | undefined;
+  credentials: Credentials;
   resumable: string;
   contentType: string;
   uploadLength: string;
@@ -213,13 +213,13 @@ interface TusRequest {
   hasBody: boolean;
 }
 
-function readRequest(req: HttpRequest): TusRequest {
+function readRequest(res: HttpResponse, req: HttpRequest): TusRequest {
   const length = req.getHeader('content-length');
   const chunked = req.getHeader('transfer-encoding') !== '';
   return {
     // Empty for POST, whose route has no parameter.
     id: req.getParameter(0) ?? '',
-    token: httpToken(req),
+    credentials: httpCredentials(res, req),
     resumable: req.getHeader('tus-resumable'),
     contentType: req.getHeader('content-type'),
     uploadLength: req.getHeader('upload-length'),

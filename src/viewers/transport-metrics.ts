@@ -9,6 +9,8 @@ import type { TransportName } from './transport.js';
  */
 export class TransportMetrics {
   readonly connections: Gauge.Internal<string>;
+  readonly connects: Counter.Internal;
+  readonly disconnects: Counter.Internal;
   readonly slowViewers: Gauge.Internal<string>;
   readonly slowDisconnects: Counter.Internal;
   readonly variantSwitches: Counter.Internal;
@@ -25,6 +27,8 @@ export class TransportMetrics {
 
   constructor(metrics: Metrics, transport: TransportName) {
     this.connections = metrics.connections.labels(transport);
+    this.connects = metrics.connects.labels(transport);
+    this.disconnects = metrics.disconnects.labels(transport);
     this.slowViewers = metrics.slowViewers.labels(transport);
     this.slowDisconnects = metrics.slowDisconnects.labels(transport);
     this.variantSwitches = metrics.variantSwitches.labels(transport);

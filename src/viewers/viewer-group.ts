@@ -88,12 +88,14 @@ export class ViewerGroup<C> implements RecordSink {
   add(session: ViewerSession<C>): void {
     this.sessions.add(session);
     this.metrics.connections.inc();
+    this.metrics.connects.inc();
   }
 
   /** Forgets a session; false if it was not here (never opened, or already gone). */
   remove(session: ViewerSession<C>): boolean {
     if (!this.sessions.delete(session)) return false;
     this.metrics.connections.dec();
+    this.metrics.disconnects.inc();
     return true;
   }
 
