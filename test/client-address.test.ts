@@ -100,6 +100,9 @@ describe('addresses and networks (config/ip-address.ts)', () => {
     expect(parseNetwork('10.1.0.0/8')).toMatch(/host bits are set: the network is 10\.0\.0\.0\/8/);
     expect(parseNetwork('0.0.0.0/0')).toMatch(/trusts every address/);
     expect(parseNetwork('::/0')).toMatch(/trusts every address/);
+    expect(parseNetwork('::ffff:0.0.0.0/96')).toMatch(/trusts every IPv4 address/);
+    expect(parseNetwork('::/1')).toMatch(/trusts every IPv4 address/);
+    expect(parseNetwork('::ffff:10.0.0.0/104')).toMatchObject({ prefix: 104 });
     expect(parseNetwork('10.0.0.0/33')).toMatch(/from 1 to 32/);
     expect(parseNetwork('10.0.0.0/08')).toMatch(/from 1 to 32/);
     expect(parseNetwork('::/129')).toMatch(/from 1 to 128/);
@@ -361,6 +364,12 @@ describe('reading a real uWS request', () => {
     ]);
     expect(long.client).toBe('203.0.113.9');
     expect(await ask('::1', ['Via: 1.1 edge'])).toEqual({ peer: '::1', client: '::1', relayed: true });
+    // An empty header the client sent first must not hide the one its proxy appended (uWS's
+    // getHeader sees only the first), nor does an empty header alone pass for not relayed.
+    expect(await ask('::1', ['X-Forwarded-For:', 'X-Forwarded-For: 6.6.6.6'])).toMatchObject({
+      relayed: true,
+    });
+    expect(await ask('::1', ['Forwarded:'])).toMatchObject({ relayed: true });
     expect(await ask('::1', ['Forwarded: for="[2001:db8::7]:1"'])).toMatchObject({
       client: '2001:db8::7',
       relayed: true,

@@ -169,8 +169,16 @@ export function parseNetwork(text: string): IpNetwork | string {
   if (!sameBytes(masked, bytes)) {
     return `"${text}": host bits are set: the network is ${formatIp(masked)}/${prefixText}`;
   }
-  return { bytes, prefix };
+  // An IPv6 network as wide as ::ffff:0:0/96 (or ::/1) holds every IPv4 client too.
+  const network = { bytes, prefix };
+  if (inNetwork(FIRST_V4, network) && inNetwork(LAST_V4, network)) {
+    return `"${text}" trusts every IPv4 address, so any client could choose its own: list the proxies' addresses or networks`;
+  }
+  return network;
 }
+
+const FIRST_V4 = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+const LAST_V4 = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
 function mask(bytes: IpBytes, prefix: number): IpBytes {
   const out = new Uint8Array(16);

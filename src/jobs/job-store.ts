@@ -58,6 +58,8 @@ export interface JobSlot {
 export class JobStore {
   private readonly jobs = new Map<string, Job>();
   private readonly lastProgress = new Map<string, number>();
+  /** performance.now() at create, per unfinished job: its duration, safe from clock steps. */
+  private readonly startedAt = new Map<string, number>();
   private unfinished = 0;
   private claimed = 0;
 
@@ -112,6 +114,7 @@ export class JobStore {
       ...(stages && { stages }),
     };
     this.jobs.set(job.id, job);
+    this.startedAt.set(job.id, performance.now());
     this.unfinished++;
     this.countSlots();
     this.emit(job);
@@ -144,15 +147,14 @@ export class JobStore {
       job.progress = 1;
       job.result = outcome.result;
     }
-    const finished = new Date();
-    job.finishedAt = finished.toISOString();
+    job.finishedAt = new Date().toISOString();
     this.unfinished--;
     this.countSlots();
     this.lastProgress.delete(job.id);
     this.metrics.jobs.labels(job.kind, job.state).inc();
-    this.metrics.jobDuration
-      .labels(job.kind)
-      .observe((finished.getTime() - Date.parse(job.createdAt)) / 1000);
+    const seconds = (performance.now() - (this.startedAt.get(job.id) ?? performance.now())) / 1000;
+    this.startedAt.delete(job.id);
+    this.metrics.jobDuration.labels(job.kind).observe(seconds);
     this.emit(job);
     // Until expiry a client can still fetch the job and resume its topic; after it, nothing is kept.
     setTimeout(() => {

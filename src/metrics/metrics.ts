@@ -24,8 +24,8 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.3
 const TASK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 /** Whole jobs: 10 ms (a small image) to 30 min (a long video on two cores). */
 const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800];
-/** ffmpeg speed (media seconds per wall second): below 1 a live-length input takes longer than it lasts. */
-const SPEED_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64];
+/** ffmpeg speed (media seconds per wall second): below 1 a clip takes longer than it lasts; an audio decode runs far faster than real time. */
+const SPEED_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /** Pool state read from shared memory at scrape time instead of being maintained per record. */
 export interface PoolSample {
@@ -58,6 +58,11 @@ export interface BuildInfo {
 export function createMetrics(cameras: readonly string[] = []) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'framehub_' });
+  // prom-client also exports these three gauges as `*_total`, which promtool flags (a `_total`
+  // that is not a counter); the same values stay as framehub_nodejs_active_{handles,requests,resources}.
+  for (const kind of ['handles', 'requests', 'resources']) {
+    registry.removeSingleMetric(`framehub_nodejs_active_${kind}_total`);
+  }
   const r = [registry];
   const samplers: { pool?: () => PoolSample } = {};
   let ringFullSeen = 0;

@@ -231,13 +231,17 @@ export function parseHop(raw: string): IpBytes | undefined {
   return parseIp(hop);
 }
 
-/** True when the request names a proxy it came through: `X-Forwarded-For`, `Forwarded` or `Via`. */
+/**
+ * True when the request names a proxy it came through: any `X-Forwarded-For`, `Forwarded` or
+ * `Via` header, even an empty one. Every occurrence is looked at (getHeader sees only the
+ * first): a client's empty first header must not hide the one its proxy appended.
+ */
 export function isRelayed(req: HttpRequest): boolean {
-  return (
-    req.getHeader('x-forwarded-for') !== '' ||
-    req.getHeader('forwarded') !== '' ||
-    req.getHeader('via') !== ''
-  );
+  let relayed = false;
+  req.forEach((key) => {
+    if (key === 'x-forwarded-for' || key === 'forwarded' || key === 'via') relayed = true;
+  });
+  return relayed;
 }
 
 /**

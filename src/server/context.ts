@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors.js';
 import { isVideoTopic } from '../hub/topics.js';
 import { codecAccepted } from '../media/fmp4.js';
+import type { WsErrorCode } from '../metrics/label-values.js';
 import type { ViewerContext } from '../viewers/viewer-group.js';
 import { type Authenticator, canView, type Principal } from './auth.js';
 import type { ProxyTrust } from './client-address.js';
@@ -20,7 +21,7 @@ export interface ServerContext extends ViewerContext {
   proxy?: ProxyTrust;
 }
 
-export type TopicAccess = { ok: true } | { ok: false; code: ErrorCode; message: string };
+export type TopicAccess = { ok: true } | { ok: false; code: WsErrorCode; message: string };
 
 /** The HTTP status of a refused topic: 403 not granted, 404 no such camera, 406 codec, 400 malformed. */
 export function accessStatus(code: ErrorCode): 400 | 403 | 404 | 406 {

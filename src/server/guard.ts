@@ -1,5 +1,6 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { Logger } from '../log.js';
+import type { HandlerName } from '../metrics/label-values.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CloseCode } from '../wire/protocol.js';
 
@@ -19,7 +20,7 @@ export interface GuardDeps {
  */
 export function guard<A extends unknown[]>(
   deps: GuardDeps,
-  handler: string,
+  handler: HandlerName,
   fn: (...args: A) => void,
   onError?: (err: unknown, ...args: A) => void,
 ): (...args: A) => void {
@@ -42,7 +43,7 @@ export function guard<A extends unknown[]>(
 /** guard() for a WebSocket callback: a failure closes the socket with 1011, unless it is already closed. */
 export function guardSocket<U extends { closed: boolean }, A extends unknown[]>(
   deps: GuardDeps,
-  handler: string,
+  handler: HandlerName,
   fn: (ws: WebSocket<U>, ...rest: A) => void,
 ): (ws: WebSocket<U>, ...rest: A) => void {
   return guard(deps, handler, fn, (_err: unknown, ws: WebSocket<U>, ..._rest: A) => {

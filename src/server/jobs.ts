@@ -7,6 +7,7 @@ import type { ImageJobs } from '../jobs/image-job.js';
 import type { Job, JobStore } from '../jobs/job-store.js';
 import type { VideoJobs } from '../jobs/video-job.js';
 import { parseVideoJobOptions } from '../jobs/video-options.js';
+import type { LimitLabel } from '../metrics/label-values.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import { type Credentials, httpCredentials, requireRole } from './auth-guard.js';
 import type { ServerContext } from './context.js';
@@ -22,7 +23,7 @@ export interface JobRouteOptions {
 }
 
 /** Refusals by a `jobs.*` limit, by the `limit` label of framehub_limit_rejections_total. */
-const LIMIT_OF_CODE: Partial<Record<ErrorCode, string>> = {
+const LIMIT_OF_CODE: Partial<Record<ErrorCode, LimitLabel>> = {
   UPLOAD_TOO_SLOW: 'upload_rate',
   SAMPLE_RATE_TOO_LOW: 'upsample_ratio',
   AUDIO_TOO_LONG: 'audio_seconds',

@@ -1,8 +1,8 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { CameraConfig } from '../config/schema.js';
-import type { ErrorCode } from '../errors.js';
 import { describeInput } from '../hub/topics.js';
 import type { FrameIngest } from '../ingest/frame-ingest.js';
+import type { WsErrorCode } from '../metrics/label-values.js';
 import { BAD_PING_ID, CloseCode, validPingId } from '../wire/protocol.js';
 import { decodeUntrusted, encode } from '../wire/records.js';
 import { canView, type Principal } from './auth.js';
@@ -20,7 +20,7 @@ export interface PublishOptions {
 export type PublishHandler = (
   cam: CameraConfig,
   record: Record<string, unknown>,
-) => { ok: true } | { ok: false; code: ErrorCode; message: string };
+) => { ok: true } | { ok: false; code: WsErrorCode; message: string };
 
 interface Publisher extends AwaitingVerdict {
   principal: Principal | undefined;
@@ -50,7 +50,7 @@ export function registerPublisher(
   handlers: ReadonlyMap<string, PublishHandler> = new Map(),
 ): void {
   const errors = ctx.metrics.wsErrors;
-  const sendError = (ws: WebSocket<Publisher>, code: ErrorCode, message: string) => {
+  const sendError = (ws: WebSocket<Publisher>, code: WsErrorCode, message: string) => {
     errors.labels(code).inc();
     ws.send(encode({ type: 'error', code, message }), true);
   };

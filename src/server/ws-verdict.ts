@@ -1,5 +1,6 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { AuthError } from '../errors.js';
+import type { HandlerName } from '../metrics/label-values.js';
 import { CloseCode } from '../wire/protocol.js';
 import type { Principal } from './auth.js';
 import { type GuardDeps, guardSocket } from './guard.js';
@@ -96,7 +97,7 @@ export interface VerdictHandlers<U> {
  */
 export function settleVerdict<U extends AwaitingVerdict>(
   deps: GuardDeps,
-  handler: string,
+  handler: HandlerName,
   ws: WebSocket<U>,
   handlers: VerdictHandlers<U>,
 ): void {

@@ -1,10 +1,10 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
-import type { ErrorCode } from '../errors.js';
 import type { HistoryEntry } from '../hub/history.js';
 import { cachedRecord, type Frame, type RecordSink } from '../hub/hub.js';
 import { BAD_EPOCH, validEpoch } from '../hub/resume.js';
 import { describeInput, isEventTopic } from '../hub/topics.js';
 import { cachedFragmentRecord, type VideoItem } from '../hub/video-track.js';
+import type { HandlerName, WsErrorCode } from '../metrics/label-values.js';
 import type { CloseReason, Framing, ViewerTransport } from '../viewers/transport.js';
 import { ViewerGroup } from '../viewers/viewer-group.js';
 import { ViewerSession } from '../viewers/viewer-session.js';
@@ -139,7 +139,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   });
 
   const send = (ws: Ws, record: unknown) => ws.send(encode(record), true);
-  const sendError = (ws: Ws, code: ErrorCode, message: string, topic?: string) => {
+  const sendError = (ws: Ws, code: WsErrorCode, message: string, topic?: string) => {
     metrics.wsErrors.labels(code).inc();
     const record: ErrorRecord = topic
       ? { type: 'error', code, message, topic }
@@ -201,7 +201,7 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
   };
 
   /** Logs and counts a failure outside uWS's own callbacks (a promise continuation), then closes. */
-  const failed = (err: unknown, ws: Ws, handler: string) => {
+  const failed = (err: unknown, ws: Ws, handler: HandlerName) => {
     metrics.handlerErrors.labels(handler).inc();
     ctx.log.error({ err, handler }, 'handler failed; closing the connection');
     if (!ws.getUserData().closed) ws.end(CloseCode.INTERNAL_ERROR, 'internal error');

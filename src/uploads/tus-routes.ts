@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { FramehubError, isClientError, RetryLaterError } from '../errors.js';
+import type { LimitLabel } from '../metrics/label-values.js';
 import type { Principal } from '../server/auth.js';
 import { type Credentials, httpCredentials, requireRole } from '../server/auth-guard.js';
 import type { ServerContext } from '../server/context.js';
@@ -16,7 +17,7 @@ const OFFSET_STREAM = 'application/offset+octet-stream';
 const COUNT = /^[0-9]{1,15}$/;
 
 /** The `limit` label of a refusal by a tus limit: an upload's size, or uploads stored. */
-const LIMIT_OF_STATUS: Record<number, string> = { 413: 'tus_upload_length', 429: 'tus_uploads' };
+const LIMIT_OF_STATUS: Record<number, LimitLabel> = { 413: 'tus_upload_length', 429: 'tus_uploads' };
 
 /** What the routes use of the server context; a ServerContext is one. */
 export type TusContext = Pick<ServerContext, 'auth' | 'metrics' | 'log' | 'proxy'>;

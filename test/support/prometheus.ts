@@ -26,22 +26,13 @@ export function promtool(args: string[], input?: string): { code: number | null;
   return { code: res.status, out: `${res.stdout}${res.stderr}`.trim() };
 }
 
-/**
- * `promtool check metrics` findings we accept: prom-client's default collectors name three
- * gauges `*_total`. They are not ours and the dashboard does not use them. Anything else
- * (our own metrics, or a parse error) fails the test.
- */
-export const ACCEPTED_LINT = [
-  /^framehub_nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/,
-];
-
-/** `promtool check metrics` on a scrape: exit code, and the findings ACCEPTED_LINT does not cover. */
+/** `promtool check metrics` on a scrape: exit code, and every finding (none is accepted). */
 export function checkMetrics(scrape: string): { code: number | null; out: string; unexpected: string[] } {
   const { code, out } = promtool(['check', 'metrics'], scrape);
   const unexpected = out
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !ACCEPTED_LINT.some((re) => re.test(l)));
+    .filter((l) => l !== '');
   return { code, out, unexpected };
 }
 
