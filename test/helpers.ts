@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Packr } from 'msgpackr';
+import { expect } from 'vitest';
 import WebSocket from 'ws';
 
 export const root = resolve(import.meta.dirname, '..');
@@ -344,4 +345,35 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Reads multipart/x-mixed-replace parts from a fetch body until `count` JPEGs arrived. */
+export async function readMjpeg(
+  url: string,
+  count: number,
+  requestHeaders: Record<string, string> = {},
+): Promise<{ headers: Record<string, string>; jpeg: Buffer }[]> {
+  const controller = new AbortController();
+  const res = await fetch(url, { headers: requestHeaders, signal: controller.signal });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=framehubframe');
+  const parts: { headers: Record<string, string>; jpeg: Buffer }[] = [];
+  let buf = Buffer.alloc(0);
+  for await (const chunk of res.body!) {
+    buf = Buffer.concat([buf, chunk as Uint8Array]);
+    for (;;) {
+      const headEnd = buf.indexOf('\r\n\r\n');
+      if (headEnd < 0) break;
+      const lines = buf.subarray(0, headEnd).toString().split('\r\n');
+      expect(lines[0]).toBe('--framehubframe');
+      const headers = Object.fromEntries(lines.slice(1).map((l) => l.split(': ') as [string, string]));
+      const length = Number(headers['Content-Length']);
+      if (buf.length < headEnd + 4 + length + 2) break;
+      parts.push({ headers, jpeg: Buffer.from(buf.subarray(headEnd + 4, headEnd + 4 + length)) });
+      buf = buf.subarray(headEnd + 4 + length + 2);
+    }
+    if (parts.length >= count) break;
+  }
+  controller.abort();
+  return parts;
 }

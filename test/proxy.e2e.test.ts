@@ -11,6 +11,7 @@ import {
   noiseJpeg,
   pollUntil,
   type RunningDaemon,
+  readMjpeg,
   root,
   SseReader,
   startDaemon,
@@ -41,36 +42,6 @@ async function openSse(url: string, headers: Record<string, string> = {}) {
     body: res.status === 200 ? '' : await res.text(),
     close: () => controller.abort(),
   };
-}
-
-/** The first `count` parts of an MJPEG stream, each with its headers and JPEG bytes. */
-async function readMjpeg(url: string, headers: Record<string, string>, count: number) {
-  const controller = new AbortController();
-  const res = await fetch(url, { headers, signal: controller.signal });
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=framehubframe');
-  const parts: { headers: Record<string, string>; jpeg: Buffer }[] = [];
-  let buf = Buffer.alloc(0);
-  for await (const chunk of res.body!) {
-    buf = Buffer.concat([buf, chunk as Uint8Array]);
-    for (;;) {
-      const headEnd = buf.indexOf('\r\n\r\n');
-      if (headEnd < 0) break;
-      const lines = buf.subarray(0, headEnd).toString().split('\r\n');
-      expect(lines[0]).toBe('--framehubframe');
-      const partHeaders = Object.fromEntries(lines.slice(1).map((l) => l.split(': ') as [string, string]));
-      const length = Number(partHeaders['Content-Length']);
-      if (buf.length < headEnd + 4 + length + 2) break;
-      parts.push({
-        headers: partHeaders,
-        jpeg: Buffer.from(buf.subarray(headEnd + 4, headEnd + 4 + length)),
-      });
-      buf = buf.subarray(headEnd + 4 + length + 2);
-    }
-    if (parts.length >= count) break;
-  }
-  controller.abort();
-  return parts;
 }
 
 const postNotice = (url: string, headers: Record<string, string> = {}) =>
@@ -285,7 +256,7 @@ describe('through nginx with the documented config', () => {
   });
 
   it('carries MJPEG: multipart parts that are JPEGs', async () => {
-    const parts = await readMjpeg(`${nginx.url}/cams/demo/low.mjpeg`, xff('198.51.100.3'), 4);
+    const parts = await readMjpeg(`${nginx.url}/cams/demo/low.mjpeg`, 4, xff('198.51.100.3'));
     expect(parts.length).toBeGreaterThanOrEqual(4);
     for (const p of parts) expect((await sharp(p.jpeg).metadata()).format).toBe('jpeg');
   });

@@ -1,7 +1,15 @@
 import { EventSource } from 'eventsource';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, postNotice, type RunningDaemon, SseReader, startDaemon, testCamera } from './helpers.js';
+import {
+  get,
+  postNotice,
+  type RunningDaemon,
+  readMjpeg,
+  SseReader,
+  startDaemon,
+  testCamera,
+} from './helpers.js';
 
 let daemon: RunningDaemon;
 
@@ -136,35 +144,6 @@ describe('SSE', () => {
     }
   });
 });
-
-/** Reads multipart/x-mixed-replace parts from a fetch body until `count` JPEGs arrived. */
-async function readMjpeg(
-  url: string,
-  count: number,
-): Promise<{ headers: Record<string, string>; jpeg: Buffer }[]> {
-  const controller = new AbortController();
-  const res = await fetch(url, { signal: controller.signal });
-  expect(res.headers.get('content-type')).toBe('multipart/x-mixed-replace; boundary=framehubframe');
-  const parts: { headers: Record<string, string>; jpeg: Buffer }[] = [];
-  let buf = Buffer.alloc(0);
-  for await (const chunk of res.body!) {
-    buf = Buffer.concat([buf, chunk as Uint8Array]);
-    for (;;) {
-      const headEnd = buf.indexOf('\r\n\r\n');
-      if (headEnd < 0) break;
-      const lines = buf.subarray(0, headEnd).toString().split('\r\n');
-      expect(lines[0]).toBe('--framehubframe');
-      const headers = Object.fromEntries(lines.slice(1).map((l) => l.split(': ') as [string, string]));
-      const length = Number(headers['Content-Length']);
-      if (buf.length < headEnd + 4 + length + 2) break;
-      parts.push({ headers, jpeg: Buffer.from(buf.subarray(headEnd + 4, headEnd + 4 + length)) });
-      buf = buf.subarray(headEnd + 4 + length + 2);
-    }
-    if (parts.length >= count) break;
-  }
-  controller.abort();
-  return parts;
-}
 
 describe('MJPEG', () => {
   it('streams multipart JPEGs that decode, with increasing X-Seq', async () => {
