@@ -1,12 +1,16 @@
 import uWS from 'uWebSockets.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Config, hasVideo } from './config/schema.js';
+import type { ClusterBus } from './cluster/bus.js';
+import { CameraLeases } from './cluster/camera-lease.js';
+import { LocalBus } from './cluster/local-bus.js';
+import { RedisBus } from './cluster/redis-bus.js';
+import { type Config, hasVideo, isPushCamera } from './config/schema.js';
 import { WorkersBusyError } from './errors.js';
 import { Hub } from './hub/hub.js';
 import { maxGopBytes } from './hub/video-track.js';
 import { AudioIngest } from './ingest/audio-ingest.js';
-import { createCameraSource } from './ingest/camera-source.js';
+import { type CameraSource, createCameraSource } from './ingest/camera-source.js';
 import { FrameIngest } from './ingest/frame-ingest.js';
 import { routeRecords } from './ingest/record-router.js';
 import { AudioJobs } from './jobs/audio-job.js';
@@ -83,6 +87,32 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   );
   const hub = new Hub(new Set(cameras.keys()), metrics, config.viewers.historyPerTopic, video);
   let ready = false;
+  // The cluster bus (README "Scaling out"): without a Redis URL, one node and nothing crosses.
+  // Its hooks read the viewer groups made further down, only from its timers.
+  const cluster = config.cluster;
+  const redisBus = cluster.redisUrl
+    ? new RedisBus({
+        url: cluster.redisUrl,
+        nodeId: cluster.nodeId,
+        ingest: cluster.ingest,
+        hub,
+        metrics,
+        log,
+        hooks: {
+          localSubscribers: (topic) => ws.subscribers(topic) + streams.subscribers(topic),
+          // Once a second, for the heartbeat: a walk over the sessions, never per frame.
+          viewers: () => {
+            const http = streams.census().byTransport;
+            return ws.census().total + http.sse + http.mjpeg;
+          },
+        },
+        pushCameras: config.cameras.filter(isPushCamera).map((c) => c.id),
+        latestFrameTtlMs: cluster.latestFrameTtlMs,
+        onReconnect: () => leases?.reconnected(),
+      })
+    : undefined;
+  const bus: ClusterBus = redisBus ?? new LocalBus(cluster.nodeId);
+  let leases: CameraLeases | undefined;
 
   // Workers pick the same backend (same FRAMEHUB_VAD_BACKEND, same addon); loading it here
   // reports the choice once at start and fails fast when `native` is forced but missing.
@@ -170,6 +200,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
     unauthenticated: new ConnectionBudget(config.ws.maxUnauthenticated, config.ws.maxUnauthenticatedPerIp),
     proxy: new ProxyTrust(config.trustProxy, config.authOffTrustsProxy),
+    demand: redisBus ? (topic) => redisBus.wanted(topic) : undefined,
   };
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);
   limitSweep.unref();
@@ -179,7 +210,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const streams = new HttpStreams(ctx);
   hub.addSink(ws.sink);
   hub.addSink(streams);
-  const ingest = new FrameIngest(pool, (topic) => ws.subscribers(topic) + streams.subscribers(topic) > 0, {
+  if (redisBus) hub.addSink(redisBus);
+  const localDemand = (topic: string) => ws.subscribers(topic) + streams.subscribers(topic) > 0;
+  const hasDemand = redisBus
+    ? (topic: string) => localDemand(topic) || redisBus.remoteDemand(topic)
+    : localDemand;
+  const ingest = new FrameIngest(pool, hasDemand, {
     maxPixels: config.images.maxPixels,
     metrics,
     log,
@@ -250,17 +286,54 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   registerSse(app, ctx, streams);
   registerMjpeg(app, ctx, streams);
   const sourceDeps = { ingest, audio, hub, ffmpegPath, clockFont: findClockFont(), log, metrics };
-  const sources = config.cameras.map((cam) => createCameraSource(cam, sourceDeps));
+  // The cameras this node runs. With Redis, an ffmpeg camera runs only while this node holds its
+  // lease (cluster/camera-lease.ts); push cameras need none (frames publish where the publisher is).
+  const sources = new Map<string, CameraSource>();
+  const leased = new Set(redisBus ? config.cameras.filter((c) => !isPushCamera(c)).map((c) => c.id) : []);
+  for (const cam of config.cameras) {
+    if (!leased.has(cam.id)) sources.set(cam.id, createCameraSource(cam, sourceDeps));
+  }
+  if (redisBus && cluster.ingest && leased.size) {
+    const vadTopic = (camera: string) => `cam/${camera}/vad`;
+    leases = new CameraLeases(
+      redisBus.redis,
+      bus.nodeId,
+      [...leased],
+      cluster.leaseMs,
+      {
+        acquired(camera, _token, seqs) {
+          const cam = cameras.get(camera)!;
+          // Continue after the previous owner's last recorded seqs, past what it can have made
+          // since (at most one lease period of frames), so seq keeps increasing for viewers.
+          ingest.seedSeq(camera, seqs.frame + Math.ceil((cam.fps * cluster.leaseMs) / 1000) + 1);
+          hub.seedEventSeq(vadTopic(camera), seqs.vad + 16);
+          bus.setOwned(camera, true);
+          const source = createCameraSource(cam, sourceDeps);
+          sources.set(camera, source);
+          source.start();
+        },
+        lost(camera) {
+          const source = sources.get(camera);
+          sources.delete(camera);
+          bus.setOwned(camera, false);
+          source?.stop().catch((err: unknown) => log.warn({ err, camera }, 'could not stop a camera'));
+        },
+        seqs: (camera) => ({ frame: ingest.seqOf(camera), vad: hub.eventSeqOf(vadTopic(camera)) }),
+      },
+      log,
+    );
+  }
   registerStatus(app, ctx, {
     version,
     startedAt,
-    cameras: () => sources.flatMap((s) => s.status() ?? []),
+    cameras: () => [...sources.values()].flatMap((s) => s.status() ?? []),
     pool: () => pool.stats(),
     ws: () => ws.census(),
     streams: () => streams.census(),
+    cluster: () => bus.status(),
   });
   registerNotices(app, ctx);
-  registerHttpRoutes(app, { metrics, log, isReady: () => ready, version });
+  registerHttpRoutes(app, { metrics, log, isReady: () => ready, busUp: () => bus.up(), version });
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (socket) =>
@@ -269,7 +342,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   const port = uWS.us_socket_local_port(listenSocket);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  for (const s of sources) s.start();
+  await bus.start();
+  for (const s of sources.values()) s.start();
+  leases?.start();
 
   ready = true;
   log.info(
@@ -278,6 +353,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       host: config.host,
       port,
       cameras: [...cameras.keys()],
+      node: bus.nodeId,
+      cluster: redisBus !== undefined,
       threads: pool.threads,
       auth: auth.enabled,
       trustProxy: config.trustProxy,
@@ -301,7 +378,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       audioJobs.stopAll();
       imageJobs.stopAll();
       videoJobs.stopAll();
-      await Promise.all(sources.map((s) => s.stop()));
+      await Promise.all([...sources.values()].map((s) => s.stop()));
+      // Leases go back once their cameras stopped: another node may take them at once.
+      await leases?.stop();
+      await bus.stop();
       // Connections close before the pool: an upload cut by the close records its offset (and
       // asks for no preview of a closed pool).
       app.close();

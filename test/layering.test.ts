@@ -39,6 +39,9 @@ describe('dependency rule (npm run lint)', () => {
     ['src/uploads/tus-store.ts', '../server/http-util.js'],
     ['workers/planted.ts', '../src/vad/stream.js'],
     ['workers/planted.ts', '../src/metrics/metrics.js'],
+    ['src/cluster/planted.ts', '../server/ws.js'],
+    ['src/cluster/planted.ts', '../ingest/frame-ingest.js'],
+    ['src/hub/planted.ts', '../cluster/bus.js'],
   ])('%s importing %s fails', (file, importPath) => {
     const r = lint(file, importPath);
     expect(r.ok).toBe(false);
@@ -51,6 +54,8 @@ describe('dependency rule (npm run lint)', () => {
     ['src/vad/planted.ts', '../pool/tasks.js'],
     ['src/uploads/tus-routes.ts', '../server/http-util.js'],
     ['workers/planted.ts', '../src/wire/records.js'],
+    ['src/cluster/planted.ts', '../hub/hub.js'],
+    ['src/server/planted.ts', '../cluster/bus.js'],
   ])('%s importing %s passes', (file, importPath) => {
     const r = lint(file, importPath);
     expect(r.output).not.toContain('Dependency rule');

@@ -14,6 +14,12 @@ const OPTIONS = {
   'trust-proxy': { type: 'string', env: 'FRAMEHUB_TRUST_PROXY' },
   /** `cors.origins`, comma-separated. */
   'cors-origins': { type: 'string', env: 'FRAMEHUB_CORS_ORIGINS' },
+  /** `cluster.redisUrl`: scale out on this Redis. */
+  'redis-url': { type: 'string', env: 'FRAMEHUB_REDIS_URL' },
+  /** `cluster.ingest`: `--ingest=false` makes a pure edge that takes no camera. */
+  ingest: { type: 'string', env: 'FRAMEHUB_INGEST' },
+  /** `cluster.nodeId`. */
+  'node-id': { type: 'string', env: 'FRAMEHUB_NODE_ID' },
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -65,6 +71,15 @@ export function loadConfig(argv: string[], env: Env): Config {
       .filter(Boolean);
     raw.cors = { ...(raw.cors as object | undefined), origins };
   }
+  const cluster: Record<string, unknown> = { ...(raw.cluster as object | undefined) };
+  const redisUrl = pick('redis-url');
+  const ingest = pick('ingest');
+  const nodeId = pick('node-id');
+  if (redisUrl !== undefined) cluster.redisUrl = redisUrl;
+  // Anything but true/false stays a string, so the schema names the field in its error.
+  if (ingest !== undefined) cluster.ingest = ingest === 'true' ? true : ingest === 'false' ? false : ingest;
+  if (nodeId !== undefined) cluster.nodeId = nodeId;
+  if (Object.keys(cluster).length) raw.cluster = cluster;
   if (env.FFMPEG_PATH) raw.ffmpegPath = env.FFMPEG_PATH;
   if (env.FRAMEHUB_LOG_LEVEL) raw.logLevel = env.FRAMEHUB_LOG_LEVEL;
   if (env.FRAMEHUB_VAD_BACKEND) raw.vadBackend = env.FRAMEHUB_VAD_BACKEND;

@@ -499,6 +499,27 @@ const configFields = z.strictObject({
       maxMetadataBytes: z.number().int().min(256).max(65_536).default(4096),
     })
     .prefault({}),
+  /** Several nodes on one Redis (README "Scaling out"); without `redisUrl`: one node, no Redis. */
+  cluster: z
+    .strictObject({
+      /** `redis://[user:password@]host:port[/db]` (or `rediss://`); FRAMEHUB_REDIS_URL / --redis-url set it. */
+      redisUrl: z
+        .string()
+        .regex(/^rediss?:\/\/./, 'must be a redis:// or rediss:// URL')
+        .optional(),
+      /** false: a pure edge that takes no camera (serves viewers only); --ingest=false. */
+      ingest: z.boolean().default(true),
+      /** This node's name in Redis keys and the status API; default random per process. */
+      nodeId: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must match [A-Za-z0-9_.-]{1,64}')
+        .optional(),
+      /** Camera lease period: renewed every third of it; a dead owner's cameras move within 2 periods. */
+      leaseMs: z.number().int().min(300).max(60_000).default(3000),
+      /** How long a topic's latest frame stays in Redis for first frames on other nodes. */
+      latestFrameTtlMs: z.number().int().min(500).max(60_000).default(5000),
+    })
+    .prefault({}),
   ffmpegPath: z.string().min(1).optional(),
   /** pino level; FRAMEHUB_LOG_LEVEL sets it. */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

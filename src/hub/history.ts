@@ -7,6 +7,8 @@ export interface HistoryEntry {
   type: string;
   msgpack: Uint8Array;
   json: string;
+  /** Came from another node over the cluster bus (src/cluster/): not published back to it. */
+  remote?: boolean;
 }
 
 /**

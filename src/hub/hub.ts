@@ -24,6 +24,8 @@ export interface Frame {
    * every viewer of that transport: one encoding per topic per frame, never per viewer.
    */
   encodings: Map<string, Uint8Array>;
+  /** Came from another node over the cluster bus (src/cluster/): not published back to it. */
+  remote?: boolean;
 }
 
 /** A transport that can deliver to everyone subscribed to a topic. */
@@ -194,6 +196,41 @@ export class Hub {
     this.history.add(entry);
     for (const sink of this.sinks) sink.publishEvent(entry);
     return entry;
+  }
+
+  /**
+   * Publishes an event another node numbered (the cluster bus): its seq and bytes are kept as
+   * they are, so viewers on every node see the owner's seq. One not newer than the topic's last
+   * is dropped (a duplicate, or one from before an owner change). Returns whether it was taken.
+   */
+  publishRemoteEvent(topic: string, seq: number, msgpack: Uint8Array, body: { type: string }): boolean {
+    if (seq <= (this.eventSeq.get(topic) ?? 0)) return false;
+    this.eventSeq.set(topic, seq);
+    const entry: HistoryEntry = {
+      topic,
+      seq,
+      order: ++this.order,
+      type: body.type,
+      msgpack,
+      json: JSON.stringify(body),
+      remote: true,
+    };
+    this.history.add(entry);
+    for (const sink of this.sinks) sink.publishEvent(entry);
+    return true;
+  }
+
+  /** The last seq an event topic used (0: none). */
+  eventSeqOf(topic: string): number {
+    return this.eventSeq.get(topic) ?? 0;
+  }
+
+  /**
+   * Makes an event topic's next seq at least `seq + 1`: a node taking a camera over continues
+   * the numbers the previous owner's viewers saw, so seq keeps increasing across the change.
+   */
+  seedEventSeq(topic: string, seq: number): void {
+    if (seq > (this.eventSeq.get(topic) ?? 0)) this.eventSeq.set(topic, seq);
   }
 
   /**

@@ -60,6 +60,19 @@ export class FrameIngest {
     this.refused = opts.metrics.framesDropped.labels({ reason: 'refused' });
   }
 
+  /** The last seq a camera's frames took (0: none yet). */
+  seqOf(camera: string): number {
+    return this.seqs.get(camera) ?? 0;
+  }
+
+  /**
+   * Makes a camera's next frame seq at least `seq + 1`. A cluster node that takes a camera over
+   * continues past the previous owner's last seq, so viewers on every node see seq increase.
+   */
+  seedSeq(camera: string, seq: number): void {
+    if (seq > (this.seqs.get(camera) ?? 0)) this.seqs.set(camera, seq);
+  }
+
   /**
    * Why an image that is not a JPEG frame is refused: IMAGE_TOO_LARGE when its header (PNG)
    * claims more than images.maxPixels, as for a frame, else BAD_MESSAGE. Nothing is decoded.

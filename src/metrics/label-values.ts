@@ -136,3 +136,6 @@ export const FFMPEG_JOB_KINDS = ['audio', 'video'] as const;
 /** framehub_pool_task_duration_seconds{task}. */
 export const POOL_TASKS = ['image', 'vad', 'image_job', 'preview'] as const;
 export const POOL_PRIORITIES = ['live', 'job'] as const;
+
+/** framehub_bus_messages_total{direction}: published to the cluster bus, or taken from it. */
+export const BUS_DIRECTIONS = ['in', 'out'] as const;

@@ -2,6 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import {
   AUTH_REASONS,
   AUTH_TRANSPORTS,
+  BUS_DIRECTIONS,
   DROP_REASONS,
   FFMPEG_JOB_KINDS,
   HANDLERS,
@@ -77,6 +78,22 @@ export function createMetrics(cameras: readonly string[] = []) {
       name: 'framehub_build_info',
       help: 'Always 1: the running build (version, Node.js, uWebSockets.js, VAD backend) in its labels',
       labelNames: ['version', 'node', 'uws', 'vad_backend'],
+      registers: r,
+    }),
+    busUp: new Gauge({
+      name: 'framehub_bus_up',
+      help: 'Whether the cluster bus (Redis) is connected: 1 up, 0 down; 1 without a Redis URL (one node, nothing to lose)',
+      registers: r,
+    }),
+    busDisconnects: new Counter({
+      name: 'framehub_bus_disconnects_total',
+      help: 'Times a connection to the cluster bus (Redis) was lost after it was up',
+      registers: r,
+    }),
+    busMessages: new Counter({
+      name: 'framehub_bus_messages_total',
+      help: 'Frames and events published to the cluster bus (out) or taken from it (in)',
+      labelNames: ['direction'],
       registers: r,
     }),
     connections: new Gauge({
@@ -409,6 +426,9 @@ function initialiseSeries(m: Metrics, cameras: readonly string[]): void {
   for (const transport of VIDEO_TRANSPORTS)
     m.framesDropped.labels({ reason: 'keyframe_wait', transport }).inc(0);
   for (const limit of LIMITS) m.limitRejections.labels(limit).inc(0);
+  m.busUp.set(1);
+  m.busDisconnects.inc(0);
+  for (const direction of BUS_DIRECTIONS) m.busMessages.labels(direction).inc(0);
   for (const transport of AUTH_TRANSPORTS) {
     for (const reason of AUTH_REASONS) m.authFailures.labels(transport, reason).inc(0);
   }

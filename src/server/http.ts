@@ -13,6 +13,8 @@ export interface HttpDeps {
   metrics: Metrics;
   log: Logger;
   isReady: () => boolean;
+  /** Whether the cluster bus is up; while it is down the node still serves (`degraded`, 200). */
+  busUp?: () => boolean;
   version: string;
 }
 
@@ -76,7 +78,9 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpDeps): void {
   app.get('/healthz', (res) => sendJson(res, 200, { status: 'ok', version: deps.version }));
   app.get('/readyz', (res) => {
     if (!deps.isReady()) throw new FramehubError('NOT_READY', 'starting or draining', 503);
-    sendJson(res, 200, { status: 'ready' });
+    // Still 200 while Redis is away: this node keeps serving its own cameras to its viewers, so
+    // a load balancer must not take it out; `degraded` tells an operator remote cameras are off.
+    sendJson(res, 200, deps.busUp?.() === false ? { status: 'degraded', bus: 'down' } : { status: 'ready' });
   });
   app.get('/metrics', (res) =>
     handleAsync(deps, res, async (isAborted) => {

@@ -11,6 +11,8 @@ export interface StatusSources {
   pool(): unknown;
   ws(): { total: number; slow: number; byVariant: Record<string, number> };
   streams(): { byTransport: Record<string, number>; byVariant: Record<string, number>; slow: number };
+  /** The `cluster` section (nodes, cameras and viewers per node, from Redis); undefined on one node. */
+  cluster?(): Promise<unknown>;
 }
 
 function merge(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
@@ -26,7 +28,8 @@ export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: Statu
       const credentials = httpCredentials(res, req);
       handleAsync(ctx, res, async (isAborted) => {
         await requireRole(ctx, 'status', credentials, 'admin');
-        if (!isAborted()) sendJson(res, 200, body());
+        const answer = await body();
+        if (!isAborted()) sendJson(res, 200, answer);
       });
     });
 
@@ -44,13 +47,14 @@ export function registerStatus(app: TemplatedApp, ctx: ServerContext, src: Statu
     };
   };
 
-  guarded('/api/v1/status', () => ({
+  guarded('/api/v1/status', async () => ({
     version: src.version,
     uptimeSeconds: Math.round((Date.now() - src.startedAt) / 1000),
     authEnabled: ctx.auth.enabled,
     cameras: src.cameras().map(({ stderrTail: _tail, ...c }) => c),
     viewers: connections().byTransport,
     pool: src.pool(),
+    cluster: await src.cluster?.(),
   }));
   guarded('/api/v1/status/connections', connections);
 }

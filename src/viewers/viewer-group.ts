@@ -18,6 +18,11 @@ export interface ViewerContext {
   slow: SlowOptions;
   adaptive: AutoVariantOptions;
   maxTopicsPerConnection: number;
+  /**
+   * Told each time a session starts receiving a concrete topic (the cluster bus subscribes a
+   * remote camera's channel on the first one). Absent: nobody needs to know.
+   */
+  demand?: (topic: string) => void;
 }
 
 export interface ViewerGroupOptions {

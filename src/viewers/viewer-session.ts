@@ -209,6 +209,7 @@ export class ViewerSession<C> {
 
   /** Starts receiving a concrete topic; a slow session's frame topic is only counted until it recovers. Writes nothing. */
   private join(topic: string): void {
+    this.group.ctx.demand?.(topic);
     if (isVideoTopic(topic)) this.joinVideo(topic);
     else if (this.slow && isFrameTopic(topic)) this.group.addSlow(topic, 1);
     else this.group.subscribe(this, topic);

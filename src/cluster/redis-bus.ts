@@ -1,0 +1,352 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Frame, Hub, RecordSink } from '../hub/hub.js';
+import { parseTopic } from '../hub/topics.js';
+import { FRAME_VARIANTS } from '../image/variant-names.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { decode, type FrameRecord } from '../wire/records.js';
+import type { BusHooks, ClusterBus, ClusterNodeStatus, ClusterStatus } from './bus.js';
+
+/** A topic's pub/sub channel. */
+const channelOf = (topic: string) => `fh:t:${topic}`;
+const CHANNEL_PREFIX = 'fh:t:';
+/** Where a node that just subscribed a topic says so, so the owner publishes at once. */
+const CONTROL = 'fh:ctl';
+const latestKey = (topic: string) => `fh:latest:${topic}`;
+const nodeKey = (id: string) => `fh:node:${id}`;
+/** How often demand is reconciled (PUBSUB NUMSUB, idle unsubscribes) and the heartbeat written. */
+const TICK_MS = 1000;
+/** A `want` on the control channel counts as demand this long, until NUMSUB confirms it. */
+const WANT_GRACE_MS = 2500;
+/** The latest frame of a topic is written to Redis at most this often. */
+const LATEST_EVERY_MS = 500;
+
+export interface RedisBusOptions {
+  url: string;
+  nodeId?: string | undefined;
+  /** Whether this node may take cameras (false: a pure edge); shown in its heartbeat. */
+  ingest: boolean;
+  hub: Hub;
+  metrics: Metrics;
+  log: Logger;
+  hooks: BusHooks;
+  /** Push cameras: no lease, their frames publish wherever their publisher is. */
+  pushCameras: readonly string[];
+  latestFrameTtlMs: number;
+  /** Called on every reconnect (leases renew before anyone tries a new acquisition). */
+  onReconnect?: () => void;
+}
+
+/** Topics that cross Redis in this slice: frame variants and VAD events of a camera. */
+function crossingCamera(topic: string): string | undefined {
+  const t = parseTopic(topic);
+  return t?.kind === 'frame' || t?.kind === 'vad' ? t.camera : undefined;
+}
+
+const cameraTopics = (camera: string) => [
+  ...FRAME_VARIANTS.map((v) => `cam/${camera}/${v}`),
+  `cam/${camera}/vad`,
+];
+
+/**
+ * The Redis bus. Two connections: one for commands (PUBLISH, SET, the lease scripts) and one
+ * in subscriber mode. Demand decides everything that crosses:
+ *
+ * - A node SUBSCRIBEs `fh:t:<topic>` when a local viewer first receives a topic of a camera it
+ *   does not ingest (ViewerContext.demand), GETs the topic's latest frame for a first frame at
+ *   once, and says `want` on `fh:ctl`. Once a second it UNSUBSCRIBEs topics no local viewer
+ *   receives any more (so a channel outlives its last viewer by up to 1 s).
+ * - The owner PUBLISHes a topic only while another node subscribes it: `PUBSUB NUMSUB` over its
+ *   cameras' topics, one command a second (stale by up to 1 s: a topic a remote viewer left is
+ *   published up to 1 s longer), made immediate for new demand by the `want` message. The
+ *   same demand makes its FrameIngest produce the variant.
+ * - A message is `[n][n bytes of origin node id][record]`: the record is the hub's msgpack
+ *   bytes as they are (frames: the WS frame record; events: the event record). The receiver
+ *   decodes it once to rebuild the Frame and publishes it into its own hub with the owner's seq.
+ */
+export class RedisBus implements ClusterBus, RecordSink {
+  readonly nodeId: string;
+  private readonly header: Buffer;
+  private readonly cmd: Redis;
+  private readonly sub: Redis;
+  /** Topics whose channel this node subscribes (local viewers, camera ingested elsewhere). */
+  private readonly subscribed = new Set<string>();
+  /** Cameras this node ingests (holds the lease of). */
+  private readonly owned = new Set<string>();
+  /** Topic → other nodes subscribing it, from the last NUMSUB. */
+  private readonly numsub = new Map<string, number>();
+  /** Topic → when another node last said `want`. */
+  private readonly wantedAt = new Map<string, number>();
+  private readonly latestSetAt = new Map<string, number>();
+  private readonly pushCameras: Set<string>;
+  private timer: NodeJS.Timeout | undefined;
+  private wasUp = false;
+  private stopped = false;
+  private readonly out;
+  private readonly in;
+
+  constructor(private readonly opts: RedisBusOptions) {
+    this.nodeId = opts.nodeId ?? randomUUID().slice(0, 8);
+    const id = Buffer.from(this.nodeId);
+    this.header = Buffer.concat([Buffer.from([id.length]), id]);
+    this.pushCameras = new Set(opts.pushCameras);
+    this.out = opts.metrics.busMessages.labels('out');
+    this.in = opts.metrics.busMessages.labels('in');
+    const redisOptions = {
+      lazyConnect: true,
+      // Fail fast while Redis is away: a frame is not queued for later, it is simply not sent.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      // Subscriptions are ours to restore (on `ready`), with our current set, not ioredis's.
+      autoResubscribe: false,
+      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+    };
+    this.cmd = new Redis(opts.url, { ...redisOptions, connectionName: `framehub:${this.nodeId}` });
+    this.sub = new Redis(opts.url, { ...redisOptions, connectionName: `framehub-sub:${this.nodeId}` });
+    for (const conn of [this.cmd, this.sub]) {
+      let ready = false;
+      conn.on('ready', () => {
+        ready = true;
+        this.stateChanged();
+      });
+      conn.on('close', () => {
+        if (ready) opts.metrics.busDisconnects.inc();
+        ready = false;
+        this.stateChanged();
+      });
+      // ioredis reports every failed reconnect; the state change already says it once.
+      conn.on('error', () => {});
+    }
+    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
+  }
+
+  /** The command connection, for the camera leases. */
+  get redis(): Redis {
+    return this.cmd;
+  }
+
+  up(): boolean {
+    return this.cmd.status === 'ready' && this.sub.status === 'ready';
+  }
+
+  /** Connects (waiting at most 2 s: a node starts without Redis and connects later). */
+  async start(): Promise<void> {
+    this.opts.metrics.busUp.set(0);
+    const connect = (c: Redis) => c.connect().catch(() => {});
+    await Promise.race([
+      Promise.all([connect(this.cmd), connect(this.sub)]),
+      new Promise((r) => setTimeout(r, 2000).unref()),
+    ]);
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+    this.stateChanged();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    if (this.cmd.status === 'ready') await this.cmd.del(nodeKey(this.nodeId)).catch(() => {});
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+
+  wanted(topic: string): void {
+    const camera = crossingCamera(topic);
+    if (camera === undefined || this.owned.has(camera) || this.subscribed.has(topic)) return;
+    this.subscribed.add(topic);
+    if (this.up()) void this.subscribeTopic(topic);
+  }
+
+  remoteDemand(topic: string): boolean {
+    if ((this.numsub.get(topic) ?? 0) > 0) return true;
+    const at = this.wantedAt.get(topic);
+    return at !== undefined && Date.now() - at < WANT_GRACE_MS;
+  }
+
+  setOwned(camera: string, owned: boolean): void {
+    if (owned) {
+      this.owned.add(camera);
+      for (const topic of cameraTopics(camera)) {
+        if (!this.subscribed.delete(topic)) continue;
+        this.sub.unsubscribe(channelOf(topic)).catch(() => {});
+      }
+    } else {
+      this.owned.delete(camera);
+      for (const topic of cameraTopics(camera)) {
+        this.numsub.delete(topic);
+        if (this.opts.hooks.localSubscribers(topic) > 0) this.wanted(topic);
+      }
+    }
+    // The status API of every node shows the change now, not at the next tick.
+    if (this.up()) this.heartbeat();
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const nodes: ClusterNodeStatus[] = [];
+    if (this.up()) {
+      try {
+        const keys: string[] = [];
+        let cursor = '0';
+        do {
+          const [next, batch] = await this.cmd.scan(cursor, 'MATCH', 'fh:node:*', 'COUNT', 200);
+          cursor = next;
+          keys.push(...batch);
+        } while (cursor !== '0');
+        const values = keys.length ? await this.cmd.mget(keys) : [];
+        for (const v of values) if (v) nodes.push(JSON.parse(v) as ClusterNodeStatus);
+        nodes.sort((a, b) => a.id.localeCompare(b.id));
+      } catch (err) {
+        this.opts.log.debug({ err }, 'cluster status: could not read the nodes');
+      }
+    }
+    return { nodeId: this.nodeId, busUp: this.up(), ingesting: [...this.owned].sort(), nodes };
+  }
+
+  // RecordSink: what this node's hub publishes, sent on when another node wants it.
+
+  publishFrame(frame: Frame): void {
+    if (frame.remote || !this.up()) return;
+    const now = Date.now();
+    const demanded = this.remoteDemand(frame.topic);
+    const due = now - (this.latestSetAt.get(frame.topic) ?? 0) >= LATEST_EVERY_MS;
+    if (!demanded && !due) return;
+    const message = Buffer.concat([this.header, frame.record]);
+    if (demanded) this.send(frame.topic, message);
+    if (due) {
+      this.latestSetAt.set(frame.topic, now);
+      this.cmd.set(latestKey(frame.topic), message, 'PX', this.opts.latestFrameTtlMs).catch(() => {});
+    }
+  }
+
+  publishEvent(entry: { topic: string; msgpack: Uint8Array; remote?: boolean }): void {
+    if (entry.remote || !this.up() || !this.remoteDemand(entry.topic)) return;
+    if (crossingCamera(entry.topic) === undefined) return;
+    this.send(entry.topic, Buffer.concat([this.header, entry.msgpack]));
+  }
+
+  /** Live video does not cross Redis in this slice (README "Scaling out"). */
+  publishVideo(): void {}
+
+  private send(topic: string, message: Buffer): void {
+    this.out.inc();
+    this.cmd.publish(channelOf(topic), message).catch(() => {});
+  }
+
+  private async subscribeTopic(topic: string): Promise<void> {
+    try {
+      await this.sub.subscribe(channelOf(topic));
+      // Subscribed first, then the latest frame: nothing published in between is missed (an
+      // older latest frame is then dropped by the hub as stale).
+      if (parseTopic(topic)?.kind === 'frame') {
+        const latest = await this.cmd.getBuffer(latestKey(topic));
+        if (latest && this.subscribed.has(topic)) this.deliver(topic, latest, true);
+      }
+      await this.cmd.publish(CONTROL, topic);
+    } catch (err) {
+      // Redis went away meanwhile: `ready` subscribes every wanted topic again.
+      this.opts.log.debug({ err, topic }, 'cluster: subscribe failed; retried on reconnect');
+    }
+  }
+
+  private onMessage(channel: Buffer, message: Buffer): void {
+    const name = channel.toString();
+    if (name === CONTROL) {
+      const topic = message.toString();
+      const camera = crossingCamera(topic);
+      if (camera !== undefined && (this.owned.has(camera) || this.pushCameras.has(camera)))
+        this.wantedAt.set(topic, Date.now());
+      return;
+    }
+    if (!name.startsWith(CHANNEL_PREFIX)) return;
+    this.deliver(name.slice(CHANNEL_PREFIX.length), message, false);
+  }
+
+  /** Publishes a message from another node into this node's hub, with the owner's seq. */
+  private deliver(topic: string, message: Buffer, fromLatest: boolean): void {
+    const idLength = message[0] ?? 0;
+    // A node's own message comes back only for a push camera it both publishes and watches.
+    if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
+    const record = message.subarray(1 + idLength);
+    try {
+      const decoded = decode(record) as Record<string, unknown>;
+      if (decoded.topic !== topic || typeof decoded.seq !== 'number') return;
+      this.in.inc();
+      if (decoded.type === 'frame') {
+        const f = decoded as unknown as FrameRecord;
+        this.opts.hub.publishFrame({
+          topic,
+          seq: f.seq,
+          ts: f.ts,
+          width: f.width,
+          height: f.height,
+          mime: f.mime,
+          data: f.data,
+          record,
+          remote: true,
+        });
+      } else {
+        this.opts.hub.publishRemoteEvent(topic, decoded.seq, record, decoded as { type: string });
+      }
+    } catch (err) {
+      this.opts.log.warn({ err, topic }, 'cluster: undecodable message ignored');
+    }
+  }
+
+  /** Up/down edges: metrics, the `system` event, and restoring subscriptions after a reconnect. */
+  private stateChanged(): void {
+    if (this.stopped) return;
+    const up = this.up();
+    this.opts.metrics.busUp.set(up ? 1 : 0);
+    if (up === this.wasUp) return;
+    this.wasUp = up;
+    const kind = up ? 'bus_up' : 'bus_down';
+    if (up) {
+      this.opts.log.info({ node: this.nodeId }, 'cluster bus up');
+      this.sub.subscribe(CONTROL).catch(() => {});
+      for (const topic of this.subscribed) void this.subscribeTopic(topic);
+      this.opts.onReconnect?.();
+      this.tick();
+    } else {
+      this.opts.log.warn({ node: this.nodeId }, 'cluster bus down: remote cameras stop until Redis is back');
+      this.numsub.clear();
+    }
+    this.opts.hub.publishEvent('system', { type: 'system', kind, node: this.nodeId });
+  }
+
+  /** Once a second: idle channels dropped, remote demand polled, heartbeat written. */
+  private tick(): void {
+    if (!this.up()) return;
+    for (const topic of this.subscribed) {
+      if (this.opts.hooks.localSubscribers(topic) > 0) continue;
+      this.subscribed.delete(topic);
+      this.sub.unsubscribe(channelOf(topic)).catch(() => {});
+    }
+    const topics = [...this.owned, ...this.pushCameras].flatMap(cameraTopics);
+    if (topics.length) {
+      this.cmd
+        .call('PUBSUB', 'NUMSUB', ...topics.map(channelOf))
+        .then((reply) => {
+          const flat = reply as (string | number)[];
+          for (let i = 0; i + 1 < flat.length; i += 2) {
+            const topic = String(flat[i]).slice(CHANNEL_PREFIX.length);
+            const self = this.subscribed.has(topic) ? 1 : 0;
+            this.numsub.set(topic, Number(flat[i + 1]) - self);
+          }
+        })
+        .catch(() => {});
+    }
+    this.heartbeat();
+  }
+
+  /** `fh:node:<id>`: what this node ingests and serves, gone 3 s after its last write. */
+  private heartbeat(): void {
+    const heartbeat: ClusterNodeStatus = {
+      id: this.nodeId,
+      cameras: [...this.owned].sort(),
+      viewers: this.opts.hooks.viewers(),
+      ingest: this.opts.ingest,
+    };
+    this.cmd.set(nodeKey(this.nodeId), JSON.stringify(heartbeat), 'PX', 3 * TICK_MS).catch(() => {});
+  }
+}

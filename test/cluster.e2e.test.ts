@@ -1,0 +1,324 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { get, metricValue, pollUntil, type RunningDaemon, startDaemon, testCamera } from './helpers.js';
+import { commandCalls, type RunningRedis, startRedis } from './support/redis.js';
+import { HttpStallable, type Received, type StallableViewer, WsStallable } from './support/stream-clients.js';
+
+// Three framehub nodes on one private redis-server (README "Scaling out"). Node 1 starts first
+// and takes the camera's lease; nodes 2 and 3 may ingest too (so one of them takes over when
+// node 1 dies) but find the lease held. Bounds are wide: 2 cores, a CI run beside this one.
+const LEASE_MS = 3000;
+const FPS = 8;
+const config = {
+  cameras: [testCamera('demo', FPS)],
+  pool: { threads: 1 },
+  cluster: { leaseMs: LEASE_MS },
+};
+
+let redis: RunningRedis;
+let monitor: Redis | undefined;
+const nodes: RunningDaemon[] = [];
+/** Every viewer opened, closed at the end. */
+const viewers: StallableViewer[] = [];
+
+interface ClusterSection {
+  nodeId: string;
+  busUp: boolean;
+  ingesting: string[];
+  nodes: { id: string; cameras: string[]; viewers: number; ingest: boolean }[];
+}
+
+async function cluster(node: RunningDaemon): Promise<ClusterSection | undefined> {
+  try {
+    const res = await fetch(`${node.url}/api/v1/status`, { signal: AbortSignal.timeout(2000) });
+    return ((await res.json()) as { cluster: ClusterSection }).cluster;
+  } catch {
+    return undefined;
+  }
+}
+
+const port = (node: RunningDaemon) => Number(new URL(node.url).port);
+const start = (id: string) => startDaemon(config, ['--redis-url', redis.url, '--node-id', id]);
+
+/** Frames of one topic, in arrival order. */
+const framesOf = (r: Received[], topic: string) => r.filter((x) => x.kind === 'frame' && x.topic === topic);
+const eventsOf = (r: Received[], topic: string) => r.filter((x) => x.kind === 'event' && x.topic === topic);
+
+function expectIncreasing(records: Received[], what: string): void {
+  for (let i = 1; i < records.length; i++) {
+    if (records[i]!.seq! <= records[i - 1]!.seq!) {
+      throw new Error(
+        `${what}: seq ${records[i]!.seq} after ${records[i - 1]!.seq} (at ${i}: ${records
+          .slice(Math.max(0, i - 3), i + 2)
+          .map((x) => x.seq)
+          .join(',')})`,
+      );
+    }
+  }
+}
+
+/**
+ * Who ingests `demo`, sampled every 150 ms from each node's own status (its memory, right even
+ * while Redis is down): the longest time two nodes both said so.
+ */
+const ownership = {
+  samples: [] as { at: number; owners: string[] }[],
+  running: true,
+  done: Promise.resolve(),
+  start() {
+    this.done = (async () => {
+      while (this.running) {
+        const at = Date.now();
+        const states = await Promise.all(nodes.map((n) => cluster(n)));
+        const owners = states.flatMap((s) => (s?.ingesting.includes('demo') ? [s.nodeId] : []));
+        this.samples.push({ at, owners });
+        await new Promise((r) => setTimeout(r, 150));
+      }
+    })();
+  },
+  longestDoubleMs(): number {
+    let longest = 0;
+    let since: number | undefined;
+    for (const s of this.samples) {
+      if (s.owners.length >= 2) {
+        since ??= s.at;
+        longest = Math.max(longest, s.at - since);
+      } else since = undefined;
+    }
+    return longest;
+  },
+};
+
+beforeAll(async () => {
+  redis = await startRedis();
+  nodes.push(await start('n1'));
+  // Node 1 alone: it takes the lease (and its ffmpeg starts) before the others exist.
+  expect(
+    await pollUntil(async () => (await cluster(nodes[0]!))?.ingesting.includes('demo') === true, 20_000),
+  ).toBe(true);
+  nodes.push(await start('n2'), await start('n3'));
+  ownership.start();
+}, 60_000);
+
+afterAll(async () => {
+  ownership.running = false;
+  await ownership.done;
+  for (const v of viewers) v.close();
+  monitor?.disconnect();
+  await Promise.all(nodes.map((n) => n.stop()));
+  await redis?.stop();
+}, 60_000);
+
+function ws(node: RunningDaemon, topics: string): WsStallable {
+  const v = new WsStallable(`${node.wsUrl}?topics=${topics}`);
+  viewers.push(v);
+  return v;
+}
+
+function http(node: RunningDaemon, path: string, format: 'sse' | 'mjpeg'): HttpStallable {
+  const v = new HttpStallable(port(node), path, format);
+  viewers.push(v);
+  return v;
+}
+
+describe('three nodes on Redis', () => {
+  const LOW = 'cam/demo/low';
+  const VAD = 'cam/demo/vad';
+  let remote: { name: string; v: StallableViewer; vad: boolean }[] = [];
+
+  it('reports every node, and that node 1 alone ingests the camera', async () => {
+    expect(
+      await pollUntil(async () => (await cluster(nodes[0]!))?.nodes.length === 3, 10_000),
+      'three heartbeats in Redis',
+    ).toBe(true);
+    const c = (await cluster(nodes[1]!))!;
+    expect(c.busUp).toBe(true);
+    expect(c.nodes.map((n) => n.id)).toEqual(['n1', 'n2', 'n3']);
+    expect(c.nodes.find((n) => n.id === 'n1')!.cameras).toEqual(['demo']);
+    expect(c.nodes.find((n) => n.id === 'n2')!.cameras).toEqual([]);
+    expect((await cluster(nodes[2]!))!.ingesting).toEqual([]);
+    const ready = await get(`${nodes[1]!.url}/readyz`);
+    expect(JSON.parse(ready.text)).toEqual({ status: 'ready' });
+  });
+
+  it('WS, SSE and MJPEG viewers on nodes 2 and 3 get node 1 frames and VAD events, seq increasing', async () => {
+    for (const [i, node] of [nodes[1]!, nodes[2]!].entries()) {
+      remote.push(
+        { name: `ws@n${i + 2}`, v: ws(node, `${LOW},${VAD},system`), vad: true },
+        { name: `sse@n${i + 2}`, v: http(node, `/sse?topics=${LOW},${VAD},system`, 'sse'), vad: true },
+        { name: `mjpeg@n${i + 2}`, v: http(node, '/cams/demo/low.mjpeg', 'mjpeg'), vad: false },
+      );
+    }
+    for (const { name, v, vad } of remote) {
+      await v.until(`${name}: 12 frames`, (r) => framesOf(r, LOW).length >= 12, 20_000);
+      // The test tone is 2 s on, 2 s off: a transition at least every 2.3 s.
+      if (vad) await v.until(`${name}: 2 VAD events`, (r) => eventsOf(r, VAD).length >= 2, 20_000);
+    }
+    for (const { name, v, vad } of remote) {
+      expectIncreasing(framesOf(v.received, LOW), `${name} frames`);
+      if (vad) {
+        expectIncreasing(eventsOf(v.received, VAD), `${name} vad`);
+        expect(eventsOf(v.received, VAD).every((e) => e.type === 'vad' || e.type === 'segment')).toBe(true);
+      }
+    }
+    // Node 1 sent each frame once per subscribing node and counted it; nodes 2 and 3 took them in.
+    const m1 = (await get(`${nodes[0]!.url}/metrics`)).text;
+    const m2 = (await get(`${nodes[1]!.url}/metrics`)).text;
+    expect(metricValue(m1, 'framehub_bus_messages_total{direction="out"}')).toBeGreaterThan(10);
+    expect(metricValue(m2, 'framehub_bus_messages_total{direction="in"}')).toBeGreaterThan(10);
+    expect(metricValue(m2, 'framehub_bus_up')).toBe(1);
+  }, 60_000);
+
+  it('a late joiner on node 3 gets a first frame within 200 ms, on a topic node 3 did not carry yet', async () => {
+    const v = ws(nodes[2]!, 'cam/demo/medium');
+    await v.opened;
+    const opened = Date.now();
+    await v.until('first medium frame', (r) => framesOf(r, 'cam/demo/medium').length >= 1, 5000);
+    const firstMs = Date.now() - opened;
+    expect(firstMs).toBeLessThanOrEqual(200);
+    // Then live frames follow (the owner now makes and publishes `medium`).
+    await v.until('live medium frames', (r) => framesOf(r, 'cam/demo/medium').length >= 4, 15_000);
+    expectIncreasing(framesOf(v.received, 'cam/demo/medium'), 'late joiner');
+    v.close();
+  }, 30_000);
+
+  it('publishes one message per frame per watched topic, none for topics only node 1 watches', async () => {
+    // A viewer of `high` on node 1 only: nothing of it may cross Redis.
+    const local = ws(nodes[0]!, 'cam/demo/high');
+    await local.until('high on node 1', (r) => framesOf(r, 'cam/demo/high').length >= 2, 15_000);
+    const client = redis.client();
+    monitor = await client.monitor();
+    const published = new Map<string, number>();
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'publish') published.set(args[1]!, (published.get(args[1]!) ?? 0) + 1);
+    });
+    // The medium viewer left: nodes drop the channel within 1 s, node 1 stops within 1 s more.
+    await new Promise((r) => setTimeout(r, 2500));
+    published.clear();
+    const stats = redis.client();
+    await stats.config('RESETSTAT');
+    const watcher = remote[0]!.v;
+    const before = framesOf(watcher.received, LOW).at(-1)!.seq!;
+    const vadBefore = eventsOf(watcher.received, VAD).length;
+    await watcher.until('4 s of frames', (r) => framesOf(r, LOW).at(-1)!.seq! >= before + 4 * FPS, 20_000);
+    const after = framesOf(watcher.received, LOW).at(-1)!.seq!;
+    const vadCount = eventsOf(watcher.received, VAD).length - vadBefore;
+    const calls = await commandCalls(stats);
+    const lowPublishes = published.get(`fh:t:${LOW}`) ?? 0;
+    // Frames of `low` made in the window: seq after - before (every one is published once, for
+    // both nodes: Redis copies it to each subscriber). Window edges: ± 2.
+    expect(Math.abs(lowPublishes - (after - before))).toBeLessThanOrEqual(2);
+    expect(published.get(`fh:t:${VAD}`) ?? 0).toBeLessThanOrEqual(vadCount + 1);
+    expect(published.get('fh:t:cam/demo/high') ?? 0).toBe(0);
+    expect(published.get('fh:t:cam/demo/medium') ?? 0).toBe(0);
+    expect([...published.keys()].every((c) => c === `fh:t:${LOW}` || c === `fh:t:${VAD}`)).toBe(true);
+    // INFO commandstats agrees: publishes are those of low and vad (MONITOR saw each).
+    const total = [...published.values()].reduce((a, b) => a + b, 0);
+    expect(Math.abs((calls.publish ?? 0) - total)).toBeLessThanOrEqual(2);
+    monitor.disconnect();
+    monitor = undefined;
+    local.close();
+  }, 40_000);
+
+  it('SIGKILL of node 1: another node ingests within 2 lease periods, viewers resume with seq increasing', async () => {
+    const lastBefore = remote.map(({ v }) => framesOf(v.received, LOW).at(-1)!.seq!);
+    const killedAt = Date.now();
+    nodes[0]!.proc.kill('SIGKILL');
+    const survivors = [nodes[1]!, nodes[2]!];
+    let owner: string | undefined;
+    await pollUntil(async () => {
+      for (const n of survivors) {
+        const c = await cluster(n);
+        if (c?.ingesting.includes('demo')) owner = c.nodeId;
+      }
+      return owner !== undefined;
+    }, 4 * LEASE_MS);
+    const takeoverMs = Date.now() - killedAt;
+    expect(owner, 'a surviving node took the lease').toBeDefined();
+    // 2 lease periods, plus the status poll's own lag on a loaded machine.
+    expect(takeoverMs).toBeLessThanOrEqual(2 * LEASE_MS + 1000);
+    for (const [i, { name, v }] of remote.entries()) {
+      await v.until(`${name}: frames again`, (r) => framesOf(r, LOW).at(-1)!.seq! > lastBefore[i]!, 30_000);
+      await v.until(
+        `${name}: 5 more`,
+        (r) => framesOf(r, LOW).filter((f) => f.seq! > lastBefore[i]!).length >= 5,
+      );
+      expectIncreasing(framesOf(v.received, LOW), `${name} across the takeover`);
+    }
+    for (const { name, v, vad } of remote)
+      if (vad) expectIncreasing(eventsOf(v.received, VAD), `${name} vad`);
+    nodes.shift();
+  }, 60_000);
+
+  it('Redis stops: local viewing goes on, /readyz degraded; Redis back: cross-node viewing resumes, no restart', async () => {
+    const states = await Promise.all(nodes.map((n) => cluster(n)));
+    const ownerIndex = states.findIndex((s) => s?.ingesting.includes('demo'));
+    expect(ownerIndex).toBeGreaterThanOrEqual(0);
+    const owner = nodes[ownerIndex]!;
+    const other = nodes[1 - ownerIndex]!;
+    const local = ws(owner, LOW);
+    await local.until('owner-local frames', (r) => framesOf(r, LOW).length >= 3, 15_000);
+    const watcher = remote.find((r) => r.name === `ws@${other === nodes[0] ? 'n2' : 'n3'}`)!.v;
+
+    await redis.stop();
+    for (const n of nodes) {
+      expect(
+        await pollUntil(
+          async () => JSON.parse((await get(`${n.url}/readyz`)).text).status === 'degraded',
+          10_000,
+        ),
+      ).toBe(true);
+      const r = await get(`${n.url}/readyz`);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.text)).toEqual({ status: 'degraded', bus: 'down' });
+      const m = (await get(`${n.url}/metrics`)).text;
+      expect(metricValue(m, 'framehub_bus_up')).toBe(0);
+      expect(metricValue(m, 'framehub_bus_disconnects_total')).toBeGreaterThanOrEqual(1);
+    }
+    await watcher.until(
+      'bus_down on the remote viewer',
+      (r) => r.some((x) => x.topic === 'system' && x.body?.kind === 'bus_down'),
+      10_000,
+    );
+    // The owner still serves its own viewers.
+    const localBefore = framesOf(local.received, LOW).length;
+    await local.until(
+      'local frames while Redis is down',
+      (r) => framesOf(r, LOW).length >= localBefore + 10,
+      15_000,
+    );
+    expect((await cluster(owner))!.ingesting).toEqual(['demo']);
+    const remoteLast = framesOf(watcher.received, LOW).at(-1)!.seq!;
+
+    await redis.start();
+    for (const n of nodes) {
+      expect(
+        await pollUntil(
+          async () => JSON.parse((await get(`${n.url}/readyz`)).text).status === 'ready',
+          15_000,
+        ),
+      ).toBe(true);
+    }
+    await watcher.until(
+      'bus_up',
+      (r) => r.some((x) => x.topic === 'system' && x.body?.kind === 'bus_up'),
+      10_000,
+    );
+    await watcher.until(
+      'cross-node frames again',
+      (r) => framesOf(r, LOW).filter((f) => f.seq! > remoteLast).length >= 5,
+      20_000,
+    );
+    for (const { name, v } of remote.filter((r) => !r.name.endsWith('n1'))) {
+      if (v.received.length === 0) continue;
+      expectIncreasing(framesOf(v.received, LOW), `${name} across the Redis restart`);
+    }
+    expectIncreasing(framesOf(local.received, LOW), 'owner-local across the Redis restart');
+    remote = [];
+  }, 90_000);
+
+  it('never had two nodes ingesting the camera for longer than one lease period', () => {
+    expect(ownership.samples.length).toBeGreaterThan(20);
+    expect(ownership.longestDoubleMs()).toBeLessThanOrEqual(LEASE_MS);
+  });
+});
