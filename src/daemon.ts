@@ -301,13 +301,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       [...leased],
       cluster.leaseMs,
       {
-        acquired(camera, _token, seqs) {
+        acquired(camera, token, seqs) {
           const cam = cameras.get(camera)!;
           // Continue after the previous owner's last recorded seqs, past what it can have made
           // since (at most one lease period of frames), so seq keeps increasing for viewers.
           ingest.seedSeq(camera, seqs.frame + Math.ceil((cam.fps * cluster.leaseMs) / 1000) + 1);
           hub.seedEventSeq(vadTopic(camera), seqs.vad + 16);
-          bus.setOwned(camera, true);
+          bus.setOwned(camera, true, token);
           const source = createCameraSource(cam, sourceDeps);
           sources.set(camera, source);
           source.start();

@@ -43,7 +43,10 @@ export interface ClusterBus {
   wanted(topic: string): void;
   /** Whether a viewer on another node receives `topic`: the owner's ingest makes that variant. */
   remoteDemand(topic: string): boolean;
-  /** This node took (`true`) or gave up (`false`) a camera: its topics stop or start crossing in. */
-  setOwned(camera: string, owned: boolean): void;
+  /**
+   * This node took (`true`, with the lease's fencing token) or gave up (`false`) a camera: its
+   * topics stop or start crossing in.
+   */
+  setOwned(camera: string, owned: boolean, token?: number): void;
   status(): Promise<ClusterStatus | undefined>;
 }

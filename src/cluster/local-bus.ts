@@ -26,7 +26,7 @@ export class LocalBus implements ClusterBus {
     return false;
   }
 
-  setOwned(_camera: string, _owned: boolean): void {}
+  setOwned(_camera: string, _owned: boolean, _token?: number): void {}
 
   async status(): Promise<ClusterStatus | undefined> {
     return undefined;

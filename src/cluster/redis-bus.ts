@@ -61,9 +61,11 @@ const cameraTopics = (camera: string) => [
  *   cameras' topics, one command a second (stale by up to 1 s: a topic a remote viewer left is
  *   published up to 1 s longer), made immediate for new demand by the `want` message. The
  *   same demand makes its FrameIngest produce the variant.
- * - A message is `[n][n bytes of origin node id][record]`: the record is the hub's msgpack
- *   bytes as they are (frames: the WS frame record; events: the event record). The receiver
- *   decodes it once to rebuild the Frame and publishes it into its own hub with the owner's seq.
+ * - A message is `[n][n bytes of origin node id][4 bytes: the owner's fencing token][record]`:
+ *   the record is the hub's msgpack bytes as they are (frames: the WS frame record; events: the
+ *   event record). The receiver decodes it once to rebuild the Frame and publishes it into its
+ *   own hub with the owner's seq. A new token for a camera (a new owner) restarts its topics in
+ *   the receiver's hub, so a new owner that numbers lower is still heard (an epoch change).
  */
 export class RedisBus implements ClusterBus, RecordSink {
   readonly nodeId: string;
@@ -79,6 +81,10 @@ export class RedisBus implements ClusterBus, RecordSink {
   /** Topic → when another node last said `want`. */
   private readonly wantedAt = new Map<string, number>();
   private readonly latestSetAt = new Map<string, number>();
+  /** Camera → the fencing token of its lease here (owned cameras); push cameras send 0. */
+  private readonly tokens = new Map<string, number>();
+  /** Camera → the token of the last message taken from it, and when. */
+  private readonly heard = new Map<string, { token: number; at: number }>();
   private readonly pushCameras: Set<string>;
   private timer: NodeJS.Timeout | undefined;
   private wasUp = false;
@@ -164,15 +170,17 @@ export class RedisBus implements ClusterBus, RecordSink {
     return at !== undefined && Date.now() - at < WANT_GRACE_MS;
   }
 
-  setOwned(camera: string, owned: boolean): void {
+  setOwned(camera: string, owned: boolean, token = 0): void {
     if (owned) {
       this.owned.add(camera);
+      this.tokens.set(camera, token);
       for (const topic of cameraTopics(camera)) {
         if (!this.subscribed.delete(topic)) continue;
         this.sub.unsubscribe(channelOf(topic)).catch(() => {});
       }
     } else {
       this.owned.delete(camera);
+      this.tokens.delete(camera);
       for (const topic of cameraTopics(camera)) {
         this.numsub.delete(topic);
         if (this.opts.hooks.localSubscribers(topic) > 0) this.wanted(topic);
@@ -211,7 +219,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     const demanded = this.remoteDemand(frame.topic);
     const due = now - (this.latestSetAt.get(frame.topic) ?? 0) >= LATEST_EVERY_MS;
     if (!demanded && !due) return;
-    const message = Buffer.concat([this.header, frame.record]);
+    const message = this.message(frame.topic, frame.record);
     if (demanded) this.send(frame.topic, message);
     if (due) {
       this.latestSetAt.set(frame.topic, now);
@@ -222,7 +230,14 @@ export class RedisBus implements ClusterBus, RecordSink {
   publishEvent(entry: { topic: string; msgpack: Uint8Array; remote?: boolean }): void {
     if (entry.remote || !this.up() || !this.remoteDemand(entry.topic)) return;
     if (crossingCamera(entry.topic) === undefined) return;
-    this.send(entry.topic, Buffer.concat([this.header, entry.msgpack]));
+    this.send(entry.topic, this.message(entry.topic, entry.msgpack));
+  }
+
+  /** Origin, token, then the record's bytes as the hub has them (one copy, no re-encode). */
+  private message(topic: string, record: Uint8Array): Buffer {
+    const token = Buffer.allocUnsafe(4);
+    token.writeUInt32BE((this.tokens.get(crossingCamera(topic) ?? '') ?? 0) >>> 0);
+    return Buffer.concat([this.header, token, record]);
   }
 
   /** Live video does not cross Redis in this slice (README "Scaling out"). */
@@ -267,7 +282,11 @@ export class RedisBus implements ClusterBus, RecordSink {
     const idLength = message[0] ?? 0;
     // A node's own message comes back only for a push camera it both publishes and watches.
     if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
-    const record = message.subarray(1 + idLength);
+    if (message.length < 1 + idLength + 4) return;
+    const token = message.readUInt32BE(1 + idLength);
+    const record = message.subarray(1 + idLength + 4);
+    const camera = crossingCamera(topic);
+    if (camera !== undefined && !this.sameOwner(camera, token)) return;
     try {
       const decoded = decode(record) as Record<string, unknown>;
       if (decoded.topic !== topic || typeof decoded.seq !== 'number') return;
@@ -291,6 +310,24 @@ export class RedisBus implements ClusterBus, RecordSink {
     } catch (err) {
       this.opts.log.warn({ err, topic }, 'cluster: undecodable message ignored');
     }
+  }
+
+  /**
+   * Whether a message of `camera` with `token` is taken. A new owner's token restarts the
+   * camera's topics here (its seq may start lower: Redis restarted empty). A lower token while
+   * the current owner is heard from (within 1 s) is a late message of the previous owner,
+   * which may publish until its next renewal tells it the lease is gone: dropped.
+   */
+  private sameOwner(camera: string, token: number): boolean {
+    const now = Date.now();
+    const heard = this.heard.get(camera);
+    if (heard && heard.token !== token) {
+      if (token < heard.token && now - heard.at < 1000) return false;
+      for (const t of cameraTopics(camera)) this.opts.hub.restartTopic(t);
+      this.opts.log.info({ camera, token }, 'cluster: camera has a new owner');
+    }
+    this.heard.set(camera, { token, at: now });
+    return true;
   }
 
   /** Up/down edges: metrics, the `system` event, and restoring subscriptions after a reconnect. */

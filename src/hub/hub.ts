@@ -220,6 +220,16 @@ export class Hub {
     return true;
   }
 
+  /**
+   * A topic's publisher changed and may number lower than before (a camera taken over by a node
+   * that could not learn the last seq: see README "Scaling out"): its next frame or event is
+   * taken whatever its seq. The client sees seq go down: a new epoch of that topic.
+   */
+  restartTopic(topic: string): void {
+    this.latestFrames.delete(topic);
+    this.eventSeq.delete(topic);
+  }
+
   /** The last seq an event topic used (0: none). */
   eventSeqOf(topic: string): number {
     return this.eventSeq.get(topic) ?? 0;
