@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { get, metricValue, pollUntil, type RunningDaemon, startDaemon, testCamera } from './helpers.js';
@@ -10,8 +14,19 @@ import { HttpStallable, type Received, type StallableViewer, WsStallable } from 
 // run beside this one.
 const LEASE_MS = 3000;
 const FPS = 8;
+/** A second camera with live H.264 (a keyframe every second), for video across nodes. */
+const videoCamera = {
+  id: 'vid',
+  source: 'test',
+  fps: FPS,
+  width: 320,
+  height: 180,
+  audio: false,
+  video: 'transcode',
+  videoGopSeconds: 1,
+};
 const config = {
-  cameras: [testCamera('demo', FPS)],
+  cameras: [testCamera('demo', FPS), videoCamera],
   pool: { threads: 1 },
   cluster: { leaseMs: LEASE_MS },
 };
@@ -96,7 +111,8 @@ beforeAll(async () => {
   nodes.push(await start('n1'));
   // Node 1 alone: it takes the lease (and its ffmpeg starts) before the others exist.
   expect(
-    await pollUntil(async () => (await cluster(nodes[0]!))?.ingesting.includes('demo') === true, 20_000),
+    await pollUntil(async () => (await cluster(nodes[0]!))?.ingesting.length === 2, 20_000),
+    'node 1 ingests both cameras',
   ).toBe(true);
   nodes.push(await start('n2'), await start('n3', '--ingest=false'));
   ownership.start();
@@ -136,7 +152,7 @@ describe('three nodes on Redis', () => {
     const c = (await cluster(nodes[1]!))!;
     expect(c.busUp).toBe(true);
     expect(c.nodes.map((n) => n.id)).toEqual(['n1', 'n2', 'n3']);
-    expect(c.nodes.find((n) => n.id === 'n1')!.cameras).toEqual(['demo']);
+    expect(c.nodes.find((n) => n.id === 'n1')!.cameras).toEqual(['demo', 'vid']);
     expect(c.nodes.find((n) => n.id === 'n2')!.cameras).toEqual([]);
     expect(c.nodes.map((n) => n.ingest)).toEqual([true, true, false]);
     expect((await cluster(nodes[2]!))!.ingesting).toEqual([]);
@@ -223,6 +239,40 @@ describe('three nodes on Redis', () => {
     local.close();
   }, 40_000);
 
+  it('live video of node 1 crosses to node 3 byte for byte: init, then fragments from a keyframe', async () => {
+    const v = ws(nodes[2]!, 'cam/vid/video');
+    await v.until(
+      '3 s of fragments',
+      (r) => r.filter((x) => x.type === 'fragment').length >= 3 * FPS,
+      30_000,
+    );
+    const init = v.received.find((x) => x.type === 'init')!;
+    expect(init.body).toMatchObject({ topic: 'cam/vid/video', width: 320, height: 180 });
+    const frs = v.received.filter((x) => x.type === 'fragment');
+    expect(v.received.indexOf(init)).toBeLessThan(v.received.indexOf(frs[0]!));
+    // A viewer starts at a keyframe, even on a node that joined the stream mid-GOP.
+    expect(frs[0]!.body!.keyframe).toBe(true);
+    for (let i = 1; i < frs.length; i++) expect(frs[i]!.seq).toBe(frs[i - 1]!.seq! + 1);
+    // The bytes that crossed are what ffmpeg made: ffprobe reads the concatenation as H.264.
+    const file = join(mkdtempSync(join(tmpdir(), 'framehub-cluster-')), 'remote.mp4');
+    writeFileSync(
+      file,
+      Buffer.concat([init.body!.data as Uint8Array, ...frs.map((f) => f.body!.data as Uint8Array)]),
+    );
+    const probe = JSON.parse(
+      execFileSync(
+        '/usr/bin/ffprobe',
+        ['-v', 'error', '-count_frames', '-show_streams', '-of', 'json', file],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ).streams[0];
+    expect(probe).toMatchObject({ codec_name: 'h264', width: 320, height: 180 });
+    expect(Number(probe.nb_read_frames)).toBe(frs.length);
+    v.close();
+  }, 45_000);
+
   it('SIGKILL of node 1: another node ingests within 2 lease periods, viewers resume with seq increasing', async () => {
     const lastBefore = remote.map(({ v }) => framesOf(v.received, LOW).at(-1)!.seq!);
     const killedAt = Date.now();
@@ -250,6 +300,14 @@ describe('three nodes on Redis', () => {
     }
     for (const { name, v, vad } of remote)
       if (vad) expectIncreasing(eventsOf(v.received, VAD), `${name} vad`);
+    // Node 2's camera_up crossed to the `system` viewers of node 3, numbered there.
+    const edge = remote.find((r) => r.name === 'ws@n3')!.v;
+    await edge.until(
+      'camera_up from node 2 on node 3',
+      (r) => r.some((x) => x.topic === 'system' && x.body?.kind === 'camera_up' && x.body?.node === 'n2'),
+      20_000,
+    );
+    expectIncreasing(eventsOf(edge.received, 'system'), 'system on node 3');
     nodes.shift();
   }, 60_000);
 
@@ -290,7 +348,7 @@ describe('three nodes on Redis', () => {
       (r) => framesOf(r, LOW).length >= localBefore + 10,
       15_000,
     );
-    expect((await cluster(owner))!.ingesting).toEqual(['demo']);
+    expect((await cluster(owner))!.ingesting).toEqual(['demo', 'vid']);
     const remoteLast = framesOf(watcher.received, LOW).at(-1)!.seq!;
 
     await redis.start();

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { HistoryEntry } from '../hub/history.js';
 import type { Frame, Hub, RecordSink } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
+import type { VideoItem } from '../hub/video-track.js';
 import { FRAME_VARIANTS } from '../image/variant-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -14,6 +16,8 @@ const CHANNEL_PREFIX = 'fh:t:';
 /** Where a node that just subscribed a topic says so, so the owner publishes at once. */
 const CONTROL = 'fh:ctl';
 const latestKey = (topic: string) => `fh:latest:${topic}`;
+/** A live video topic's current init segment, for a node whose first viewer joins mid-stream. */
+const initKey = (topic: string) => `fh:init:${topic}`;
 const nodeKey = (id: string) => `fh:node:${id}`;
 /** How often demand is reconciled (PUBSUB NUMSUB, idle unsubscribes) and the heartbeat written. */
 const TICK_MS = 1000;
@@ -38,15 +42,33 @@ export interface RedisBusOptions {
   onReconnect?: () => void;
 }
 
-/** Topics that cross Redis in this slice: frame variants and VAD events of a camera. */
-function crossingCamera(topic: string): string | undefined {
+/** A local job topic is polled for remote demand this long after its last event. */
+const JOB_POLL_MS = 10 * 60_000;
+/** `system` events of these kinds stay on their node: each node says its own bus state. */
+const NODE_LOCAL_SYSTEM = new Set(['bus_up', 'bus_down']);
+
+/**
+ * What crosses Redis: a camera's frame variants, VAD events and live video (one owner: the
+ * lease holder, or a push camera's publisher), job events (the node running the job), and
+ * `system` events (every node; re-numbered by each receiver, since several nodes write it).
+ */
+type Crossing =
+  | { kind: 'frame' | 'vad' | 'video'; camera: string }
+  | { kind: 'job'; camera?: undefined }
+  | { kind: 'system'; camera?: undefined };
+
+function crossing(topic: string): Crossing | undefined {
   const t = parseTopic(topic);
-  return t?.kind === 'frame' || t?.kind === 'vad' ? t.camera : undefined;
+  if (!t) return undefined;
+  if (t.kind === 'frame' || t.kind === 'vad' || t.kind === 'video') return { kind: t.kind, camera: t.camera };
+  if (t.kind === 'job' || t.kind === 'system') return { kind: t.kind };
+  return undefined;
 }
 
 const cameraTopics = (camera: string) => [
   ...FRAME_VARIANTS.map((v) => `cam/${camera}/${v}`),
   `cam/${camera}/vad`,
+  `cam/${camera}/video`,
 ];
 
 /**
@@ -85,6 +107,10 @@ export class RedisBus implements ClusterBus, RecordSink {
   private readonly tokens = new Map<string, number>();
   /** Camera → the token of the last message taken from it, and when. */
   private readonly heard = new Map<string, { token: number; at: number }>();
+  /** Job topics this node published events of, and when last: polled for remote demand. */
+  private readonly localJobs = new Map<string, number>();
+  /** True while a remote `system` event is re-published here: the sink must not send it back. */
+  private delivering = false;
   private readonly pushCameras: Set<string>;
   private timer: NodeJS.Timeout | undefined;
   private wasUp = false;
@@ -158,8 +184,8 @@ export class RedisBus implements ClusterBus, RecordSink {
   }
 
   wanted(topic: string): void {
-    const camera = crossingCamera(topic);
-    if (camera === undefined || this.owned.has(camera) || this.subscribed.has(topic)) return;
+    const c = crossing(topic);
+    if (!c || (c.camera !== undefined && this.owned.has(c.camera)) || this.subscribed.has(topic)) return;
     this.subscribed.add(topic);
     if (this.up()) void this.subscribeTopic(topic);
   }
@@ -227,21 +253,41 @@ export class RedisBus implements ClusterBus, RecordSink {
     }
   }
 
-  publishEvent(entry: { topic: string; msgpack: Uint8Array; remote?: boolean }): void {
-    if (entry.remote || !this.up() || !this.remoteDemand(entry.topic)) return;
-    if (crossingCamera(entry.topic) === undefined) return;
+  publishEvent(entry: HistoryEntry): void {
+    if (entry.remote || this.delivering) return;
+    const c = crossing(entry.topic);
+    if (!c || c.kind === 'frame' || c.kind === 'video') return;
+    if (c.kind === 'job') this.localJobs.set(entry.topic, Date.now());
+    if (
+      c.kind === 'system' &&
+      NODE_LOCAL_SYSTEM.has(String((JSON.parse(entry.json) as { kind?: unknown }).kind))
+    )
+      return;
+    if (!this.up() || !this.remoteDemand(entry.topic)) return;
     this.send(entry.topic, this.message(entry.topic, entry.msgpack));
   }
 
   /** Origin, token, then the record's bytes as the hub has them (one copy, no re-encode). */
   private message(topic: string, record: Uint8Array): Buffer {
     const token = Buffer.allocUnsafe(4);
-    token.writeUInt32BE((this.tokens.get(crossingCamera(topic) ?? '') ?? 0) >>> 0);
+    token.writeUInt32BE((this.tokens.get(crossing(topic)?.camera ?? '') ?? 0) >>> 0);
     return Buffer.concat([this.header, token, record]);
   }
 
-  /** Live video does not cross Redis in this slice (README "Scaling out"). */
-  publishVideo(): void {}
+  /**
+   * Live video: each init is also kept in Redis (re-written every tick while the track has it),
+   * so a node whose first viewer joins mid-stream can start at the next keyframe.
+   */
+  publishVideo(item: VideoItem): void {
+    if (item.remote || !this.up()) return;
+    if (item.kind === 'init') this.storeInit(item);
+    if (this.remoteDemand(item.topic)) this.send(item.topic, this.message(item.topic, item.record));
+  }
+
+  private storeInit(init: VideoItem): void {
+    const ttl = Math.max(10 * TICK_MS, this.opts.latestFrameTtlMs);
+    this.cmd.set(initKey(init.topic), this.message(init.topic, init.record), 'PX', ttl).catch(() => {});
+  }
 
   private send(topic: string, message: Buffer): void {
     this.out.inc();
@@ -253,8 +299,9 @@ export class RedisBus implements ClusterBus, RecordSink {
       await this.sub.subscribe(channelOf(topic));
       // Subscribed first, then the latest frame: nothing published in between is missed (an
       // older latest frame is then dropped by the hub as stale).
-      if (parseTopic(topic)?.kind === 'frame') {
-        const latest = await this.cmd.getBuffer(latestKey(topic));
+      const kind = crossing(topic)?.kind;
+      if (kind === 'frame' || kind === 'video') {
+        const latest = await this.cmd.getBuffer(kind === 'frame' ? latestKey(topic) : initKey(topic));
         if (latest && this.subscribed.has(topic)) this.deliver(topic, latest, true);
       }
       await this.cmd.publish(CONTROL, topic);
@@ -268,9 +315,12 @@ export class RedisBus implements ClusterBus, RecordSink {
     const name = channel.toString();
     if (name === CONTROL) {
       const topic = message.toString();
-      const camera = crossingCamera(topic);
-      if (camera !== undefined && (this.owned.has(camera) || this.pushCameras.has(camera)))
-        this.wantedAt.set(topic, Date.now());
+      const c = crossing(topic);
+      const ours =
+        c?.camera !== undefined
+          ? this.owned.has(c.camera) || this.pushCameras.has(c.camera)
+          : c?.kind === 'system' || this.localJobs.has(topic);
+      if (ours) this.wantedAt.set(topic, Date.now());
       return;
     }
     if (!name.startsWith(CHANNEL_PREFIX)) return;
@@ -285,13 +335,27 @@ export class RedisBus implements ClusterBus, RecordSink {
     if (message.length < 1 + idLength + 4) return;
     const token = message.readUInt32BE(1 + idLength);
     const record = message.subarray(1 + idLength + 4);
-    const camera = crossingCamera(topic);
-    if (camera !== undefined && !this.sameOwner(camera, token)) return;
+    const c = crossing(topic);
+    if (c?.camera !== undefined && !this.sameOwner(c.camera, token)) return;
     try {
       const decoded = decode(record) as Record<string, unknown>;
       if (decoded.topic !== topic || typeof decoded.seq !== 'number') return;
       this.in.inc();
-      if (decoded.type === 'frame') {
+      if (c?.kind === 'video') {
+        this.deliverVideo(decoded, record);
+      } else if (c?.kind === 'system') {
+        // Several nodes write `system`: each receiver numbers the event in its own sequence.
+        const { topic: _topic, seq: _seq, ...body } = decoded;
+        this.delivering = true;
+        try {
+          this.opts.hub.publishEvent('system', {
+            ...(body as { type: string }),
+            node: message.toString('utf8', 1, 1 + idLength),
+          });
+        } finally {
+          this.delivering = false;
+        }
+      } else if (decoded.type === 'frame') {
         const f = decoded as unknown as FrameRecord;
         this.opts.hub.publishFrame({
           topic,
@@ -309,6 +373,38 @@ export class RedisBus implements ClusterBus, RecordSink {
       }
     } catch (err) {
       this.opts.log.warn({ err, topic }, 'cluster: undecodable message ignored');
+    }
+  }
+
+  /** An init or fragment of another node's live video, into this node's track with its seq. */
+  private deliverVideo(d: Record<string, unknown>, record: Uint8Array): void {
+    const base = {
+      topic: d.topic as string,
+      seq: d.seq as number,
+      ts: d.ts as number,
+      data: d.data as Uint8Array,
+    };
+    if (d.type === 'init') {
+      this.opts.hub.publishRemoteVideo({
+        kind: 'init',
+        ...base,
+        codec: d.codec as string,
+        width: d.width as number,
+        height: d.height as number,
+        record,
+        encodings: new Map(),
+        remote: true,
+      });
+    } else if (d.type === 'fragment') {
+      this.opts.hub.publishRemoteVideo({
+        kind: 'fragment',
+        ...base,
+        pts: d.pts as number,
+        keyframe: d.keyframe === true,
+        record,
+        encodings: new Map(),
+        remote: true,
+      });
     }
   }
 
@@ -359,7 +455,18 @@ export class RedisBus implements ClusterBus, RecordSink {
       this.subscribed.delete(topic);
       this.sub.unsubscribe(channelOf(topic)).catch(() => {});
     }
-    const topics = [...this.owned, ...this.pushCameras].flatMap(cameraTopics);
+    const now = Date.now();
+    for (const [topic, at] of this.localJobs) if (now - at > JOB_POLL_MS) this.localJobs.delete(topic);
+    const topics = [
+      ...[...this.owned, ...this.pushCameras].flatMap(cameraTopics),
+      ...this.localJobs.keys(),
+      'system',
+    ];
+    // An init outlives its key only while the track still has it (a stopped camera's expires).
+    for (const camera of this.owned) {
+      const init = this.opts.hub.videoTrack(`cam/${camera}/video`)?.init;
+      if (init) this.storeInit(init);
+    }
     if (topics.length) {
       this.cmd
         .call('PUBSUB', 'NUMSUB', ...topics.map(channelOf))

@@ -151,6 +151,13 @@ export class Hub {
     for (const sink of this.sinks) sink.publishVideo(item);
   }
 
+  /** Publishes an init or fragment another node's track made (the cluster bus), with its seq. */
+  publishRemoteVideo(item: VideoItem): void {
+    const accepted = this.videoTracks.get(item.topic)?.acceptRemote(item);
+    if (!accepted) return;
+    for (const sink of this.sinks) sink.publishVideo(accepted);
+  }
+
   /** A camera's live video by its topic (`cam/<id>/video`), for a new subscriber's catch-up. */
   videoTrack(topic: string): VideoTrack | undefined {
     return this.videoTracks.get(topic);
@@ -228,6 +235,7 @@ export class Hub {
   restartTopic(topic: string): void {
     this.latestFrames.delete(topic);
     this.eventSeq.delete(topic);
+    this.videoTracks.get(topic)?.restart();
   }
 
   /** The last seq an event topic used (0: none). */

@@ -20,6 +20,8 @@ export interface VideoInit {
   record: Uint8Array;
   /** Other transports' framings (SSE), made on first use and shared by every viewer. */
   encodings: Map<string, Uint8Array>;
+  /** Made by another node's track, taken from the cluster bus: not published back to it. */
+  remote?: boolean;
 }
 
 /** One fragment (moof+mdat: one frame) of a camera's live H.264 as published. */
@@ -36,6 +38,8 @@ export interface VideoFragment {
   data: Uint8Array;
   record: Uint8Array;
   encodings: Map<string, Uint8Array>;
+  /** Made by another node's track, taken from the cluster bus: not published back to it. */
+  remote?: boolean;
 }
 
 export type VideoItem = VideoInit | VideoFragment;
@@ -77,6 +81,8 @@ export class VideoTrack {
   private endPts = 0;
   /** Ticks added to this run's decode times; undefined until the run's first fragment sets it. */
   private shift: number | undefined;
+  /** Remote items: an init taken mid-stream, so fragments wait for the next keyframe. */
+  private awaitingKeyframe = false;
 
   constructor(
     readonly topic: string,
@@ -141,6 +147,40 @@ export class VideoTrack {
       if (this.gopBytes > this.opts.maxGopBytes) this.dropGop(false);
     }
     return fragment;
+  }
+
+  /**
+   * An item another node's track made (the cluster bus), kept with its seq as if made here: the
+   * init replaces ours; fragments go into the GOP cache. Returns the item to publish, or
+   * undefined for one not to publish: a duplicate or older one, a fragment before any init, or
+   * one before the first keyframe after an init (a viewer must start at a keyframe).
+   */
+  acceptRemote(item: VideoItem): VideoItem | undefined {
+    if (item.kind === 'init') {
+      if (this.current && this.current.seq === item.seq && this.current.ts === item.ts) return undefined;
+      this.current = item;
+      this.seq = Math.max(this.seq, item.seq - 1);
+      this.awaitingKeyframe = true;
+      this.dropGop(false);
+      return item;
+    }
+    if (!this.current || item.seq <= this.seq) return undefined;
+    if (this.awaitingKeyframe && !item.keyframe) return undefined;
+    this.awaitingKeyframe = false;
+    this.seq = item.seq;
+    if (item.keyframe) this.dropGop(this.opts.gopCache);
+    if (this.caching) {
+      this.gop.push(item);
+      this.gopBytes += item.data.byteLength;
+      if (this.gopBytes > this.opts.maxGopBytes) this.dropGop(false);
+    }
+    return item;
+  }
+
+  /** The track's publisher changed (cluster: a new owner): seq starts over, no init until its next. */
+  restart(): void {
+    this.seq = 0;
+    this.stop();
   }
 
   /**
