@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, metricValue, pollUntil, type RunningDaemon, startDaemon, testCamera } from './helpers.js';
+import {
+  get,
+  metricValue,
+  noiseJpeg,
+  pollUntil,
+  type RunningDaemon,
+  startDaemon,
+  testCamera,
+} from './helpers.js';
 import { commandCalls, type RunningRedis, startRedis } from './support/redis.js';
 import { HttpStallable, type Received, type StallableViewer, WsStallable } from './support/stream-clients.js';
 
@@ -377,6 +385,42 @@ describe('three nodes on Redis', () => {
     expectIncreasing(framesOf(local.received, LOW), 'owner-local across the Redis restart');
     remote = [];
   }, 90_000);
+
+  it("a job's events cross: an upload on node 2 watched from node 3 until its image job is done", async () => {
+    const [jobNode, edge] = [nodes[0]!, nodes[1]!];
+    const jpeg = await noiseJpeg(640, 480);
+    const meta = `format ${Buffer.from('webp').toString('base64')},widths ${Buffer.from('64').toString('base64')}`;
+    const created = await fetch(`${jobNode.url}/api/v1/uploads/`, {
+      method: 'POST',
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(jpeg.length), 'Upload-Metadata': meta },
+    });
+    expect(created.status).toBe(201);
+    const id = created.headers.get('location')!.split('/').pop()!;
+    const v = ws(edge, `job/${id}`);
+    const check = redis.client();
+    expect(
+      await pollUntil(async () => {
+        const [, n] = (await check.call('PUBSUB', 'NUMSUB', `fh:t:job/${id}`)) as [string, number];
+        return Number(n) >= 1;
+      }, 10_000),
+      'node 3 subscribed the job topic',
+    ).toBe(true);
+    const patched = await fetch(`${jobNode.url}/api/v1/uploads/${id}`, {
+      method: 'PATCH',
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+      },
+      body: jpeg,
+    });
+    expect(patched.status).toBe(204);
+    await v.until('the job done on node 3', (r) => r.some((x) => x.body?.state === 'done'), 30_000);
+    const events = eventsOf(v.received, `job/${id}`);
+    expect(events.length).toBeGreaterThanOrEqual(2);
+    expect(events.every((e) => e.type === 'job')).toBe(true);
+    expectIncreasing(events, 'job events on node 3');
+  }, 45_000);
 
   it('never had two nodes ingesting the camera for longer than one lease period', () => {
     expect(ownership.samples.length).toBeGreaterThan(20);

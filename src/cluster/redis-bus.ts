@@ -316,10 +316,12 @@ export class RedisBus implements ClusterBus, RecordSink {
     if (name === CONTROL) {
       const topic = message.toString();
       const c = crossing(topic);
+      // A job topic is taken whether or not its job has published yet: a viewer may subscribe
+      // as soon as it has the id, before the job's first event on whichever node runs it.
       const ours =
         c?.camera !== undefined
           ? this.owned.has(c.camera) || this.pushCameras.has(c.camera)
-          : c?.kind === 'system' || this.localJobs.has(topic);
+          : c !== undefined;
       if (ours) this.wantedAt.set(topic, Date.now());
       return;
     }
@@ -457,6 +459,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     }
     const now = Date.now();
     for (const [topic, at] of this.localJobs) if (now - at > JOB_POLL_MS) this.localJobs.delete(topic);
+    for (const [topic, at] of this.wantedAt) if (now - at > WANT_GRACE_MS) this.wantedAt.delete(topic);
     const topics = [
       ...[...this.owned, ...this.pushCameras].flatMap(cameraTopics),
       ...this.localJobs.keys(),
