@@ -7,7 +7,7 @@ import type { VideoItem } from '../hub/video-track.js';
 import { FRAME_VARIANTS } from '../image/variant-names.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { decode, type FrameRecord } from '../wire/records.js';
+import { decodeUntrusted, type FrameRecord } from '../wire/records.js';
 import type { BusHooks, ClusterBus, ClusterNodeStatus, ClusterStatus } from './bus.js';
 
 /** A topic's pub/sub channel. */
@@ -75,12 +75,13 @@ const cameraTopics = (camera: string) => [
  * The Redis bus. Two connections: one for commands (PUBLISH, SET, the lease scripts) and one
  * in subscriber mode. Demand decides everything that crosses:
  *
- * - A node SUBSCRIBEs `fh:t:<topic>` when a local viewer first receives a topic of a camera it
- *   does not ingest (ViewerContext.demand), GETs the topic's latest frame for a first frame at
- *   once, and says `want` on `fh:ctl`. Once a second it UNSUBSCRIBEs topics no local viewer
+ * - A node SUBSCRIBEs `fh:t:<topic>` when a local viewer first receives a topic it does not
+ *   make itself (ViewerContext.demand): a frame variant, VAD or live video of a camera another
+ *   node ingests, a job's events, `system`. It GETs a frame topic's latest frame (a video
+ *   topic's init) for a first frame at once, and says `want` on `fh:ctl`. Once a second it UNSUBSCRIBEs topics no local viewer
  *   receives any more (so a channel outlives its last viewer by up to 1 s).
  * - The owner PUBLISHes a topic only while another node subscribes it: `PUBSUB NUMSUB` over its
- *   cameras' topics, one command a second (stale by up to 1 s: a topic a remote viewer left is
+ *   cameras' topics, its recent job topics and `system`, one command a second (stale by up to 1 s: a topic a remote viewer left is
  *   published up to 1 s longer), made immediate for new demand by the `want` message. The
  *   same demand makes its FrameIngest produce the variant.
  * - A message is `[n][n bytes of origin node id][4 bytes: the owner's fencing token][record]`:
@@ -340,8 +341,12 @@ export class RedisBus implements ClusterBus, RecordSink {
     const c = crossing(topic);
     if (c?.camera !== undefined && !this.sameOwner(c.camera, token)) return;
     try {
-      const decoded = decode(record) as Record<string, unknown>;
-      if (decoded.topic !== topic || typeof decoded.seq !== 'number') return;
+      // Redis is a trust boundary (anyone who can write to it reaches every node's viewers):
+      // the same scan and limits as a client's message, and the fields every kind relies on.
+      const decoded = decodeUntrusted(record) as Record<string, unknown>;
+      if (decoded.topic !== topic || !Number.isSafeInteger(decoded.seq) || typeof decoded.type !== 'string')
+        return;
+      if ((c?.kind === 'frame' || c?.kind === 'video') && !(decoded.data instanceof Uint8Array)) return;
       this.in.inc();
       if (c?.kind === 'video') {
         this.deliverVideo(decoded, record);
@@ -371,7 +376,7 @@ export class RedisBus implements ClusterBus, RecordSink {
           remote: true,
         });
       } else {
-        this.opts.hub.publishRemoteEvent(topic, decoded.seq, record, decoded as { type: string });
+        this.opts.hub.publishRemoteEvent(topic, decoded.seq as number, record, decoded as { type: string });
       }
     } catch (err) {
       this.opts.log.warn({ err, topic }, 'cluster: undecodable message ignored');
