@@ -133,6 +133,26 @@ describe('loadConfig', () => {
     });
   }
 
+  it('takes the cluster settings from flags and env: one node without a Redis URL', () => {
+    expect(loadConfig([], {}).cluster).toEqual({ ingest: true, leaseMs: 3000, latestFrameTtlMs: 5000 });
+    expect(
+      loadConfig(['--redis-url', 'redis://10.0.0.9:6379', '--ingest=false', '--node-id', 'edge-1'], {})
+        .cluster,
+    ).toMatchObject({ redisUrl: 'redis://10.0.0.9:6379', ingest: false, nodeId: 'edge-1' });
+    expect(
+      loadConfig([], {
+        FRAMEHUB_REDIS_URL: 'rediss://r:6380',
+        FRAMEHUB_INGEST: 'true',
+        FRAMEHUB_NODE_ID: 'a',
+      }).cluster,
+    ).toMatchObject({ redisUrl: 'rediss://r:6380', ingest: true, nodeId: 'a' });
+    expect(() => loadConfig(['--ingest=no'], {})).toThrowError(/cluster\.ingest/);
+    expect(() => loadConfig(['--redis-url', 'http://r:6379'], {})).toThrowError(
+      /cluster\.redisUrl: must be a redis/,
+    );
+    expect(() => loadConfig(['--node-id', 'a b'], {})).toThrowError(/cluster\.nodeId/);
+  });
+
   it('rejects an unknown flag and a missing or malformed file', () => {
     expect(() => loadConfig(['--prot', '1'], {})).toThrowError(/command line: .*--prot/);
     expect(() => loadConfig(['--config', '/nonexistent/x.json'], {})).toThrowError(/cannot read .*ENOENT/);
