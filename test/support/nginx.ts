@@ -39,16 +39,21 @@ export async function freePort(): Promise<number> {
  * `127.0.0.1:8080` the daemon's port. Throws if either line moved, so the test cannot quietly
  * run a config other than the documented one.
  */
-export function documentedConfig(listenPort: number, daemonPort: number): string {
+export function documentedConfig(listenPort: number, daemonPort: number | readonly number[]): string {
   const text = readFileSync(NGINX_CONF, 'utf8');
   const listen = '    listen 80;\n';
   const upstream = '    server 127.0.0.1:8080;\n';
   if (!text.includes(listen) || !text.includes(upstream)) {
     throw new Error(`${NGINX_CONF} no longer has "${listen.trim()}" and "${upstream.trim()}"`);
   }
-  return text
-    .replace(listen, `    listen 127.0.0.1:${listenPort};\n`)
-    .replace(upstream, `    server 127.0.0.1:${daemonPort};\n`);
+  return text.replace(listen, `    listen 127.0.0.1:${listenPort};\n`).replace(
+    upstream,
+    // Several daemons (cluster nodes): one `server` line each, balanced round-robin.
+    [daemonPort]
+      .flat()
+      .map((p) => `    server 127.0.0.1:${p};\n`)
+      .join(''),
+  );
 }
 
 /**
@@ -57,7 +62,7 @@ export function documentedConfig(listenPort: number, daemonPort: number): string
  * in the tmpdir, and waits until it answers. One process (`master_process off`): as root, a
  * master would hand requests to workers running as `nobody`, which cannot write the tmpdir.
  */
-export async function startNginx(daemonPort: number): Promise<RunningNginx> {
+export async function startNginx(daemonPort: number | readonly number[]): Promise<RunningNginx> {
   const dir = mkdtempSync(join(tmpdir(), 'framehub-nginx-'));
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
