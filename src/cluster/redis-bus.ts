@@ -115,6 +115,8 @@ export class RedisBus implements ClusterBus, RecordSink {
   private readonly pushCameras: Set<string>;
   private timer: NodeJS.Timeout | undefined;
   private wasUp = false;
+  /** Set at the first connect: only a later one is a reconnect. */
+  private everUp = false;
   private stopped = false;
   private readonly out;
   private readonly in;
@@ -445,7 +447,8 @@ export class RedisBus implements ClusterBus, RecordSink {
       this.opts.log.info({ node: this.nodeId }, 'cluster bus up');
       this.sub.subscribe(CONTROL).catch(() => {});
       for (const topic of this.subscribed) void this.subscribeTopic(topic);
-      this.opts.onReconnect?.();
+      if (this.everUp) this.opts.onReconnect?.();
+      this.everUp = true;
       this.tick();
     } else {
       this.opts.log.warn({ node: this.nodeId }, 'cluster bus down: remote cameras stop until Redis is back');
@@ -480,6 +483,8 @@ export class RedisBus implements ClusterBus, RecordSink {
         .call('PUBSUB', 'NUMSUB', ...topics.map(channelOf))
         .then((reply) => {
           const flat = reply as (string | number)[];
+          // Rebuilt from each reply, so topics no longer polled (old jobs) are forgotten.
+          this.numsub.clear();
           for (let i = 0; i + 1 < flat.length; i += 2) {
             const topic = String(flat[i]).slice(CHANNEL_PREFIX.length);
             const self = this.subscribed.has(topic) ? 1 : 0;
