@@ -1,0 +1,127 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CameraLeases, type CameraSeqs } from '../src/cluster/camera-lease.js';
+import type { Logger } from '../src/log.js';
+import { pollUntil } from './helpers.js';
+import { type RunningRedis, startRedis } from './support/redis.js';
+
+// Camera leases against a real redis-server: two "nodes" (two CameraLeases on their own
+// connections) compete for one camera. Period 600 ms: renewals every 200 ms.
+const PERIOD = 600;
+const quiet = { info() {}, warn() {}, debug() {} } as unknown as Logger;
+
+let redis: RunningRedis;
+const connections: Redis[] = [];
+const running: CameraLeases[] = [];
+const made: { id: string; n: Node }[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  for (const l of running) await l.stop();
+  for (const c of connections) c.disconnect();
+  await redis?.stop();
+});
+
+interface Node {
+  leases: CameraLeases;
+  log: string[];
+  seqs: CameraSeqs;
+  taken: CameraSeqs[];
+}
+
+async function node(id: string): Promise<Node> {
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  conn.on('error', () => {});
+  connections.push(conn);
+  await pollUntil(() => conn.status === 'ready', 5000);
+  const n: Node = {
+    log: [],
+    seqs: { frame: 0, vad: 0 },
+    taken: [],
+    leases: undefined as unknown as CameraLeases,
+  };
+  // As the daemon does (RedisBus onReconnect): after a reconnect, holders renew first.
+  conn.on('ready', () => n.leases.reconnected());
+  n.leases = new CameraLeases(
+    conn,
+    id,
+    ['cam1'],
+    PERIOD,
+    {
+      acquired: (camera, token, seqs) => {
+        n.log.push(`acquired ${camera} ${token}`);
+        n.taken.push(seqs);
+      },
+      lost: (camera) => n.log.push(`lost ${camera}`),
+      seqs: () => n.seqs,
+    },
+    quiet,
+  );
+  running.push(n.leases);
+  made.push({ id, n });
+  return n;
+}
+
+describe('camera leases (SET NX PX, fencing token, Lua renewal)', () => {
+  it('one holder; a renewal that finds another owner stops at once; a release hands over with the seqs', async () => {
+    const admin = redis.client();
+    const a = await node('a');
+    a.leases.start();
+    expect(await pollUntil(() => a.log.length === 1, 5000)).toBe(true);
+    expect(a.log[0]).toMatch(/^acquired cam1 \d+$/);
+    const firstToken = Number(a.log[0]!.split(' ')[2]);
+    expect(await admin.get('fh:lease:cam1')).toBe('a');
+    expect(Number(await admin.pttl('fh:lease:cam1'))).toBeGreaterThan(0);
+
+    // b tries every 200 ms and never gets it while a renews.
+    const b = await node('b');
+    b.leases.start();
+    a.seqs = { frame: 120, vad: 7 };
+    await new Promise((r) => setTimeout(r, 3 * PERIOD));
+    expect(b.log).toEqual([]);
+    // Renewals record the seqs reached.
+    expect(await admin.hgetall('fh:seq:cam1')).toEqual({ frame: '120', vad: '7' });
+
+    // Someone else's value in the key: a's next renewal (within PERIOD / 3) stops it.
+    const stolenAt = Date.now();
+    await admin.set('fh:lease:cam1', 'x', 'PX', 2 * PERIOD);
+    expect(await pollUntil(() => a.log.includes('lost cam1'), 2000)).toBe(true);
+    expect(Date.now() - stolenAt).toBeLessThanOrEqual(PERIOD);
+    expect(a.leases.holding().size).toBe(0);
+
+    // x's lease expires; one of a and b takes it, with a new fencing token.
+    expect(
+      await pollUntil(() => [...a.log, ...b.log].filter((l) => l.startsWith('acquired')).length === 2, 5000),
+    ).toBe(true);
+    const holder = a.leases.holding().size ? a : b;
+    const other = holder === a ? b : a;
+    expect(holder.leases.holding().get('cam1')).toBeGreaterThan(firstToken);
+    expect(other.leases.holding().size).toBe(0);
+
+    // A graceful stop gives the lease back at once: the other takes it at its next try, and
+    // learns where the seqs were.
+    holder.seqs = { frame: 500, vad: 30 };
+    const before = other.taken.length;
+    await holder.leases.stop();
+    expect(await pollUntil(() => other.taken.length === before + 1, PERIOD)).toBe(true);
+    expect(other.taken.at(-1)).toEqual({ frame: 500, vad: 30 });
+  });
+
+  it('after Redis restarts empty, the holder takes its lease back at its next renewal', async () => {
+    const owner = made.find((m) => m.n.leases.holding().size === 1)!;
+    expect(owner).toBeDefined();
+    const lost = owner.n.log.length;
+    await redis.stop();
+    await redis.start();
+    const admin = redis.client();
+    expect(await pollUntil(async () => (await admin.get('fh:lease:cam1')) !== null, 10_000)).toBe(true);
+    expect(await admin.get('fh:lease:cam1')).toBe(owner.id);
+    // Still its own a period later: renewed, never lost, nobody else took it.
+    await new Promise((r) => setTimeout(r, PERIOD));
+    expect(await admin.get('fh:lease:cam1')).toBe(owner.id);
+    expect(owner.n.log.slice(lost)).toEqual([]);
+    expect(made.filter((m) => m !== owner).every((m) => m.n.leases.holding().size === 0)).toBe(true);
+  });
+});
