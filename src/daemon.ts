@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterBus } from './cluster/bus.js';
 import { CameraLeases } from './cluster/camera-lease.js';
+import { JobDirectory } from './cluster/job-directory.js';
 import { LocalBus } from './cluster/local-bus.js';
 import { RedisBus } from './cluster/redis-bus.js';
 import { type Config, hasVideo, isPushCamera } from './config/schema.js';
@@ -139,6 +140,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       .forget(job.id)
       .catch((err: unknown) => log.warn({ err, job: job.id }, 'could not remove an expired job'));
   });
+  // Several nodes: every job's state is in Redis too, so GET /api/v1/jobs/<id> answers from any node.
+  const jobDirectory =
+    redisBus && new JobDirectory(redisBus.redis, bus.nodeId, config.jobs.ttlSeconds * 1000, log);
+  if (jobDirectory) jobStore.onChange = (view, final) => jobDirectory.record(view, final);
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
   const audioJobs = new AudioJobs({
     store: jobStore,
@@ -236,6 +241,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     jobStore,
     { audio: audioJobs, image: imageJobs, video: videoJobs, pool },
     config.jobs,
+    jobDirectory,
   );
   registerVideoFiles(app, ctx, videoJobs);
   const uploadJobs: UploadJobs = new UploadJobs({

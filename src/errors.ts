@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'NOT_PUSH_CAMERA'
   | 'NOT_FOUND'
+  | 'NOT_HERE' // 409: DELETE of a job another node runs (several nodes on Redis): send it to that node
   | 'BAD_REQUEST'
   | 'TOO_LARGE'
   | 'TOO_BIG'

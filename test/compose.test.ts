@@ -107,9 +107,9 @@ describe('docker-compose.yml (no Docker engine: docker-compose config + cross-ch
     expect(res.err).toContain('set FRAMEHUB_AUTH_HS256_SECRET');
   });
 
-  it('runs framehub from this Dockerfile, Prometheus and Grafana from pinned images', () => {
+  it('runs framehub from this Dockerfile, Prometheus, Grafana and Redis from pinned images', () => {
     const { services } = config();
-    expect(Object.keys(services).sort()).toEqual(['framehub', 'grafana', 'prometheus']);
+    expect(Object.keys(services).sort()).toEqual(['framehub', 'grafana', 'prometheus', 'redis']);
     const framehub = services.framehub!;
     expect(framehub.build?.context).toBe(root);
     expect(existsSync(join(root, framehub.build?.dockerfile ?? 'Dockerfile'))).toBe(true);
@@ -117,6 +117,9 @@ describe('docker-compose.yml (no Docker engine: docker-compose config + cross-ch
     expect(containerPorts(framehub)).toContain(imagePort());
     expect(services.prometheus!.image).toMatch(/^prom\/prometheus:v\d+\.\d+\.\d+$/);
     expect(services.grafana!.image).toMatch(/^grafana\/grafana:\d+\.\d+\.\d+$/);
+    // framehub's cluster bus is the redis service, on Redis's own port.
+    expect(services.redis!.image).toMatch(/^redis:7\.\d+\.\d+$/);
+    expect(framehub.environment?.FRAMEHUB_REDIS_URL).toBe('redis://redis:6379');
   });
 
   it('mounts only files and folders that exist, and declares its named volumes', () => {

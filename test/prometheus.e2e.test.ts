@@ -73,6 +73,7 @@ const FAILURE_ONLY = new Set([
   'alert FramehubFramesDroppedOurFault',
   'alert FramehubEventLoopLag',
   'alert FramehubScrapeGone',
+  'alert FramehubBusDown',
 ]);
 
 const bundledFfmpeg = (createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg') as { path: string }).path;

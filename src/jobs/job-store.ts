@@ -62,6 +62,8 @@ export class JobStore {
   private readonly startedAt = new Map<string, number>();
   private unfinished = 0;
   private claimed = 0;
+  /** Told each change of a job with its view (cluster/job-directory.ts, so other nodes can answer GET). */
+  onChange: ((view: JobView, final: boolean) => void) | undefined;
 
   constructor(
     private readonly hub: Hub,
@@ -188,6 +190,7 @@ export class JobStore {
   private emit(job: Job): void {
     const { id, kind, state, progress, error } = job;
     const final = FINAL.includes(state);
+    this.onChange?.(this.view(job), final);
     this.hub.publishEvent(`job/${id}`, {
       type: 'job',
       ...(final ? this.view(job) : { id, kind, state, progress, ...(error && { error }) }),

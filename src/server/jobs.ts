@@ -1,4 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { isJobId, type JobDirectory } from '../cluster/job-directory.js';
 import { AudioInputError, type ErrorCode, FramehubError, RetryLaterError } from '../errors.js';
 import { parseImageJobOptions } from '../image/job-options.js';
 import type { PcmFormat } from '../jobs/audio-input.js';
@@ -58,6 +59,8 @@ export function registerJobs(
   store: JobStore,
   jobs: { audio: AudioJobs; image: ImageJobs; video: VideoJobs; pool: Pick<WorkerPool, 'admitJob'> },
   opts: JobRouteOptions,
+  /** Jobs other nodes run (several nodes on Redis): GET answers them from any node. */
+  directory?: Pick<JobDirectory, 'get'>,
 ) {
   const { audio, image } = jobs;
   const uploadBody = (res: HttpResponse, req: HttpRequest) =>
@@ -194,9 +197,14 @@ export function registerJobs(
         await requireRole(ctx, 'jobs', credentials, 'viewer');
         if (isAborted()) return;
         const job = store.get(id);
-        if (!job)
-          throw new FramehubError('NOT_FOUND', `no job ${id.slice(0, 64)} (finished jobs expire)`, 404);
-        handle(res, job);
+        if (job) return handle(res, job);
+        const remote = directory && isJobId(id) ? await directory.get(id) : undefined;
+        if (isAborted()) return;
+        if (remote && method === 'get') return sendJson(res, 200, remote);
+        if (remote) {
+          throw new FramehubError('NOT_HERE', `job ${id} runs on node ${remote.node}: cancel it there`, 409);
+        }
+        throw new FramehubError('NOT_FOUND', `no job ${id.slice(0, 64)} (finished jobs expire)`, 404);
       });
     });
 
