@@ -205,6 +205,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     sseHeartbeatMs: v.sseHeartbeatSeconds * 1000,
     unauthenticated: new ConnectionBudget(config.ws.maxUnauthenticated, config.ws.maxUnauthenticatedPerIp),
     proxy: new ProxyTrust(config.trustProxy, config.authOffTrustsProxy),
+    snapshotSource: redisBus,
     demand: redisBus ? (topic) => redisBus.wanted(topic) : undefined,
   };
   const limitSweep = setInterval(() => ctx.limits.sweep(), 10_000);

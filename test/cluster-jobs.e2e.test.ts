@@ -39,9 +39,10 @@ describe('jobs on two nodes', () => {
   it('a job posted to node 1 is answered by node 2 (state, result, its node), and its events reach node 2 viewers', async () => {
     const [n1, n2] = nodes as [RunningDaemon, RunningDaemon];
     const body = await noiseJpeg(800, 600);
-    const posted = (await (
-      await fetch(`${n1.url}/api/v1/jobs/image`, { method: 'POST', body })
-    ).json()) as { id: string; topic: string };
+    const posted = (await (await fetch(`${n1.url}/api/v1/jobs/image`, { method: 'POST', body })).json()) as {
+      id: string;
+      topic: string;
+    };
     expect(posted.id).toMatch(/^[0-9a-f-]{36}$/);
 
     // Node 2's viewer of the job topic: the job's events cross from node 1.

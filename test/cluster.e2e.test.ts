@@ -13,7 +13,6 @@ import {
   startDaemon,
   testCamera,
 } from './helpers.js';
-import { startNginx } from './support/nginx.js';
 import { commandCalls, type RunningRedis, startRedis } from './support/redis.js';
 import { HttpStallable, type Received, type StallableViewer, WsStallable } from './support/stream-clients.js';
 
@@ -195,35 +194,6 @@ describe('three nodes on Redis', () => {
     expect(metricValue(m1, 'framehub_bus_messages_total{direction="out"}')).toBeGreaterThan(10);
     expect(metricValue(m2, 'framehub_bus_messages_total{direction="in"}')).toBeGreaterThan(10);
     expect(metricValue(m2, 'framehub_bus_up')).toBe(1);
-  }, 60_000);
-
-  it('the same viewers through nginx in front of the 3 nodes work for every transport', async () => {
-    const nginx = await startNginx(nodes.map(port));
-    try {
-      // Round-robin over 3 nodes: 3 viewers of each transport reach every node once.
-      const through: { name: string; v: StallableViewer }[] = [];
-      for (let i = 0; i < 3; i++) {
-        const w = new WsStallable(`${nginx.url.replace(/^http/, 'ws')}/ws?topics=${LOW},${VAD}`);
-        through.push(
-          { name: `ws#${i}`, v: w },
-          { name: `sse#${i}`, v: new HttpStallable(nginx.port, `/sse?topics=${LOW},${VAD}`, 'sse') },
-          { name: `mjpeg#${i}`, v: new HttpStallable(nginx.port, '/cams/demo/low.mjpeg', 'mjpeg') },
-        );
-      }
-      viewers.push(...through.map((t) => t.v));
-      for (const { name, v } of through) {
-        await v.until(`${name} through nginx: 8 frames`, (r) => framesOf(r, LOW).length >= 8, 30_000);
-        expectIncreasing(framesOf(v.received, LOW), `${name} through nginx`);
-      }
-      // Every node served some of them (each counts its own viewers in its heartbeat).
-      const c = (await cluster(nodes[0]!))!;
-      await pollUntil(async () => (await cluster(nodes[0]!))!.nodes.every((n) => n.viewers >= 3), 5000);
-      expect((await cluster(nodes[0]!))!.nodes.map((n) => n.viewers >= 3)).toEqual([true, true, true]);
-      expect(c.nodes).toHaveLength(3);
-      for (const { v } of through) v.close();
-    } finally {
-      await nginx.stop();
-    }
   }, 60_000);
 
   it('a late joiner on node 3 gets a first frame within 200 ms, on a topic node 3 did not carry yet', async () => {

@@ -49,4 +49,9 @@ export interface ClusterBus {
    */
   setOwned(camera: string, owned: boolean, token?: number): void;
   status(): Promise<ClusterStatus | undefined>;
+  /**
+   * Brings the hub's latest frame of `topic` up to the one in Redis when this node neither makes
+   * nor receives that topic live (a snapshot behind a load balancer); resolves at once otherwise.
+   */
+  freshen(topic: string): Promise<void>;
 }

@@ -28,6 +28,8 @@ export class LocalBus implements ClusterBus {
 
   setOwned(_camera: string, _owned: boolean, _token?: number): void {}
 
+  async freshen(_topic: string): Promise<void> {}
+
   async status(): Promise<ClusterStatus | undefined> {
     return undefined;
   }

@@ -193,6 +193,18 @@ export class RedisBus implements ClusterBus, RecordSink {
     if (this.up()) void this.subscribeTopic(topic);
   }
 
+  async freshen(topic: string): Promise<void> {
+    const c = crossing(topic);
+    if (c?.kind !== 'frame' || this.owned.has(c.camera!) || this.subscribed.has(topic) || !this.up()) return;
+    try {
+      const latest = await this.cmd.getBuffer(latestKey(topic));
+      // An older frame than the hub's is dropped there as stale.
+      if (latest) this.deliver(topic, latest, true);
+    } catch {
+      // Redis went away meanwhile: the snapshot answers from what this node has.
+    }
+  }
+
   remoteDemand(topic: string): boolean {
     if ((this.numsub.get(topic) ?? 0) > 0) return true;
     const at = this.wantedAt.get(topic);
@@ -307,7 +319,9 @@ export class RedisBus implements ClusterBus, RecordSink {
         const latest = await this.cmd.getBuffer(kind === 'frame' ? latestKey(topic) : initKey(topic));
         if (latest && this.subscribed.has(topic)) this.deliver(topic, latest, true);
       }
-      await this.cmd.publish(CONTROL, topic);
+      // The sender's header first: the node that sends a want must not take it as demand itself
+      // (a push camera's publishing node also subscribes its channel while it has viewers).
+      await this.cmd.publish(CONTROL, Buffer.concat([this.header, Buffer.from(topic)]));
     } catch (err) {
       // Redis went away meanwhile: `ready` subscribes every wanted topic again.
       this.opts.log.debug({ err, topic }, 'cluster: subscribe failed; retried on reconnect');
@@ -317,7 +331,9 @@ export class RedisBus implements ClusterBus, RecordSink {
   private onMessage(channel: Buffer, message: Buffer): void {
     const name = channel.toString();
     if (name === CONTROL) {
-      const topic = message.toString();
+      const idLength = message[0] ?? 0;
+      if (message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
+      const topic = message.toString('utf8', 1 + idLength);
       const c = crossing(topic);
       // A job topic is taken whether or not its job has published yet: a viewer may subscribe
       // as soon as it has the id, before the job's first event on whichever node runs it.

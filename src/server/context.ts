@@ -1,3 +1,4 @@
+import type { ClusterBus } from '../cluster/bus.js';
 import type { ErrorCode } from '../errors.js';
 import { isVideoTopic } from '../hub/topics.js';
 import { codecAccepted } from '../media/fmp4.js';
@@ -19,6 +20,8 @@ export interface ServerContext extends ViewerContext {
    * the client. Undefined (tools and benches that build a context) trusts no proxy.
    */
   proxy?: ProxyTrust;
+  /** Several nodes on Redis: brings a snapshot's frame up to date first (ClusterBus.freshen). */
+  snapshotSource?: Pick<ClusterBus, 'freshen'>;
 }
 
 export type TopicAccess = { ok: true } | { ok: false; code: WsErrorCode; message: string };

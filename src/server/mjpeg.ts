@@ -58,7 +58,15 @@ export function registerMjpeg(app: TemplatedApp, ctx: ServerContext, streams: Ht
         if (ext === 'mjpeg') ctx.limits.release(r.ip);
         return sendError(res, accessStatus(access.code), access.code, access.message);
       }
-      if (ext === 'jpg') return snapshot(ctx, res, topic, r.headers);
+      if (ext === 'jpg') {
+        const answer = () => {
+          if (!r.isAborted()) snapshot(ctx, res, topic, r.headers);
+        };
+        const freshened = ctx.snapshotSource?.freshen(topic);
+        if (freshened) freshened.then(answer, answer);
+        else answer();
+        return;
+      }
 
       res.cork(() => {
         res

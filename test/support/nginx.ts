@@ -62,7 +62,12 @@ export function documentedConfig(listenPort: number, daemonPort: number | readon
  * in the tmpdir, and waits until it answers. One process (`master_process off`): as root, a
  * master would hand requests to workers running as `nobody`, which cannot write the tmpdir.
  */
-export async function startNginx(daemonPort: number | readonly number[]): Promise<RunningNginx> {
+export async function startNginx(
+  daemonPort: number | readonly number[],
+  /** What goes inside `http { }` (given nginx's port and the tmpdir); by default docs/nginx.conf. */
+  render: (listenPort: number, dir: string) => string = (listenPort) =>
+    documentedConfig(listenPort, daemonPort),
+): Promise<RunningNginx> {
   const dir = mkdtempSync(join(tmpdir(), 'framehub-nginx-'));
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
@@ -80,7 +85,7 @@ export async function startNginx(daemonPort: number | readonly number[]): Promis
       `  fastcgi_temp_path ${dir}/fastcgi;`,
       `  uwsgi_temp_path ${dir}/uwsgi;`,
       `  scgi_temp_path ${dir}/scgi;`,
-      documentedConfig(port, daemonPort),
+      render(port, dir),
       '}',
       '',
     ].join('\n'),
