@@ -245,6 +245,7 @@ describe('three nodes on Redis', () => {
     await local.until('high on node 1', (r) => framesOf(r, 'cam/demo/high').length >= 2, 15_000);
     const client = redis.client();
     monitor = await client.monitor();
+    monitor.on('error', () => {});
     const published = new Map<string, number>();
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args[0]?.toLowerCase() === 'publish') published.set(args[1]!, (published.get(args[1]!) ?? 0) + 1);
@@ -265,7 +266,8 @@ describe('three nodes on Redis', () => {
     // Frames of `low` made in the window: seq after - before (every one is published once, for
     // both nodes: Redis copies it to each subscriber). Window edges: ± 2.
     expect(Math.abs(lowPublishes - (after - before))).toBeLessThanOrEqual(2);
-    expect(published.get(`fh:t:${VAD}`) ?? 0).toBeLessThanOrEqual(vadCount + 1);
+    // One per VAD event (edges as for frames: MONITOR sees a publish before the viewer gets it).
+    expect(Math.abs((published.get(`fh:t:${VAD}`) ?? 0) - vadCount)).toBeLessThanOrEqual(2);
     expect(published.get('fh:t:cam/demo/high') ?? 0).toBe(0);
     expect(published.get('fh:t:cam/demo/medium') ?? 0).toBe(0);
     expect([...published.keys()].every((c) => c === `fh:t:${LOW}` || c === `fh:t:${VAD}`)).toBe(true);
