@@ -240,6 +240,22 @@ describe('three nodes on Redis', () => {
     v.close();
   }, 30_000);
 
+  it('a remote viewer makes the owner produce a variant nobody watches there (annotated)', async () => {
+    // `annotated` is made only while watched (never refreshed): only node 2's demand can start it.
+    const v = ws(nodes[1]!, 'cam/demo/annotated');
+    await v.until(
+      'annotated frames from node 1',
+      (r) => framesOf(r, 'cam/demo/annotated').length >= 2 * FPS,
+      20_000,
+    );
+    const seqs = framesOf(v.received, 'cam/demo/annotated').map((f) => f.seq!);
+    expectIncreasing(framesOf(v.received, 'cam/demo/annotated'), 'annotated');
+    // Made for every frame (not once a second): most steps are 1.
+    const steps = seqs.slice(1).map((s, i) => s - seqs[i]!);
+    expect(steps.filter((d) => d === 1).length).toBeGreaterThanOrEqual(steps.length / 2);
+    v.close();
+  }, 30_000);
+
   it('publishes one message per frame per watched topic, none for topics only node 1 watches', async () => {
     // A viewer of `high` on node 1 only: nothing of it may cross Redis.
     const local = ws(nodes[0]!, 'cam/demo/high');
