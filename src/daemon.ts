@@ -109,6 +109,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         },
         pushCameras: config.cameras.filter(isPushCamera).map((c) => c.id),
         latestFrameTtlMs: cluster.latestFrameTtlMs,
+        jobTtlMs: config.jobs.ttlSeconds * 1000,
         onReconnect: () => leases?.reconnected(),
       })
     : undefined;

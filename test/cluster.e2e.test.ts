@@ -8,6 +8,7 @@ import {
   get,
   metricValue,
   noiseJpeg,
+  pack,
   pollUntil,
   type RunningDaemon,
   startDaemon,
@@ -442,6 +443,38 @@ describe('three nodes on Redis', () => {
     expect(events.every((e) => e.type === 'job')).toBe(true);
     expectIncreasing(events, 'job events on node 3');
   }, 45_000);
+
+  it('refuses a frame written to Redis with a header-breaking mime: an edge snapshot never carries it', async () => {
+    const client = redis.client();
+    const states = await Promise.all(nodes.map(cluster));
+    const owner = states.find((s) => s?.ingesting.includes('demo'))!;
+    const edge = nodes[states.findIndex((s) => s !== undefined && s !== owner)]!;
+    const token = Number(await client.get('fh:fence:demo'));
+    const topic = 'cam/demo/high';
+    const record = pack({
+      type: 'frame',
+      topic,
+      seq: 2 ** 40,
+      ts: Date.now(),
+      mime: 'image/jpeg\r\nX-Injected: yes',
+      width: 2,
+      height: 2,
+      data: await noiseJpeg(8, 8),
+    });
+    const id = Buffer.from(owner.nodeId);
+    const fence = Buffer.alloc(4);
+    fence.writeUInt32BE(token);
+    // As the owner's own message, with its current token: only the fields give it away.
+    await client.set(
+      `fh:latest:${topic}`,
+      Buffer.concat([Buffer.from([id.length]), id, fence, record]),
+      'PX',
+      5000,
+    );
+    const res = await fetch(`${edge.url}/cams/demo/high.jpg`);
+    expect(res.headers.get('x-injected')).toBeNull();
+    expect(Number(res.headers.get('x-seq') ?? 0)).toBeLessThan(2 ** 40);
+  }, 30_000);
 
   it('never had two nodes ingesting the camera for longer than one lease period', () => {
     expect(ownership.samples.length).toBeGreaterThan(20);

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { FramehubError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /** A job as GET /api/v1/jobs/<id> answers it, plus the node that runs it. */
@@ -30,14 +31,22 @@ export class JobDirectory {
       .catch((err: unknown) => this.log.warn({ err, job: view.id }, 'could not record a job in Redis'));
   }
 
-  /** A job another node runs, or undefined (unknown, expired, or Redis unreachable). */
+  /**
+   * A job another node runs, or undefined (unknown or expired). Throws 503 `NOT_READY` while
+   * Redis is unreachable: the job may well exist, so a 404 would be a lie.
+   */
   async get(id: string): Promise<RemoteJobView | undefined> {
+    let text: string | null;
     try {
-      const text = await this.redis.get(key(id));
-      return text ? (JSON.parse(text) as RemoteJobView) : undefined;
+      text = await this.redis.get(key(id));
     } catch {
-      return undefined;
+      throw new FramehubError(
+        'NOT_READY',
+        'the cluster bus (Redis) is unreachable: jobs of other nodes cannot be looked up now',
+        503,
+      );
     }
+    return text ? (JSON.parse(text) as RemoteJobView) : undefined;
   }
 }
 

@@ -38,6 +38,8 @@ export interface RedisBusOptions {
   /** Push cameras: no lease, their frames publish wherever their publisher is. */
   pushCameras: readonly string[];
   latestFrameTtlMs: number;
+  /** jobs.ttlSeconds in ms: a finished remote job's topic is forgotten here after it, as on its node. */
+  jobTtlMs?: number;
   /** Called on every reconnect (leases renew before anyone tries a new acquisition). */
   onReconnect?: () => void;
 }
@@ -56,6 +58,29 @@ type Crossing =
   | { kind: 'frame' | 'vad' | 'video'; camera: string }
   | { kind: 'job'; camera?: undefined }
   | { kind: 'system'; camera?: undefined };
+
+/**
+ * The fields of a frame from Redis that other transports use as they are: `mime` goes into
+ * MJPEG part and snapshot headers, the size into records. Only what this daemon itself sends.
+ */
+function plausibleFrame(d: Record<string, unknown>): boolean {
+  return d.mime === 'image/jpeg' && side(d.width) && side(d.height);
+}
+
+/** A live video init or fragment from Redis: the codec string a player is given, its size, its time. */
+function plausibleVideo(d: Record<string, unknown>): boolean {
+  if (d.type === 'fragment') return Number.isFinite(d.pts);
+  return (
+    typeof d.codec === 'string' &&
+    /^avc[13]\.[0-9A-Fa-f]{6}$/.test(d.codec) &&
+    side(d.width) &&
+    side(d.height)
+  );
+}
+
+const side = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= 65_535;
+
+const FINAL_JOB_STATES = new Set<unknown>(['done', 'failed', 'cancelled']);
 
 function crossing(topic: string): Crossing | undefined {
   const t = parseTopic(topic);
@@ -133,6 +158,9 @@ export class RedisBus implements ClusterBus, RecordSink {
       // Fail fast while Redis is away: a frame is not queued for later, it is simply not sent.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
+      // A Redis that accepts commands and never answers (stopped, swapping) must not hold them
+      // forever: each fails after 2 s, so at most 2 s of frames are ever waiting for replies.
+      commandTimeout: 2000,
       // Subscriptions are ours to restore (on `ready`), with our current set, not ioredis's.
       autoResubscribe: false,
       retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
@@ -365,6 +393,9 @@ export class RedisBus implements ClusterBus, RecordSink {
       if (decoded.topic !== topic || !Number.isSafeInteger(decoded.seq) || typeof decoded.type !== 'string')
         return;
       if ((c?.kind === 'frame' || c?.kind === 'video') && !(decoded.data instanceof Uint8Array)) return;
+      if (!Number.isFinite(decoded.ts)) return;
+      if (c?.kind === 'frame' && !plausibleFrame(decoded)) return;
+      if (c?.kind === 'video' && !plausibleVideo(decoded)) return;
       this.in.inc();
       if (c?.kind === 'video') {
         this.deliverVideo(decoded, record);
@@ -395,10 +426,19 @@ export class RedisBus implements ClusterBus, RecordSink {
         });
       } else {
         this.opts.hub.publishRemoteEvent(topic, decoded.seq as number, record, decoded as { type: string });
+        if (c?.kind === 'job' && FINAL_JOB_STATES.has(decoded.state)) this.forgetJobLater(topic);
       }
     } catch (err) {
       this.opts.log.warn({ err, topic }, 'cluster: undecodable message ignored');
     }
+  }
+
+  /**
+   * A remote job's last event: its topic's history and seq are dropped here `jobTtlMs` later,
+   * as the job's own node does, or every job a viewer here watched would stay in memory.
+   */
+  private forgetJobLater(topic: string): void {
+    setTimeout(() => this.opts.hub.forgetTopic(topic), this.opts.jobTtlMs ?? 3_600_000).unref();
   }
 
   /** An init or fragment of another node's live video, into this node's track with its seq. */

@@ -3,12 +3,13 @@
  * real Debian `prometheus` on a loopback port with a throwaway TSDB (test/prometheus.e2e.test.ts).
  * promtool and prometheus come from the `prometheus` Debian package (CI installs it).
  */
+
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { root } from '../helpers.js';
+import { freePort } from './nginx.js';
 
 const NOT_INSTALLED =
   'is not installed or not on PATH. Install the `prometheus` Debian package ' +
@@ -219,13 +220,6 @@ export function substituteVariables(expr: string, values: Record<string, string>
 // ------------------------------------------------------------------------------ prometheus
 
 /** A port the kernel just handed out on 127.0.0.1 (prometheus cannot report the port of :0). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((res) => server.close(() => res()));
-  return port;
-}
 
 export interface QueryAnswer {
   status: 'success' | 'error';
