@@ -111,6 +111,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         latestFrameTtlMs: cluster.latestFrameTtlMs,
         jobTtlMs: config.jobs.ttlSeconds * 1000,
         onReconnect: () => leases?.reconnected(),
+        // `ingest` exists before the bus is started, so before any frame arrives.
+        onRemoteSeq: (camera, seq) => ingest.seedSeq(camera, seq),
       })
     : undefined;
   const bus: ClusterBus = redisBus ?? new LocalBus(cluster.nodeId);

@@ -42,6 +42,11 @@ export interface RedisBusOptions {
   jobTtlMs?: number;
   /** Called on every reconnect (leases renew before anyone tries a new acquisition). */
   onReconnect?: () => void;
+  /**
+   * A frame of a push camera came from another node, with its seq: the daemon's ingest numbers
+   * this node's own next frame of that camera after it, should the publisher move here.
+   */
+  onRemoteSeq?: (camera: string, seq: number) => void;
 }
 
 /** A local job topic is polled for remote demand this long after its last event. */
@@ -132,7 +137,7 @@ export class RedisBus implements ClusterBus, RecordSink {
   /** Camera → the fencing token of its lease here (owned cameras); push cameras send 0. */
   private readonly tokens = new Map<string, number>();
   /** Camera → the token of the last message taken from it, and when. */
-  private readonly heard = new Map<string, { token: number; at: number }>();
+  private readonly heard = new Map<string, { token: number; origin: string; at: number }>();
   /** Job topics this node published events of, and when last: polled for remote demand. */
   private readonly localJobs = new Map<string, number>();
   /** True while a remote `system` event is re-published here: the sink must not send it back. */
@@ -385,7 +390,8 @@ export class RedisBus implements ClusterBus, RecordSink {
     const token = message.readUInt32BE(1 + idLength);
     const record = message.subarray(1 + idLength + 4);
     const c = crossing(topic);
-    if (c?.camera !== undefined && !this.sameOwner(c.camera, token)) return;
+    const origin = message.toString('utf8', 1, 1 + idLength);
+    if (c?.camera !== undefined && !this.sameOwner(c.camera, token, origin)) return;
     try {
       // Redis is a trust boundary (anyone who can write to it reaches every node's viewers):
       // the same scan and limits as a client's message, and the fields every kind relies on.
@@ -413,6 +419,7 @@ export class RedisBus implements ClusterBus, RecordSink {
         }
       } else if (decoded.type === 'frame') {
         const f = decoded as unknown as FrameRecord;
+        if (this.pushCameras.has(c!.camera!)) this.opts.onRemoteSeq?.(c!.camera!, f.seq);
         this.opts.hub.publishFrame({
           topic,
           seq: f.seq,
@@ -479,15 +486,19 @@ export class RedisBus implements ClusterBus, RecordSink {
    * the current owner is heard from (within 1 s) is a late message of the previous owner,
    * which may publish until its next renewal tells it the lease is gone: dropped.
    */
-  private sameOwner(camera: string, token: number): boolean {
+  private sameOwner(camera: string, token: number, origin: string): boolean {
     const now = Date.now();
     const heard = this.heard.get(camera);
-    if (heard && heard.token !== token) {
-      if (token < heard.token && now - heard.at < 1000) return false;
+    // A push camera has no lease (token 0): its owner is the node its publisher is on, and a
+    // publisher that moves (a reconnect through a load balancer) makes a new owner, taken once
+    // the previous one has been silent 1 s (two publishers at once would otherwise flap).
+    const moved = heard !== undefined && this.pushCameras.has(camera) && heard.origin !== origin;
+    if (heard && (heard.token !== token || moved)) {
+      if ((token < heard.token || moved) && now - heard.at < 1000) return false;
       for (const t of cameraTopics(camera)) this.opts.hub.restartTopic(t);
-      this.opts.log.info({ camera, token }, 'cluster: camera has a new owner');
+      this.opts.log.info({ camera, token, origin }, 'cluster: camera has a new owner');
     }
-    this.heard.set(camera, { token, at: now });
+    this.heard.set(camera, { token, origin, at: now });
     return true;
   }
 
