@@ -72,7 +72,7 @@ describe('camera leases (SET NX PX, fencing token, Lua renewal)', () => {
     expect(await pollUntil(() => a.log.length === 1, 5000)).toBe(true);
     expect(a.log[0]).toMatch(/^acquired cam1 \d+$/);
     const firstToken = Number(a.log[0]!.split(' ')[2]);
-    expect(await admin.get('fh:lease:cam1')).toBe('a');
+    expect(await admin.get('fh:lease:cam1')).toMatch(/^a\/[0-9a-f]{8}$/);
     expect(Number(await admin.pttl('fh:lease:cam1'))).toBeGreaterThan(0);
 
     // b tries every 200 ms and never gets it while a renews.
@@ -117,11 +117,27 @@ describe('camera leases (SET NX PX, fencing token, Lua renewal)', () => {
     await redis.start();
     const admin = redis.client();
     expect(await pollUntil(async () => (await admin.get('fh:lease:cam1')) !== null, 10_000)).toBe(true);
-    expect(await admin.get('fh:lease:cam1')).toBe(owner.id);
+    expect(await admin.get('fh:lease:cam1')).toMatch(new RegExp(`^${owner.id}/`));
     // Still its own a period later: renewed, never lost, nobody else took it.
     await new Promise((r) => setTimeout(r, PERIOD));
-    expect(await admin.get('fh:lease:cam1')).toBe(owner.id);
+    expect(await admin.get('fh:lease:cam1')).toMatch(new RegExp(`^${owner.id}/`));
     expect(owner.n.log.slice(lost)).toEqual([]);
     expect(made.filter((m) => m !== owner).every((m) => m.n.leases.holding().size === 0)).toBe(true);
+  });
+
+  it('two processes with the same node id never both hold a camera (the lease names the process)', async () => {
+    const owner = made.find((m) => m.n.leases.holding().size === 1)!;
+    const twin = await node(owner.id);
+    twin.leases.start();
+    // The lease vanishes (as when the owner stalled past its period): whichever takes it next,
+    // the other must not count it as its own at its next renewal, as a lease holding only the
+    // node id would let it.
+    await redis.client().del('fh:lease:cam1');
+    expect(await pollUntil(async () => (await redis.client().get('fh:lease:cam1')) !== null, 5000)).toBe(
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 2 * PERIOD));
+    const holders = [owner.n, twin].filter((n) => n.leases.holding().size === 1);
+    expect(holders).toHaveLength(1);
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 
@@ -74,6 +75,12 @@ export class CameraLeases {
   /** After a reconnect, owners renew first: no new acquisition before this time. */
   private acquireAfter = 0;
 
+  /**
+   * The lease's value: the node id and this process's own nonce, so two processes started with
+   * the same `--node-id` (a copied config) never both hold a camera.
+   */
+  private readonly holder: string;
+
   constructor(
     private readonly redis: Redis,
     private readonly nodeId: string,
@@ -81,7 +88,9 @@ export class CameraLeases {
     private readonly periodMs: number,
     private readonly events: LeaseEvents,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.holder = `${nodeId}/${randomUUID().slice(0, 8)}`;
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.tick(), Math.max(100, Math.floor(this.periodMs / 3)));
@@ -116,7 +125,7 @@ export class CameraLeases {
 
   private args(camera: string): [string, number, number, number] {
     const s = this.events.seqs(camera);
-    return [this.nodeId, this.periodMs, s.frame, s.vad];
+    return [this.holder, this.periodMs, s.frame, s.vad];
   }
 
   private async tick(): Promise<void> {
@@ -150,7 +159,7 @@ export class CameraLeases {
   private async acquire(camera: string): Promise<void> {
     let result: unknown;
     try {
-      result = await this.redis.eval(ACQUIRE, 3, ...this.keys(camera), this.nodeId, this.periodMs);
+      result = await this.redis.eval(ACQUIRE, 3, ...this.keys(camera), this.holder, this.periodMs);
     } catch {
       return;
     }
