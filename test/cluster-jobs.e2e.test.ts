@@ -66,7 +66,7 @@ describe('jobs on two nodes', () => {
     );
     expect(events, `job events on node 2: ${JSON.stringify(viewer.of('job'))}`).toBe(true);
     viewer.close();
-  });
+  }, 120_000);
 
   it('a DELETE that reaches the other node says where the job runs (409 NOT_HERE); an unknown id is 404', async () => {
     const [n1, n2] = nodes as [RunningDaemon, RunningDaemon];
@@ -84,5 +84,5 @@ describe('jobs on two nodes', () => {
     const unknown = await getJob(n2, '00000000-0000-4000-8000-000000000000');
     expect(unknown.status).toBe(404);
     expect((await getJob(n2, 'not-a-uuid')).status).toBe(404);
-  });
+  }, 60_000);
 });
