@@ -94,6 +94,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const redisBus = cluster.redisUrl
     ? new RedisBus({
         url: cluster.redisUrl,
+        redisCluster: cluster.redisCluster,
         nodeId: cluster.nodeId,
         ingest: cluster.ingest,
         hub,
@@ -321,6 +322,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           const source = createCameraSource(cam, sourceDeps);
           sources.set(camera, source);
           source.start();
+        },
+        retaken(camera, token) {
+          bus.setOwned(camera, true, token);
         },
         lost(camera) {
           const source = sources.get(camera);

@@ -449,7 +449,7 @@ describe('three nodes on Redis', () => {
     const states = await Promise.all(nodes.map(cluster));
     const owner = states.find((s) => s?.ingesting.includes('demo'))!;
     const edge = nodes[states.findIndex((s) => s !== undefined && s !== owner)]!;
-    const token = Number(await client.get('fh:fence:demo'));
+    const token = Number(await client.get('fh:fence:{demo}'));
     const topic = 'cam/demo/high';
     const record = pack({
       type: 'frame',
@@ -462,8 +462,8 @@ describe('three nodes on Redis', () => {
       data: await noiseJpeg(8, 8),
     });
     const id = Buffer.from(owner.nodeId);
-    const fence = Buffer.alloc(4);
-    fence.writeUInt32BE(token);
+    const fence = Buffer.alloc(8);
+    fence.writeBigUInt64BE(BigInt(token));
     // As the owner's own message, with its current token: only the fields give it away.
     await client.set(
       `fh:latest:${topic}`,

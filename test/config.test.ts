@@ -134,7 +134,12 @@ describe('loadConfig', () => {
   }
 
   it('takes the cluster settings from flags and env: one node without a Redis URL', () => {
-    expect(loadConfig([], {}).cluster).toEqual({ ingest: true, leaseMs: 3000, latestFrameTtlMs: 5000 });
+    expect(loadConfig([], {}).cluster).toEqual({
+      redisCluster: false,
+      ingest: true,
+      leaseMs: 3000,
+      latestFrameTtlMs: 5000,
+    });
     expect(
       loadConfig(['--redis-url', 'redis://10.0.0.9:6379', '--ingest=false', '--node-id', 'edge-1'], {})
         .cluster,
@@ -151,6 +156,24 @@ describe('loadConfig', () => {
       /cluster\.redisUrl: must be a redis/,
     );
     expect(() => loadConfig(['--node-id', 'a b'], {})).toThrowError(/cluster\.nodeId/);
+  });
+
+  it('takes a Redis Cluster as seeds; several URLs without --redis-cluster are refused', () => {
+    const seeds = 'redis://a:7000,redis://b:7000';
+    expect(loadConfig(['--redis-url', seeds, '--redis-cluster=true'], {}).cluster).toMatchObject({
+      redisUrl: seeds,
+      redisCluster: true,
+    });
+    expect(
+      loadConfig([], { FRAMEHUB_REDIS_URL: seeds, FRAMEHUB_REDIS_CLUSTER: 'true' }).cluster.redisCluster,
+    ).toBe(true);
+    expect(() => loadConfig(['--redis-url', seeds], {})).toThrowError(
+      /cluster\.redisUrl: names several servers/,
+    );
+    expect(() => loadConfig(['--redis-url', 'redis://a:7000,http://b'], {})).toThrowError(
+      /cluster\.redisUrl: must be a redis/,
+    );
+    expect(() => loadConfig(['--redis-cluster=yes'], {})).toThrowError(/cluster\.redisCluster/);
   });
 
   it('rejects an unknown flag and a missing or malformed file', () => {

@@ -19,6 +19,8 @@ export interface ClusterNodeStatus {
 export interface ClusterStatus {
   nodeId: string;
   busUp: boolean;
+  /** How frames cross Redis: `plain` PUBLISH/SUBSCRIBE or `sharded` SPUBLISH/SSUBSCRIBE (Redis Cluster). */
+  pubsub?: 'plain' | 'sharded' | undefined;
   /** Cameras this node ingests now (from memory, not Redis: right even while Redis is down). */
   ingesting: string[];
   /** Every node whose heartbeat is in Redis (empty while Redis is down). */

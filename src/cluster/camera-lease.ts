@@ -1,18 +1,36 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import type { RedisClient } from './redis-links.js';
 
-const leaseKey = (camera: string) => `fh:lease:${camera}`;
-const fenceKey = (camera: string) => `fh:fence:${camera}`;
-const seqKey = (camera: string) => `fh:seq:${camera}`;
+// A camera's three keys share a hash tag (`{camera}`): in a Redis Cluster they are in one slot,
+// as a script that touches several keys requires.
+const leaseKey = (camera: string) => `fh:lease:{${camera}}`;
+const fenceKey = (camera: string) => `fh:fence:{${camera}}`;
+const seqKey = (camera: string) => `fh:seq:{${camera}}`;
 
 /**
- * Takes a free lease: `SET NX PX`, then a new fencing token (INCR) and the seqs the previous
- * owner last recorded. Nil when another node holds it.
+ * The next fencing token. A fence key that is missing (first use, or Redis lost its data:
+ * restarted empty, or a replica that missed the last INCR took over) starts again from Redis's
+ * clock in microseconds, so a token after a data loss is still above every earlier one (unless
+ * there were more takeovers than microseconds passed). Concatenated as a string: Lua's numbers
+ * would print 16 digits in exponent form.
  */
-const ACQUIRE = `
+const NEXT_TOKEN = `
+local function next_token(key)
+  if redis.call('EXISTS', key) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', key, t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+  return redis.call('INCR', key)
+end`;
+
+/**
+ * Takes a free lease: `SET NX PX`, then a new fencing token and the seqs the previous owner
+ * last recorded. Nil when another node holds it.
+ */
+const ACQUIRE = `${NEXT_TOKEN}
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local token = redis.call('INCR', KEYS[2])
+  local token = next_token(KEYS[2])
   local s = redis.call('HMGET', KEYS[3], 'frame', 'vad')
   return {token, s[1] or '0', s[2] or '0'}
 end
@@ -21,9 +39,9 @@ return false`;
 /**
  * Renews a lease only while it is still ours, recording the seqs reached. A lease that expired
  * with nobody taking it (Redis restarted empty, or a renewal came late) is taken again, with a
- * new token: 0 another node holds it, 1 renewed, 2 taken again.
+ * new token: 0 another node holds it, 1 renewed, the new token when taken again.
  */
-const RENEW = `
+const RENEW = `${NEXT_TOKEN}
 local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -32,9 +50,9 @@ if owner == ARGV[1] then
 end
 if owner then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('INCR', KEYS[2])
+local token = next_token(KEYS[2])
 redis.call('HSET', KEYS[3], 'frame', ARGV[3], 'vad', ARGV[4])
-return 2`;
+return {token}`;
 
 /** Gives a lease back on a graceful stop (only if still ours), so another node need not wait it out. */
 const RELEASE = `
@@ -53,6 +71,11 @@ export interface CameraSeqs {
 export interface LeaseEvents {
   /** The lease is ours (`token` its fencing token): start ingesting, continuing after `seqs`. */
   acquired(camera: string, token: number, seqs: CameraSeqs): void;
+  /**
+   * The lease had expired and this node took it again with a new token (Redis lost it): the
+   * camera goes on, its messages carry the new token.
+   */
+  retaken(camera: string, token: number): void;
   /** The lease is another node's: stop ingesting at once. */
   lost(camera: string): void;
   /** Where the camera's frame and VAD seqs are now, recorded at each renewal. */
@@ -82,7 +105,7 @@ export class CameraLeases {
   private readonly holder: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly nodeId: string,
     private readonly cameras: readonly string[],
     private readonly periodMs: number,
@@ -153,6 +176,11 @@ export class CameraLeases {
       this.held.delete(camera);
       this.log.warn({ camera, node: this.nodeId }, 'camera lease lost: stopped ingesting');
       this.events.lost(camera);
+    } else if (Array.isArray(result)) {
+      const token = Number(result[0]);
+      this.held.set(camera, token);
+      this.log.info({ camera, node: this.nodeId, token }, 'camera lease had expired: taken again');
+      this.events.retaken(camera, token);
     }
   }
 

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { FramehubError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { RedisClient } from './redis-links.js';
 
 /** A job as GET /api/v1/jobs/<id> answers it, plus the node that runs it. */
 export type RemoteJobView = { id: string; state: string; node: string } & Record<string, unknown>;
@@ -16,7 +16,7 @@ export type RemoteJobView = { id: string; state: string; node: string } & Record
  */
 export class JobDirectory {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly nodeId: string,
     private readonly ttlMs: number,
     private readonly log: Pick<Logger, 'warn'>,

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import type { HistoryEntry } from '../hub/history.js';
 import type { Frame, Hub, RecordSink } from '../hub/hub.js';
 import { parseTopic } from '../hub/topics.js';
@@ -9,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { decodeUntrusted, type FrameRecord } from '../wire/records.js';
 import type { BusHooks, ClusterBus, ClusterNodeStatus, ClusterStatus } from './bus.js';
+import { openRedisLinks, type RedisClient, type RedisLinks } from './redis-links.js';
 
 /** A topic's pub/sub channel. */
 const channelOf = (topic: string) => `fh:t:${topic}`;
@@ -25,9 +25,14 @@ const TICK_MS = 1000;
 const WANT_GRACE_MS = 2500;
 /** The latest frame of a topic is written to Redis at most this often. */
 const LATEST_EVERY_MS = 500;
+/** A message's fencing token: 8 bytes, as the lease's tokens start from Redis's clock in µs. */
+const TOKEN_BYTES = 8;
 
 export interface RedisBusOptions {
+  /** One server's URL, or (with `redisCluster`) a comma-separated list of cluster seeds. */
   url: string;
+  /** The URL names a Redis Cluster: keys route by slot, pub/sub is sharded when the servers have it. */
+  redisCluster?: boolean;
   nodeId?: string | undefined;
   /** Whether this node may take cameras (false: a pure edge); shown in its heartbeat. */
   ingest: boolean;
@@ -114,7 +119,7 @@ const cameraTopics = (camera: string) => [
  *   cameras' topics, its recent job topics and `system`, one command a second (stale by up to 1 s: a topic a remote viewer left is
  *   published up to 1 s longer), made immediate for new demand by the `want` message. The
  *   same demand makes its FrameIngest produce the variant.
- * - A message is `[n][n bytes of origin node id][4 bytes: the owner's fencing token][record]`:
+ * - A message is `[n][n bytes of origin node id][8 bytes: the owner's fencing token][record]`:
  *   the record is the hub's msgpack bytes as they are (frames: the WS frame record; events: the
  *   event record). The receiver decodes it once to rebuild the Frame and publishes it into its
  *   own hub with the owner's seq. A new token for a camera (a new owner) restarts its topics in
@@ -123,8 +128,7 @@ const cameraTopics = (camera: string) => [
 export class RedisBus implements ClusterBus, RecordSink {
   readonly nodeId: string;
   private readonly header: Buffer;
-  private readonly cmd: Redis;
-  private readonly sub: Redis;
+  private readonly links: RedisLinks;
   /** Topics whose channel this node subscribes (local viewers, camera ingested elsewhere). */
   private readonly subscribed = new Set<string>();
   /** Cameras this node ingests (holds the lease of). */
@@ -144,6 +148,11 @@ export class RedisBus implements ClusterBus, RecordSink {
   private delivering = false;
   private readonly pushCameras: Set<string>;
   private timer: NodeJS.Timeout | undefined;
+  /** A PING unanswered for the command timeout: Redis is hung (stopped, swapping), taken as down. */
+  private hung = false;
+  private pinging = false;
+  private beating = false;
+  private beatAgain = false;
   private wasUp = false;
   /** Set at the first connect: only a later one is a reconnect. */
   private everUp = false;
@@ -158,54 +167,27 @@ export class RedisBus implements ClusterBus, RecordSink {
     this.pushCameras = new Set(opts.pushCameras);
     this.out = opts.metrics.busMessages.labels('out');
     this.in = opts.metrics.busMessages.labels('in');
-    const redisOptions = {
-      lazyConnect: true,
-      // Fail fast while Redis is away: a frame is not queued for later, it is simply not sent.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // A Redis that accepts commands and never answers (stopped, swapping) must not hold them
-      // forever: each fails after 2 s, so at most 2 s of frames are ever waiting for replies.
-      commandTimeout: 2000,
-      // Subscriptions are ours to restore (on `ready`), with our current set, not ioredis's.
-      autoResubscribe: false,
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
-    };
-    this.cmd = new Redis(opts.url, { ...redisOptions, connectionName: `framehub:${this.nodeId}` });
-    this.sub = new Redis(opts.url, { ...redisOptions, connectionName: `framehub-sub:${this.nodeId}` });
-    for (const conn of [this.cmd, this.sub]) {
-      let ready = false;
-      conn.on('ready', () => {
-        ready = true;
-        this.stateChanged();
-      });
-      conn.on('close', () => {
-        if (ready) opts.metrics.busDisconnects.inc();
-        ready = false;
-        this.stateChanged();
-      });
-      // ioredis reports every failed reconnect; the state change already says it once.
-      conn.on('error', () => {});
-    }
-    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
+    this.links = openRedisLinks(opts.url, opts.redisCluster === true, this.nodeId);
+    this.links.onChange((closed) => {
+      if (closed) opts.metrics.busDisconnects.inc();
+      this.stateChanged();
+    });
+    this.links.onMessage((channel, message) => this.onMessage(channel, message));
   }
 
-  /** The command connection, for the camera leases. */
-  get redis(): Redis {
-    return this.cmd;
+  /** The command connection, for the camera leases and the job directory. */
+  get redis(): RedisClient {
+    return this.links.cmd;
   }
 
   up(): boolean {
-    return this.cmd.status === 'ready' && this.sub.status === 'ready';
+    return this.links.up() && !this.hung;
   }
 
   /** Connects (waiting at most 2 s: a node starts without Redis and connects later). */
   async start(): Promise<void> {
     this.opts.metrics.busUp.set(0);
-    const connect = (c: Redis) => c.connect().catch(() => {});
-    await Promise.race([
-      Promise.all([connect(this.cmd), connect(this.sub)]),
-      new Promise((r) => setTimeout(r, 2000).unref()),
-    ]);
+    await Promise.race([this.links.connect(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
     this.stateChanged();
@@ -214,9 +196,8 @@ export class RedisBus implements ClusterBus, RecordSink {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    if (this.cmd.status === 'ready') await this.cmd.del(nodeKey(this.nodeId)).catch(() => {});
-    this.cmd.disconnect();
-    this.sub.disconnect();
+    if (this.up()) await this.redis.del(nodeKey(this.nodeId)).catch(() => {});
+    this.links.disconnect();
   }
 
   wanted(topic: string): void {
@@ -230,7 +211,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     const c = crossing(topic);
     if (c?.kind !== 'frame' || this.owned.has(c.camera!) || this.subscribed.has(topic) || !this.up()) return;
     try {
-      const latest = await this.cmd.getBuffer(latestKey(topic));
+      const latest = await this.redis.getBuffer(latestKey(topic));
       // An older frame than the hub's is dropped there as stale.
       if (latest) this.deliver(topic, latest, true);
     } catch {
@@ -250,7 +231,7 @@ export class RedisBus implements ClusterBus, RecordSink {
       this.tokens.set(camera, token);
       for (const topic of cameraTopics(camera)) {
         if (!this.subscribed.delete(topic)) continue;
-        this.sub.unsubscribe(channelOf(topic)).catch(() => {});
+        this.links.unsubscribe(channelOf(topic)).catch(() => {});
       }
     } else {
       this.owned.delete(camera);
@@ -268,21 +249,22 @@ export class RedisBus implements ClusterBus, RecordSink {
     const nodes: ClusterNodeStatus[] = [];
     if (this.up()) {
       try {
-        const keys: string[] = [];
-        let cursor = '0';
-        do {
-          const [next, batch] = await this.cmd.scan(cursor, 'MATCH', 'fh:node:*', 'COUNT', 200);
-          cursor = next;
-          keys.push(...batch);
-        } while (cursor !== '0');
-        const values = keys.length ? await this.cmd.mget(keys) : [];
+        const keys = await this.links.scan('fh:node:*');
+        // One GET per key: in a Redis Cluster the keys live on different shards.
+        const values = await Promise.all(keys.map((key) => this.redis.get(key)));
         for (const v of values) if (v) nodes.push(JSON.parse(v) as ClusterNodeStatus);
         nodes.sort((a, b) => a.id.localeCompare(b.id));
       } catch (err) {
         this.opts.log.debug({ err }, 'cluster status: could not read the nodes');
       }
     }
-    return { nodeId: this.nodeId, busUp: this.up(), ingesting: [...this.owned].sort(), nodes };
+    return {
+      nodeId: this.nodeId,
+      busUp: this.up(),
+      pubsub: this.links.mode,
+      ingesting: [...this.owned].sort(),
+      nodes,
+    };
   }
 
   // RecordSink: what this node's hub publishes, sent on when another node wants it.
@@ -297,7 +279,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     if (demanded) this.send(frame.topic, message);
     if (due) {
       this.latestSetAt.set(frame.topic, now);
-      this.cmd.set(latestKey(frame.topic), message, 'PX', this.opts.latestFrameTtlMs).catch(() => {});
+      this.redis.set(latestKey(frame.topic), message, 'PX', this.opts.latestFrameTtlMs).catch(() => {});
     }
   }
 
@@ -317,8 +299,8 @@ export class RedisBus implements ClusterBus, RecordSink {
 
   /** Origin, token, then the record's bytes as the hub has them (one copy, no re-encode). */
   private message(topic: string, record: Uint8Array): Buffer {
-    const token = Buffer.allocUnsafe(4);
-    token.writeUInt32BE((this.tokens.get(crossing(topic)?.camera ?? '') ?? 0) >>> 0);
+    const token = Buffer.allocUnsafe(TOKEN_BYTES);
+    token.writeBigUInt64BE(BigInt(this.tokens.get(crossing(topic)?.camera ?? '') ?? 0));
     return Buffer.concat([this.header, token, record]);
   }
 
@@ -334,27 +316,27 @@ export class RedisBus implements ClusterBus, RecordSink {
 
   private storeInit(init: VideoItem): void {
     const ttl = Math.max(10 * TICK_MS, this.opts.latestFrameTtlMs);
-    this.cmd.set(initKey(init.topic), this.message(init.topic, init.record), 'PX', ttl).catch(() => {});
+    this.redis.set(initKey(init.topic), this.message(init.topic, init.record), 'PX', ttl).catch(() => {});
   }
 
   private send(topic: string, message: Buffer): void {
     this.out.inc();
-    this.cmd.publish(channelOf(topic), message).catch(() => {});
+    this.links.publish(channelOf(topic), message).catch(() => {});
   }
 
   private async subscribeTopic(topic: string): Promise<void> {
     try {
-      await this.sub.subscribe(channelOf(topic));
+      await this.links.subscribe(channelOf(topic));
       // Subscribed first, then the latest frame: nothing published in between is missed (an
       // older latest frame is then dropped by the hub as stale).
       const kind = crossing(topic)?.kind;
       if (kind === 'frame' || kind === 'video') {
-        const latest = await this.cmd.getBuffer(kind === 'frame' ? latestKey(topic) : initKey(topic));
+        const latest = await this.redis.getBuffer(kind === 'frame' ? latestKey(topic) : initKey(topic));
         if (latest && this.subscribed.has(topic)) this.deliver(topic, latest, true);
       }
       // The sender's header first: the node that sends a want must not take it as demand itself
       // (a push camera's publishing node also subscribes its channel while it has viewers).
-      await this.cmd.publish(CONTROL, Buffer.concat([this.header, Buffer.from(topic)]));
+      await this.links.publish(CONTROL, Buffer.concat([this.header, Buffer.from(topic)]));
     } catch (err) {
       // Redis went away meanwhile: `ready` subscribes every wanted topic again.
       this.opts.log.debug({ err, topic }, 'cluster: subscribe failed; retried on reconnect');
@@ -386,9 +368,9 @@ export class RedisBus implements ClusterBus, RecordSink {
     const idLength = message[0] ?? 0;
     // A node's own message comes back only for a push camera it both publishes and watches.
     if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
-    if (message.length < 1 + idLength + 4) return;
-    const token = message.readUInt32BE(1 + idLength);
-    const record = message.subarray(1 + idLength + 4);
+    if (message.length < 1 + idLength + TOKEN_BYTES) return;
+    const token = Number(message.readBigUInt64BE(1 + idLength));
+    const record = message.subarray(1 + idLength + TOKEN_BYTES);
     const c = crossing(topic);
     const origin = message.toString('utf8', 1, 1 + idLength);
     if (c?.camera !== undefined && !this.sameOwner(c.camera, token, origin)) return;
@@ -512,7 +494,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     const kind = up ? 'bus_up' : 'bus_down';
     if (up) {
       this.opts.log.info({ node: this.nodeId }, 'cluster bus up');
-      this.sub.subscribe(CONTROL).catch(() => {});
+      this.links.subscribe(CONTROL).catch(() => {});
       for (const topic of this.subscribed) void this.subscribeTopic(topic);
       if (this.everUp) this.opts.onReconnect?.();
       this.everUp = true;
@@ -524,13 +506,14 @@ export class RedisBus implements ClusterBus, RecordSink {
     this.opts.hub.publishEvent('system', { type: 'system', kind, node: this.nodeId });
   }
 
-  /** Once a second: idle channels dropped, remote demand polled, heartbeat written. */
+  /** Once a second: Redis pinged, idle channels dropped, remote demand polled, heartbeat written. */
   private tick(): void {
+    this.watch();
     if (!this.up()) return;
     for (const topic of this.subscribed) {
       if (this.opts.hooks.localSubscribers(topic) > 0) continue;
       this.subscribed.delete(topic);
-      this.sub.unsubscribe(channelOf(topic)).catch(() => {});
+      this.links.unsubscribe(channelOf(topic)).catch(() => {});
     }
     const now = Date.now();
     for (const [topic, at] of this.localJobs) if (now - at > JOB_POLL_MS) this.localJobs.delete(topic);
@@ -546,16 +529,14 @@ export class RedisBus implements ClusterBus, RecordSink {
       if (init) this.storeInit(init);
     }
     if (topics.length) {
-      this.cmd
-        .call('PUBSUB', 'NUMSUB', ...topics.map(channelOf))
-        .then((reply) => {
-          const flat = reply as (string | number)[];
+      this.links
+        .numsub(topics.map(channelOf))
+        .then((counts) => {
           // Rebuilt from each reply, so topics no longer polled (old jobs) are forgotten.
           this.numsub.clear();
-          for (let i = 0; i + 1 < flat.length; i += 2) {
-            const topic = String(flat[i]).slice(CHANNEL_PREFIX.length);
-            const self = this.subscribed.has(topic) ? 1 : 0;
-            this.numsub.set(topic, Number(flat[i + 1]) - self);
+          for (const [channel, n] of counts) {
+            const topic = channel.slice(CHANNEL_PREFIX.length);
+            this.numsub.set(topic, n - (this.subscribed.has(topic) ? 1 : 0));
           }
         })
         .catch(() => {});
@@ -563,14 +544,58 @@ export class RedisBus implements ClusterBus, RecordSink {
     this.heartbeat();
   }
 
-  /** `fh:node:<id>`: what this node ingests and serves, gone 3 s after its last write. */
+  /**
+   * A connection can stay open to a Redis that answers nothing (SIGSTOP, swap death): ioredis
+   * then never says `close`. A PING unanswered within the command timeout (2 s) marks the bus
+   * down (`bus_down`, `/readyz` degraded) until one is answered again.
+   */
+  private watch(): void {
+    if (this.pinging || !this.links.up()) return;
+    this.pinging = true;
+    this.redis
+      .ping()
+      .then(
+        () => this.setHung(false),
+        () => this.setHung(true),
+      )
+      .finally(() => {
+        this.pinging = false;
+      });
+  }
+
+  private setHung(hung: boolean): void {
+    if (hung === this.hung) return;
+    this.hung = hung;
+    if (hung) this.opts.log.warn({ node: this.nodeId }, 'cluster: Redis does not answer (PING timed out)');
+    this.stateChanged();
+  }
+
+  /**
+   * `fh:node:<id>`: what this node ingests and serves, gone 3 s after its last write. One write
+   * at a time, the next one taking the state of its own moment: two in flight can land out of
+   * order (a Redis Cluster client retries one while its slot map loads), and an older state
+   * would then stand for a second.
+   */
   private heartbeat(): void {
+    if (this.beating) {
+      this.beatAgain = true;
+      return;
+    }
+    this.beating = true;
     const heartbeat: ClusterNodeStatus = {
       id: this.nodeId,
       cameras: [...this.owned].sort(),
       viewers: this.opts.hooks.viewers(),
       ingest: this.opts.ingest,
     };
-    this.cmd.set(nodeKey(this.nodeId), JSON.stringify(heartbeat), 'PX', 3 * TICK_MS).catch(() => {});
+    this.redis
+      .set(nodeKey(this.nodeId), JSON.stringify(heartbeat), 'PX', 3 * TICK_MS)
+      .catch(() => {})
+      .finally(() => {
+        this.beating = false;
+        if (!this.beatAgain) return;
+        this.beatAgain = false;
+        if (this.up()) this.heartbeat();
+      });
   }
 }

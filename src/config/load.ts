@@ -16,6 +16,8 @@ const OPTIONS = {
   'cors-origins': { type: 'string', env: 'FRAMEHUB_CORS_ORIGINS' },
   /** `cluster.redisUrl`: scale out on this Redis. */
   'redis-url': { type: 'string', env: 'FRAMEHUB_REDIS_URL' },
+  /** `cluster.redisCluster`: `--redis-cluster=true` when the URL names a Redis Cluster. */
+  'redis-cluster': { type: 'string', env: 'FRAMEHUB_REDIS_CLUSTER' },
   /** `cluster.ingest`: `--ingest=false` makes a pure edge that takes no camera. */
   ingest: { type: 'string', env: 'FRAMEHUB_INGEST' },
   /** `cluster.nodeId`. */
@@ -73,11 +75,12 @@ export function loadConfig(argv: string[], env: Env): Config {
   }
   const cluster: Record<string, unknown> = { ...(raw.cluster as object | undefined) };
   const redisUrl = pick('redis-url');
+  const redisCluster = pick('redis-cluster');
   const ingest = pick('ingest');
   const nodeId = pick('node-id');
   if (redisUrl !== undefined) cluster.redisUrl = redisUrl;
-  // Anything but true/false stays a string, so the schema names the field in its error.
-  if (ingest !== undefined) cluster.ingest = ingest === 'true' ? true : ingest === 'false' ? false : ingest;
+  if (redisCluster !== undefined) cluster.redisCluster = toBoolean(redisCluster);
+  if (ingest !== undefined) cluster.ingest = toBoolean(ingest);
   if (nodeId !== undefined) cluster.nodeId = nodeId;
   if (Object.keys(cluster).length) raw.cluster = cluster;
   if (env.FFMPEG_PATH) raw.ffmpegPath = env.FFMPEG_PATH;
@@ -91,6 +94,10 @@ export function loadConfig(argv: string[], env: Env): Config {
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, configPath));
   return parsed.data;
 }
+
+/** `true`/`false`; anything else stays a string, so the schema names the field in its error. */
+const toBoolean = (value: string): boolean | string =>
+  value === 'true' ? true : value === 'false' ? false : value;
 
 function readConfigFile(path: string): Record<string, unknown> {
   let text: string;

@@ -505,8 +505,17 @@ const configFields = z.strictObject({
       /** `redis://[user:password@]host:port[/db]` (or `rediss://`); FRAMEHUB_REDIS_URL / --redis-url set it. */
       redisUrl: z
         .string()
-        .regex(/^rediss?:\/\/./, 'must be a redis:// or rediss:// URL')
+        .regex(
+          /^rediss?:\/\/[^,]+(,\s*rediss?:\/\/[^,]+)*$/,
+          'must be a redis:// or rediss:// URL (a comma-separated list of them for a Redis Cluster)',
+        )
         .optional(),
+      /**
+       * `redisUrl` is a Redis Cluster (its URLs are seeds; the rest is discovered): keys route
+       * by slot, and frames cross by sharded pub/sub when the servers have it (Redis 7).
+       * FRAMEHUB_REDIS_CLUSTER / --redis-cluster set it.
+       */
+      redisCluster: z.boolean().default(false),
       /** false: a pure edge that takes no camera (serves viewers only); --ingest=false. */
       ingest: z.boolean().default(true),
       /** This node's name in Redis keys and the status API; default random per process. */
@@ -529,6 +538,14 @@ const configFields = z.strictObject({
 
 /** The whole config, with the rules that tie top-level fields together. */
 export const configSchema = configFields.superRefine((config, ctx) => {
+  if (config.cluster.redisUrl?.includes(',') && !config.cluster.redisCluster) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['cluster', 'redisUrl'],
+      message:
+        'names several servers: that is a Redis Cluster, set cluster.redisCluster (--redis-cluster=true)',
+    });
+  }
   // An opt-in that names no proxy would silently do nothing: refused, so the mistake shows.
   if (config.authOffTrustsProxy && config.trustProxy.length === 0) {
     ctx.addIssue({

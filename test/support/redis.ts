@@ -1,4 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pollUntil } from '../helpers.js';
 import { freePort } from './nginx.js';
@@ -15,6 +18,9 @@ export interface RunningRedis {
   /** Stops the server (SIGTERM, nothing saved); `start()` brings it back, empty, on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections open and answers nothing (a hung Redis); `resume()` is SIGCONT. */
+  pause(): void;
+  resume(): void;
   /** Everything the server wrote, for a failing test's message. */
   output(): string;
 }
@@ -92,6 +98,8 @@ export async function startRedis(): Promise<RunningRedis> {
       await stop();
     },
     start,
+    pause: () => proc?.kill('SIGSTOP'),
+    resume: () => proc?.kill('SIGCONT'),
     output: () => output,
   };
 }
@@ -102,4 +110,117 @@ export async function commandCalls(redis: Redis): Promise<Record<string, number>
   const calls: Record<string, number> = {};
   for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
   return calls;
+}
+
+export interface RunningRedisCluster {
+  /** The masters' ports. */
+  ports: number[];
+  /** Every master as a comma-separated list of seeds, as `--redis-url` takes it with `--redis-cluster=true`. */
+  url: string;
+  /** A plain client of one master, for its own INFO and PUBSUB (not cluster-aware). */
+  node(port: number): Redis;
+  /** The master holding `key`'s slot. */
+  ownerOf(key: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of `masters` private redis-servers (no replicas) on loopback ephemeral ports,
+ * joined with `redis-cli --cluster create`, resolved once every server says `cluster_state:ok`.
+ */
+export async function startRedisCluster(
+  masters = 3,
+  /** false: SPUBLISH renamed away, as on a server without sharded pub/sub (Redis < 7). */
+  { sharded = true } = {},
+): Promise<RunningRedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'fh-redis-cluster-'));
+  const ports: number[] = [];
+  const procs: ChildProcess[] = [];
+  const clients: Redis[] = [];
+  let output = '';
+  for (let i = 0; i < masters; i++) ports.push(await freePort());
+  for (const port of ports) {
+    const proc = spawn(
+      REDIS_SERVER,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...(sharded ? [] : ['--rename-command', 'SPUBLISH', '']),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    proc.stdout?.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    procs.push(proc);
+  }
+  const node = (port: number) => {
+    const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  const answers = async (port: number) => {
+    try {
+      return (await node(port).ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  };
+  for (const port of ports) {
+    if (!(await pollUntil(() => answers(port), 10_000)))
+      throw new Error(`redis ${port}: ${output.slice(-2000)}`);
+  }
+  execFileSync(
+    '/usr/bin/redis-cli',
+    [
+      '--cluster',
+      'create',
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ],
+    { stdio: 'ignore', timeout: 30_000 },
+  );
+  const ok = await pollUntil(async () => {
+    const states = await Promise.all(ports.map((p) => node(p).cluster('INFO')));
+    return states.every((s) => s.includes('cluster_state:ok'));
+  }, 20_000);
+  if (!ok) throw new Error('the Redis Cluster did not reach cluster_state:ok');
+  return {
+    ports,
+    url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','),
+    node,
+    async ownerOf(key: string) {
+      const slot = Number(await node(ports[0]!).cluster('KEYSLOT', key));
+      const ranges = await node(ports[0]!).cluster('SLOTS');
+      const range = ranges.find(([from, to]) => slot >= from && slot <= to)!;
+      return range[2]![1];
+    },
+    async stop() {
+      for (const c of clients.splice(0)) c.disconnect();
+      await Promise.all(
+        procs.map((p) => {
+          if (p.exitCode !== null || p.signalCode !== null) return;
+          const exited = new Promise((res) => p.once('exit', res));
+          p.kill('SIGTERM');
+          return exited;
+        }),
+      );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,0 +1,254 @@
+import { Cluster, Redis } from 'ioredis';
+
+/** A connection that runs commands: one Redis server, or a Redis Cluster routing by key. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * How frames cross: `plain` is PUBLISH/SUBSCRIBE (one Redis server, or a Redis Cluster whose
+ * servers lack sharded pub/sub, where every PUBLISH is broadcast to every cluster node);
+ * `sharded` is SPUBLISH/SSUBSCRIBE (Redis 7 Cluster: a message stays in its channel's shard).
+ */
+export type PubSubMode = 'plain' | 'sharded';
+
+/**
+ * What the bus needs from Redis, whichever deployment it is: commands, pub/sub on channels,
+ * subscriber counts over all of Redis, and the keys matching a pattern over all of Redis.
+ */
+export interface RedisLinks {
+  /** The command connection: keys, scripts. */
+  readonly cmd: RedisClient;
+  /** Undefined until the first connect has found out. */
+  readonly mode: PubSubMode | undefined;
+  /** Both connections ready (commands and pub/sub). */
+  up(): boolean;
+  connect(): Promise<void>;
+  disconnect(): void;
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  publish(channel: string, message: Buffer): Promise<unknown>;
+  /** Subscribers of each channel, counted on every server that can hold one. */
+  numsub(channels: string[]): Promise<Map<string, number>>;
+  /** Every key matching `pattern`, on every server that holds keys. */
+  scan(pattern: string): Promise<string[]>;
+  /** A message on a subscribed channel, as bytes. */
+  onMessage(handler: (channel: Buffer, message: Buffer) => void): void;
+  /** Up/down edges of `up()`; `closed` is a connection lost after it was ready (counted). */
+  onChange(handler: (closed: boolean) => void): void;
+}
+
+const common = {
+  // A Redis that accepts commands and never answers (stopped, swapping) must not hold them
+  // forever: each fails after 2 s, so at most 2 s of frames are ever waiting for replies.
+  commandTimeout: 2000,
+  maxRetriesPerRequest: 0,
+  // Subscriptions are the bus's to restore (on `ready`), with its current set.
+  autoResubscribe: false,
+};
+
+const backoff = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000);
+
+/** Opens the links `cluster` asks for: `url` is one server, or a comma-separated list of cluster seeds. */
+export function openRedisLinks(url: string, cluster: boolean, name: string): RedisLinks {
+  return cluster ? new ClusterLinks(url, name) : new ServerLinks(url, name);
+}
+
+/** One Redis server: a command connection and a connection in subscriber mode. */
+class ServerLinks implements RedisLinks {
+  readonly cmd: Redis;
+  private readonly sub: Redis;
+  readonly mode = 'plain' as const;
+  private changed: (closed: boolean) => void = () => {};
+
+  constructor(url: string, name: string) {
+    const options = {
+      ...common,
+      lazyConnect: true,
+      // Fail fast while Redis is away: a frame is not queued for later, it is simply not sent.
+      enableOfflineQueue: false,
+      retryStrategy: backoff,
+    };
+    this.cmd = new Redis(url, { ...options, connectionName: `framehub:${name}` });
+    this.sub = new Redis(url, { ...options, connectionName: `framehub-sub:${name}` });
+    for (const conn of [this.cmd, this.sub]) {
+      let ready = false;
+      conn.on('ready', () => {
+        ready = true;
+        this.changed(false);
+      });
+      conn.on('close', () => {
+        const was = ready;
+        ready = false;
+        this.changed(was);
+      });
+      // ioredis reports every failed reconnect; the bus's state change says it once.
+      conn.on('error', () => {});
+    }
+  }
+
+  up(): boolean {
+    return this.cmd.status === 'ready' && this.sub.status === 'ready';
+  }
+
+  async connect(): Promise<void> {
+    await Promise.all([this.cmd.connect().catch(() => {}), this.sub.connect().catch(() => {})]);
+  }
+
+  disconnect(): void {
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+
+  subscribe(channel: string) {
+    return this.sub.subscribe(channel);
+  }
+
+  unsubscribe(channel: string) {
+    return this.sub.unsubscribe(channel);
+  }
+
+  publish(channel: string, message: Buffer) {
+    return this.cmd.publish(channel, message);
+  }
+
+  async numsub(channels: string[]): Promise<Map<string, number>> {
+    return countReply(await this.cmd.call('PUBSUB', 'NUMSUB', ...channels));
+  }
+
+  scan(pattern: string): Promise<string[]> {
+    return scanServer(this.cmd, pattern);
+  }
+
+  onMessage(handler: (channel: Buffer, message: Buffer) => void): void {
+    this.sub.on('messageBuffer', handler);
+  }
+
+  onChange(handler: (closed: boolean) => void): void {
+    this.changed = handler;
+  }
+}
+
+/**
+ * A Redis Cluster. Commands route by key (the lease scripts' keys share a hash tag). Pub/sub is
+ * sharded when the servers have SPUBLISH (Redis 7): ioredis keeps one subscriber connection
+ * per shard, and a message is copied only inside its channel's shard. Without it, plain pub/sub
+ * on one subscriber connection, with every PUBLISH broadcast over the whole cluster.
+ */
+class ClusterLinks implements RedisLinks {
+  readonly cmd: Cluster;
+  mode: PubSubMode | undefined;
+  private ready = false;
+  private changed: (closed: boolean) => void = () => {};
+
+  constructor(url: string, name: string) {
+    const seeds = url.split(',').map((u) => new URL(u.trim()));
+    const first = seeds[0]!;
+    this.cmd = new Cluster(
+      seeds.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
+      {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        shardedSubscribers: true,
+        clusterRetryStrategy: backoff,
+        redisOptions: {
+          ...common,
+          connectionName: `framehub:${name}`,
+          username: decodeURIComponent(first.username) || undefined,
+          password: decodeURIComponent(first.password) || undefined,
+          tls: first.protocol === 'rediss:' ? {} : undefined,
+        },
+      },
+    );
+    this.cmd.on('ready', () => void this.detect());
+    this.cmd.on('close', () => {
+      const was = this.ready;
+      this.ready = false;
+      this.changed(was);
+    });
+    this.cmd.on('error', () => {});
+    this.cmd.on('nodeError', () => {});
+  }
+
+  /** Whether the servers have sharded pub/sub: SPUBLISH is a known command (Redis ≥ 7). */
+  private async detect(): Promise<void> {
+    try {
+      const info = (await this.cmd.call('COMMAND', 'INFO', 'SPUBLISH')) as unknown[];
+      this.mode = Array.isArray(info) && info[0] ? 'sharded' : 'plain';
+      this.ready = true;
+      this.changed(false);
+    } catch {
+      // Not answered: the next `ready` tries again.
+    }
+  }
+
+  up(): boolean {
+    return this.ready && this.cmd.status === 'ready';
+  }
+
+  async connect(): Promise<void> {
+    await this.cmd.connect().catch(() => {});
+  }
+
+  disconnect(): void {
+    this.cmd.disconnect();
+  }
+
+  subscribe(channel: string) {
+    return this.mode === 'sharded' ? this.cmd.ssubscribe(channel) : this.cmd.subscribe(channel);
+  }
+
+  unsubscribe(channel: string) {
+    return this.mode === 'sharded' ? this.cmd.sunsubscribe(channel) : this.cmd.unsubscribe(channel);
+  }
+
+  publish(channel: string, message: Buffer) {
+    return this.mode === 'sharded' ? this.cmd.spublish(channel, message) : this.cmd.publish(channel, message);
+  }
+
+  /**
+   * Summed over every cluster node: a server counts only its own clients' subscriptions (a
+   * sharded channel's subscribers are all on its shard, so the others answer 0).
+   */
+  async numsub(channels: string[]): Promise<Map<string, number>> {
+    const sub = this.mode === 'sharded' ? 'SHARDNUMSUB' : 'NUMSUB';
+    const replies = await Promise.all(
+      this.cmd.nodes('all').map((node) => node.call('PUBSUB', sub, ...channels).then(countReply)),
+    );
+    const total = new Map<string, number>();
+    for (const counts of replies)
+      for (const [channel, n] of counts) total.set(channel, (total.get(channel) ?? 0) + n);
+    return total;
+  }
+
+  async scan(pattern: string): Promise<string[]> {
+    const perNode = await Promise.all(this.cmd.nodes('master').map((node) => scanServer(node, pattern)));
+    return perNode.flat();
+  }
+
+  onMessage(handler: (channel: Buffer, message: Buffer) => void): void {
+    this.cmd.on('messageBuffer', handler);
+    this.cmd.on('smessageBuffer', handler);
+  }
+
+  onChange(handler: (closed: boolean) => void): void {
+    this.changed = handler;
+  }
+}
+
+/** `PUBSUB NUMSUB` / `SHARDNUMSUB`'s flat reply as channel → subscribers. */
+function countReply(reply: unknown): Map<string, number> {
+  const flat = reply as (string | number)[];
+  const counts = new Map<string, number>();
+  for (let i = 0; i + 1 < flat.length; i += 2) counts.set(String(flat[i]), Number(flat[i + 1]));
+  return counts;
+}
+
+async function scanServer(redis: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
