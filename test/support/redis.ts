@@ -214,7 +214,7 @@ export async function startRedisCluster(
       for (const c of clients.splice(0)) c.disconnect();
       await Promise.all(
         procs.map((p) => {
-          if (p.exitCode !== null || p.signalCode !== null) return;
+          if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
           const exited = new Promise((res) => p.once('exit', res));
           p.kill('SIGTERM');
           return exited;
