@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { get, metricValue, pollUntil, type RunningDaemon, startDaemon, testCamera } from './helpers.js';
-import { commandCalls, type RunningRedisCluster, startRedisCluster } from './support/redis.js';
+import {
+  clusterOf as cluster,
+  commandCalls,
+  type RunningRedisCluster,
+  startRedisCluster,
+} from './support/redis.js';
 import { type Received, WsStallable } from './support/stream-clients.js';
 
 // Two framehub nodes on a Redis Cluster of 3 masters (README "Scaling out", "Redis Cluster").
@@ -19,23 +24,6 @@ const config = { cameras: [testCamera('demo', FPS)], pool: { threads: 1 }, clust
 let redis: RunningRedisCluster;
 let nodes: RunningDaemon[] = [];
 let viewers: WsStallable[] = [];
-
-interface ClusterSection {
-  nodeId: string;
-  busUp: boolean;
-  pubsub: string;
-  ingesting: string[];
-  nodes: { id: string; cameras: string[] }[];
-}
-
-async function cluster(node: RunningDaemon): Promise<ClusterSection | undefined> {
-  try {
-    const res = await fetch(`${node.url}/api/v1/status`, { signal: AbortSignal.timeout(2000) });
-    return ((await res.json()) as { cluster: ClusterSection }).cluster;
-  } catch {
-    return undefined;
-  }
-}
 
 const start = (id: string) =>
   startDaemon(config, ['--redis-url', redis.url, '--redis-cluster=true', '--node-id', id]);

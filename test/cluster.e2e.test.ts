@@ -14,7 +14,7 @@ import {
   startDaemon,
   testCamera,
 } from './helpers.js';
-import { commandCalls, type RunningRedis, startRedis } from './support/redis.js';
+import { clusterOf as cluster, commandCalls, type RunningRedis, startRedis } from './support/redis.js';
 import { HttpStallable, type Received, type StallableViewer, WsStallable } from './support/stream-clients.js';
 
 // Three framehub nodes on one private redis-server (README "Scaling out"). Node 1 starts first
@@ -46,22 +46,6 @@ let monitor: ChildProcess | undefined;
 const nodes: RunningDaemon[] = [];
 /** Every viewer opened, closed at the end. */
 const viewers: StallableViewer[] = [];
-
-interface ClusterSection {
-  nodeId: string;
-  busUp: boolean;
-  ingesting: string[];
-  nodes: { id: string; cameras: string[]; viewers: number; ingest: boolean }[];
-}
-
-async function cluster(node: RunningDaemon): Promise<ClusterSection | undefined> {
-  try {
-    const res = await fetch(`${node.url}/api/v1/status`, { signal: AbortSignal.timeout(2000) });
-    return ((await res.json()) as { cluster: ClusterSection }).cluster;
-  } catch {
-    return undefined;
-  }
-}
 
 const port = (node: RunningDaemon) => Number(new URL(node.url).port);
 const start = (id: string, ...extra: string[]) =>

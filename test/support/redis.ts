@@ -224,3 +224,22 @@ export async function startRedisCluster(
     },
   };
 }
+
+/** The `cluster` section of a node's `/api/v1/status`. */
+export interface ClusterSection {
+  nodeId: string;
+  busUp: boolean;
+  pubsub: 'plain' | 'sharded';
+  ingesting: string[];
+  nodes: { id: string; cameras: string[]; viewers: number; ingest: boolean }[];
+}
+
+/** A node's view of the cluster; undefined while it does not answer (killed, starting). */
+export async function clusterOf(node: { url: string }): Promise<ClusterSection | undefined> {
+  try {
+    const res = await fetch(`${node.url}/api/v1/status`, { signal: AbortSignal.timeout(2000) });
+    return ((await res.json()) as { cluster: ClusterSection }).cluster;
+  } catch {
+    return undefined;
+  }
+}
