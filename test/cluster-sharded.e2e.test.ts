@@ -124,6 +124,31 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
     expect(metricValue(m2, 'framehub_bus_messages_total{direction="in"}')).toBeGreaterThanOrEqual(frames);
   }, 60_000);
 
+  it('one master that stops answering calls the bus down on every node; up again once it answers', async () => {
+    const port = redis.ports[0]!;
+    redis.pause(port);
+    try {
+      for (const node of nodes) {
+        expect(
+          await pollUntil(
+            async () => JSON.parse((await get(`${node.url}/readyz`)).text).status === 'degraded',
+            15_000,
+          ),
+        ).toBe(true);
+      }
+    } finally {
+      redis.resume(port);
+    }
+    for (const node of nodes) {
+      expect(
+        await pollUntil(
+          async () => JSON.parse((await get(`${node.url}/readyz`)).text).status === 'ready',
+          15_000,
+        ),
+      ).toBe(true);
+    }
+  }, 60_000);
+
   it('node 1 killed: node 2 takes the camera within 2 lease periods, its viewer goes on, seq increasing', async () => {
     const v = viewers.at(-1)!;
     const killedAt = Date.now();

@@ -547,12 +547,13 @@ export class RedisBus implements ClusterBus, RecordSink {
   /**
    * A connection can stay open to a Redis that answers nothing (SIGSTOP, swap death): ioredis
    * then never says `close`. A PING unanswered within the command timeout (2 s) marks the bus
-   * down (`bus_down`, `/readyz` degraded) until one is answered again.
+   * down (`bus_down`, `/readyz` degraded) until one is answered again. On a Redis Cluster every
+   * master is pinged: one that is down holds a share of the topics.
    */
   private watch(): void {
     if (this.pinging || !this.links.up()) return;
     this.pinging = true;
-    this.redis
+    this.links
       .ping()
       .then(
         () => this.setHung(false),

@@ -30,6 +30,8 @@ export interface RedisLinks {
   numsub(channels: string[]): Promise<Map<string, number>>;
   /** Every key matching `pattern`, on every server that holds keys. */
   scan(pattern: string): Promise<string[]>;
+  /** Resolves when every server that holds keys or channels answers a PING. */
+  ping(): Promise<void>;
   /** A message on a subscribed channel, as bytes. */
   onMessage(handler: (channel: Buffer, message: Buffer) => void): void;
   /** Up/down edges of `up()`; `closed` is a connection lost after it was ready (counted). */
@@ -116,6 +118,10 @@ class ServerLinks implements RedisLinks {
 
   scan(pattern: string): Promise<string[]> {
     return scanServer(this.cmd, pattern);
+  }
+
+  async ping(): Promise<void> {
+    await this.cmd.ping();
   }
 
   onMessage(handler: (channel: Buffer, message: Buffer) => void): void {
@@ -222,6 +228,11 @@ class ClusterLinks implements RedisLinks {
   async scan(pattern: string): Promise<string[]> {
     const perNode = await Promise.all(this.cmd.nodes('master').map((node) => scanServer(node, pattern)));
     return perNode.flat();
+  }
+
+  /** Every master: one that is down takes its shard's topics and keys with it. */
+  async ping(): Promise<void> {
+    await Promise.all(this.cmd.nodes('master').map((node) => node.ping()));
   }
 
   onMessage(handler: (channel: Buffer, message: Buffer) => void): void {

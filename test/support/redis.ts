@@ -121,6 +121,9 @@ export interface RunningRedisCluster {
   node(port: number): Redis;
   /** The master holding `key`'s slot. */
   ownerOf(key: string): Promise<number>;
+  /** SIGSTOP / SIGCONT one master: its connections stay open, it answers nothing meanwhile. */
+  pause(port: number): void;
+  resume(port: number): void;
   stop(): Promise<void>;
 }
 
@@ -210,10 +213,13 @@ export async function startRedisCluster(
       const range = ranges.find(([from, to]) => slot >= from && slot <= to)!;
       return range[2]![1];
     },
+    pause: (port) => procs[ports.indexOf(port)]?.kill('SIGSTOP'),
+    resume: (port) => procs[ports.indexOf(port)]?.kill('SIGCONT'),
     async stop() {
       for (const c of clients.splice(0)) c.disconnect();
       await Promise.all(
         procs.map((p) => {
+          p.kill('SIGCONT');
           if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
           const exited = new Promise((res) => p.once('exit', res));
           p.kill('SIGTERM');
