@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../src/hub/history.js';
 import { Hub } from '../src/hub/hub.js';
-import { newEpoch, resumeStreams, resumeTopic, validEpoch } from '../src/hub/resume.js';
+import { gapBefore, newEpoch, resumeStreams, resumeTopic, validEpoch } from '../src/hub/resume.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 import { lastEventId, parseLastEventId } from '../src/server/last-event-id.js';
+import { encode } from '../src/wire/records.js';
 
 /**
  * Resume semantics (src/hub/resume.ts) against a real hub and its history: which entries a
@@ -248,6 +249,131 @@ describe('resumeStreams (SSE Last-Event-ID)', () => {
       entries: [],
     });
     expect(resumeStreams(hub.history, hub.epoch, frames, { topic: 'system', seq: 1, epoch: OLD })).toEqual({
+      gaps: [],
+      entries: [],
+    });
+  });
+});
+
+describe('a topic another node numbers (cluster: Hub.nextSeqUnknown)', () => {
+  const VAD = 'cam/demo/vad';
+
+  /** A cluster node's hub, and events of `topic` as the bus delivers them from their owner. */
+  function clusterHub(perTopic = 8) {
+    const hub = new Hub(new Set(['demo']), createMetrics(), perTopic);
+    hub.clustered = true;
+    const remote = (topic: string, ...seqs: number[]) => {
+      for (const seq of seqs) {
+        const body = { type: 'vad', topic, seq, ts: 1, speaking: true };
+        hub.publishRemoteEvent(topic, seq, encode(body), body);
+      }
+    };
+    const unknown = (t: string) => hub.nextSeqUnknown(t);
+    return { hub, remote, unknown };
+  }
+
+  it('no history here: the position is held, no gap yet; the first live event says whether one is owed', () => {
+    const { hub, unknown } = clusterHub();
+    // The node never received the topic: 31..56 may have been published elsewhere, or nothing.
+    const plan = resumeTopic(hub.history, hub.epoch, VAD, 30, undefined, unknown);
+    expect(plan).toEqual({ gaps: [], entries: [], pending: new Map([[VAD, { after: 30 }]]) });
+    const held = plan.pending!.get(VAD)!;
+    expect(gapBefore(held, VAD, 57, hub.epoch)).toEqual({
+      type: 'gap',
+      topic: VAD,
+      epoch: hub.epoch,
+      reason: 'evicted',
+      after: 30,
+      first: 57,
+    });
+    expect(gapBefore(held, VAD, 31, hub.epoch)).toBeUndefined();
+    // Not above the position: another numbering (a new owner that numbers lower), never a duplicate.
+    expect(gapBefore(held, VAD, 12, hub.epoch)).toMatchObject({ reason: 'epoch', after: 30, first: 12 });
+    // `system` is numbered by each node itself; one node alone numbers everything.
+    expect(resumeTopic(hub.history, hub.epoch, 'system', 3, undefined, unknown)).toEqual({
+      gaps: [],
+      entries: [],
+    });
+    const { hub: alone } = hubWith(8);
+    expect(alone.nextSeqUnknown(VAD)).toBe(false);
+    expect(
+      resumeTopic(alone.history, alone.epoch, VAD, 30, undefined, (t) => alone.nextSeqUnknown(t)),
+    ).toEqual({ gaps: [], entries: [] });
+  });
+
+  it('from another epoch with no history here: the epoch gap waits for the first event, which gives its `first`', () => {
+    const { hub, unknown } = clusterHub();
+    const plan = resumeTopic(hub.history, hub.epoch, VAD, 30, OLD, unknown);
+    expect(plan).toEqual({ gaps: [], entries: [], pending: new Map([[VAD, { after: 30, owed: 'epoch' }]]) });
+    expect(gapBefore(plan.pending!.get(VAD)!, VAD, 31, hub.epoch)).toMatchObject({
+      reason: 'epoch',
+      after: 30,
+      first: 31,
+    });
+  });
+
+  it('a run the bus stopped receiving: replayed, then its newest held; a later event after a break starts a new run', () => {
+    const { hub, remote, unknown } = clusterHub();
+    remote(VAD, 1, 2, 3, 4, 5);
+    // Received live: history reaches the present, a resume is decided now.
+    expect(hub.nextSeqUnknown(VAD)).toBe(false);
+    expect(resumeTopic(hub.history, hub.epoch, VAD, 3, undefined, unknown)).toMatchObject({ gaps: [] });
+    expect(resumeTopic(hub.history, hub.epoch, VAD, 3, undefined, unknown).pending).toBeUndefined();
+    // The last local viewer left: the owner goes on numbering, nothing reaches this node.
+    hub.interruptTopic(VAD);
+    const plan = resumeTopic(hub.history, hub.epoch, VAD, 3, undefined, unknown);
+    expect(positions(plan.entries)).toEqual([`${VAD}:4`, `${VAD}:5`]);
+    expect(plan.pending).toEqual(new Map([[VAD, { after: 5 }]]));
+    // Received again from seq 9: 6..8 never came here, so the old run is not kept beside it.
+    remote(VAD, 9, 10);
+    expect(hub.nextSeqUnknown(VAD)).toBe(false);
+    expect(positions(hub.history.entries(VAD))).toEqual([`${VAD}:9`, `${VAD}:10`]);
+    expect(resumeTopic(hub.history, hub.epoch, VAD, 5, undefined, unknown).gaps).toEqual([
+      { type: 'gap', topic: VAD, epoch: hub.epoch, reason: 'evicted', after: 5, first: 9 },
+    ]);
+    // Received again with nothing missed: the run goes on.
+    hub.interruptTopic(VAD);
+    remote(VAD, 11);
+    expect(positions(hub.history.entries(VAD))).toEqual([`${VAD}:9`, `${VAD}:10`, `${VAD}:11`]);
+  });
+
+  it('restartTopic (a new owner) forgets the history, so a resume never mixes two numberings', () => {
+    const { hub, remote, unknown } = clusterHub();
+    remote(VAD, 1, 2, 3, 4, 5);
+    hub.restartTopic(VAD);
+    expect(hub.history.entries(VAD)).toEqual([]);
+    // Before the new owner's first event: held, and its first event (seq 1: it numbers lower) owes a gap.
+    const plan = resumeTopic(hub.history, hub.epoch, VAD, 3, undefined, unknown);
+    expect(plan).toEqual({ gaps: [], entries: [], pending: new Map([[VAD, { after: 3 }]]) });
+    expect(gapBefore(plan.pending!.get(VAD)!, VAD, 1, hub.epoch)).toMatchObject({
+      reason: 'epoch',
+      first: 1,
+    });
+    remote(VAD, 1, 2);
+    expect(positions(hub.history.entries(VAD))).toEqual([`${VAD}:1`, `${VAD}:2`]);
+  });
+
+  it('resumeStreams (SSE): the id’s topic holds its seq, other such topics 0; frames and `system` never', () => {
+    const { hub, unknown } = clusterHub();
+    for (let i = 0; i < 3; i++) hub.publishEvent('system', { type: 'system' });
+    const topics = ['system', VAD, 'cam/demo/low'];
+    expect(
+      resumeStreams(hub.history, hub.epoch, topics, { topic: VAD, seq: 30, epoch: hub.epoch }, unknown),
+    ).toEqual({
+      gaps: [],
+      entries: [],
+      pending: new Map([[VAD, { after: 30 }]]),
+    });
+    const held = resumeStreams(hub.history, hub.epoch, topics, { topic: 'system', seq: 2 }, unknown);
+    expect(positions(held.entries)).toEqual(['system:3']);
+    expect(held.gaps).toEqual([]);
+    expect(held.pending).toEqual(new Map([[VAD, { after: 0 }]]));
+    // Another epoch: system's gap now; the VAD one when its first event gives `first`.
+    const other = resumeStreams(hub.history, hub.epoch, topics, { topic: VAD, seq: 30, epoch: OLD }, unknown);
+    expect(other.gaps.map((g) => g.topic)).toEqual(['system']);
+    expect(other.pending).toEqual(new Map([[VAD, { after: 30, owed: 'epoch' }]]));
+    // No id: a fresh connect starts live, nothing is held.
+    expect(resumeStreams(hub.history, hub.epoch, topics, undefined, unknown)).toEqual({
       gaps: [],
       entries: [],
     });

@@ -2,6 +2,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import type { Frame } from '../src/hub/hub.js';
 import { Hub } from '../src/hub/hub.js';
+import { resumeStreams } from '../src/hub/resume.js';
 import { createMetrics, type Metrics } from '../src/metrics/metrics.js';
 import { sseFramings } from '../src/server/sse.js';
 import type { Backpressure } from '../src/viewers/slow-state.js';
@@ -9,6 +10,7 @@ import { SlowState } from '../src/viewers/slow-state.js';
 import type { CloseReason, Framing, TransportName, ViewerTransport } from '../src/viewers/transport.js';
 import { type ViewerContext, ViewerGroup, type ViewerGroupOptions } from '../src/viewers/viewer-group.js';
 import { ViewerSession } from '../src/viewers/viewer-session.js';
+import { encode } from '../src/wire/records.js';
 
 /**
  * The viewer core in-process, over a transport that records what it is asked to do. These are
@@ -279,5 +281,89 @@ describe('counts balance when a write turns a viewer slow in the middle of a top
     expect(group.subscribers('cam/c1/medium')).toBe(1);
     s.end('shutdown');
     await expectForgotten(group, metrics, ctx.hub);
+  });
+});
+
+describe('resume on a topic another node numbers (cluster)', () => {
+  const VAD = 'cam/c1/vad';
+  /** A cluster node's group: its hub takes events of `VAD` as the bus delivers them from their owner. */
+  function clusterSetup(clustered = true) {
+    const s = setup();
+    s.ctx.hub.clustered = clustered;
+    s.ctx.hub.addSink(s.group);
+    const remote = (seq: number) => {
+      const body = { type: 'vad', topic: VAD, seq, ts: 1, speaking: true };
+      s.ctx.hub.publishRemoteEvent(VAD, seq, encode(body), body);
+    };
+    const framing = sseFramings(s.ctx.hub.epoch).inline;
+    /** An SSE viewer of VAD that reconnects with `Last-Event-ID: VAD:<after>:<epoch>`. */
+    const resumed = (after: number) => {
+      const session = new ViewerSession(s.group, new RecordingConn(), framing);
+      session.open();
+      session.add(VAD, 0);
+      const { hub } = s.ctx;
+      const last = { topic: VAD, seq: after, epoch: hub.epoch };
+      session.replay(resumeStreams(hub.history, hub.epoch, [VAD], last, (t) => hub.nextSeqUnknown(t)));
+      return session;
+    };
+    return { ...s, remote, resumed };
+  }
+  const sent = (c: RecordingConn) =>
+    c.written.map((b) => {
+      const text = Buffer.from(b).toString();
+      const data = JSON.parse(text.split('data: ')[1]!) as { seq?: number; after?: number; first?: number };
+      return text.startsWith('event: gap') ? `gap ${data.after}->${data.first}` : `${data.seq}`;
+    });
+
+  it('the first live event shows what was missed: a gap first, then the event; none when nothing was', () => {
+    const { group, remote, resumed } = clusterSetup();
+    // Nothing of VAD ever reached this node: the owner is at 56, these clients saw 30 and 56.
+    const behind = resumed(30);
+    const current = resumed(56);
+    expect(behind.conn.written).toEqual([]);
+    // Held positions count as receiving the topic: the cluster bus keeps it coming.
+    expect(group.subscribers(VAD)).toBe(2);
+    remote(57);
+    remote(58);
+    expect(sent(behind.conn)).toEqual(['gap 30->57', '57', '58']);
+    expect(sent(current.conn)).toEqual(['57', '58']);
+  });
+
+  it('a topic that never publishes owes no gap; a viewer that leaves holds nothing', () => {
+    const { group, remote, resumed } = clusterSetup();
+    const gone = resumed(30);
+    const staying = resumed(30);
+    expect(staying.conn.written).toEqual([]);
+    gone.remove(VAD);
+    expect(group.subscribers(VAD)).toBe(1);
+    staying.end('shutdown');
+    expect(group.subscribers(VAD)).toBe(0);
+    remote(57);
+    expect(gone.conn.written).toEqual([]);
+    expect(staying.conn.written).toEqual([]);
+  });
+
+  it('a new owner restarts the topic while a position is held: a gap is owed whatever its first seq', () => {
+    const { ctx, remote, resumed } = clusterSetup();
+    const v = resumed(30);
+    ctx.hub.restartTopic(VAD);
+    remote(31);
+    expect(sent(v.conn)).toEqual(['gap 30->31', '31']);
+    expect(JSON.parse(Buffer.from(v.conn.written[0]!).toString().split('data: ')[1]!)).toMatchObject({
+      reason: 'epoch',
+    });
+  });
+
+  it('one node alone: an empty history means nothing was published, and the stream starts live as before', () => {
+    const { ctx, group } = clusterSetup(false);
+    const v = new ViewerSession(group, new RecordingConn(), sseFramings(ctx.hub.epoch).inline);
+    v.open();
+    v.add(VAD, 0);
+    const last = { topic: VAD, seq: 30, epoch: ctx.hub.epoch };
+    const plan = resumeStreams(ctx.hub.history, ctx.hub.epoch, [VAD], last, (t) => ctx.hub.nextSeqUnknown(t));
+    expect(plan).toEqual({ gaps: [], entries: [] });
+    v.replay(plan);
+    ctx.hub.publishEvent(VAD, { type: 'vad', speaking: true });
+    expect(sent(v.conn)).toEqual(['1']);
   });
 });

@@ -165,6 +165,9 @@ export class RedisBus implements ClusterBus, RecordSink {
     const id = Buffer.from(this.nodeId);
     this.header = Buffer.concat([Buffer.from([id.length]), id]);
     this.pushCameras = new Set(opts.pushCameras);
+    // Events of a camera or a job may now be numbered elsewhere: a resume may have to wait for
+    // the next one to know what the client missed (Hub.nextSeqUnknown).
+    opts.hub.clustered = true;
     this.out = opts.metrics.busMessages.labels('out');
     this.in = opts.metrics.busMessages.labels('in');
     this.links = openRedisLinks(opts.url, opts.redisCluster === true, this.nodeId);
@@ -226,6 +229,9 @@ export class RedisBus implements ClusterBus, RecordSink {
   }
 
   setOwned(camera: string, owned: boolean, token = 0): void {
+    // This node starts or stops numbering the camera's VAD: what its history holds is not known
+    // to continue into the next event.
+    this.opts.hub.interruptTopic(`cam/${camera}/vad`);
     if (owned) {
       this.owned.add(camera);
       this.tokens.set(camera, token);
@@ -502,6 +508,8 @@ export class RedisBus implements ClusterBus, RecordSink {
     } else {
       this.opts.log.warn({ node: this.nodeId }, 'cluster bus down: remote cameras stop until Redis is back');
       this.numsub.clear();
+      // Events published meanwhile never reach this node: its history of them stops here.
+      for (const topic of this.subscribed) this.opts.hub.interruptTopic(topic);
     }
     this.opts.hub.publishEvent('system', { type: 'system', kind, node: this.nodeId });
   }
@@ -514,6 +522,8 @@ export class RedisBus implements ClusterBus, RecordSink {
       if (this.opts.hooks.localSubscribers(topic) > 0) continue;
       this.subscribed.delete(topic);
       this.links.unsubscribe(channelOf(topic)).catch(() => {});
+      // Its later events are not recorded here: a resume on it waits for the next one it gets.
+      this.opts.hub.interruptTopic(topic);
     }
     const now = Date.now();
     for (const [topic, at] of this.localJobs) if (now - at > JOB_POLL_MS) this.localJobs.delete(topic);

@@ -34,6 +34,8 @@ export interface RecordSink {
   publishEvent(event: HistoryEntry): void;
   /** A live video init segment or fragment (`cam/<id>/video`). */
   publishVideo(item: VideoItem): void;
+  /** A topic restarted (Hub.restartTopic): resume positions held on it no longer compare with its seqs. */
+  restartTopic?(topic: string): void;
 }
 
 export type TopicCheck =
@@ -90,6 +92,13 @@ export class Hub {
   private readonly latency;
   /** Live video per camera that has it (`video` set), by topic. */
   private readonly videoTracks = new Map<string, VideoTrack>();
+  /**
+   * Set by the cluster bus: this node's event topics other than `system` may be numbered by
+   * another node (see nextSeqUnknown).
+   */
+  clustered = false;
+  /** Topics whose history is no longer known to reach the present (interruptTopic). */
+  private readonly interrupted = new Set<string>();
 
   constructor(
     private readonly cameras: ReadonlySet<string>,
@@ -200,7 +209,7 @@ export class Hub {
       msgpack: encode(record),
       json: JSON.stringify(record),
     };
-    this.history.add(entry);
+    this.record(entry);
     for (const sink of this.sinks) sink.publishEvent(entry);
     return entry;
   }
@@ -222,20 +231,63 @@ export class Hub {
       json: JSON.stringify(body),
       remote: true,
     };
-    this.history.add(entry);
+    this.record(entry);
     for (const sink of this.sinks) sink.publishEvent(entry);
     return true;
   }
 
   /**
+   * Keeps an event in history. A topic's history is one unbroken run of seqs, as resume needs (a
+   * position below its first is owed a gap, one within it gets what followed): an event that
+   * does not follow the newest (a topic received again after the bus stopped receiving it, a
+   * camera taken over with seqs skipped) starts a new run. One node alone never skips a seq.
+   */
+  private record(entry: HistoryEntry): void {
+    const { next } = this.history.span(entry.topic);
+    if (next > 1 && entry.seq !== next) this.history.forget(entry.topic);
+    this.interrupted.delete(entry.topic);
+    this.history.add(entry);
+  }
+
+  /**
+   * Whether a resume on event topic `topic` cannot know yet what the client missed, and must
+   * hold its position until the topic's next event (resume.ts `gapBefore`). One node alone
+   * numbers every topic itself: its history runs unbroken to the present, and an empty one
+   * means nothing was published. In a cluster a camera's VAD and a job's events are numbered by
+   * the node that owns them, and reach this one only while it has a viewer of them: an empty
+   * history (never received, forgotten, restarted) or an interrupted one does not say which
+   * seq comes next. An empty one may also be a topic this node numbers and has not published
+   * yet: the next event tells, and a topic that never publishes owes no gap. `system` is
+   * numbered by each node itself.
+   */
+  nextSeqUnknown(topic: string): boolean {
+    if (!this.clustered || topic === 'system') return false;
+    return this.interrupted.has(topic) || this.history.span(topic).next === 1;
+  }
+
+  /**
+   * The cluster bus stopped receiving a topic another node numbers (its last local viewer left,
+   * Redis went away), or its camera changed owner: its history is no longer known to reach the
+   * present, until the topic's next event.
+   */
+  interruptTopic(topic: string): void {
+    if (this.history.span(topic).next > 1) this.interrupted.add(topic);
+  }
+
+  /**
    * A topic's publisher changed and may number lower than before (a camera taken over by a node
    * that could not learn the last seq: see README "Scaling out"): its next frame or event is
-   * taken whatever its seq. The client sees seq go down: a new epoch of that topic.
+   * taken whatever its seq. The client sees seq go down: a new epoch of that topic. Its history
+   * goes too, so a resume never mixes two numberings, and a position a viewer holds on it is
+   * owed a gap (ViewerGroup.restartTopic).
    */
   restartTopic(topic: string): void {
     this.latestFrames.delete(topic);
     this.eventSeq.delete(topic);
+    this.history.forget(topic);
+    this.interrupted.delete(topic);
     this.videoTracks.get(topic)?.restart();
+    for (const sink of this.sinks) sink.restartTopic?.(topic);
   }
 
   /** The last seq an event topic used (0: none). */
@@ -258,6 +310,7 @@ export class Hub {
    */
   forgetTopic(topic: string): void {
     this.history.forget(topic);
+    this.interrupted.delete(topic);
     this.eventSeq.delete(topic);
   }
 

@@ -143,6 +143,10 @@ export class HttpStreams implements RecordSink {
     for (const g of this.groups.values()) g.publishVideo(item);
   }
 
+  restartTopic(topic: string): void {
+    for (const g of this.groups.values()) g.restartTopic(topic);
+  }
+
   subscribers(topic: string): number {
     let n = 0;
     for (const g of this.groups.values()) n += g.subscribers(topic);

@@ -184,7 +184,8 @@ export function registerSse(app: TemplatedApp, ctx: ServerContext, streams: Http
       });
       if (r.head) return r.endHead();
       const framing = r.query.get('frames') === 'ref' ? framings.byRef : framings.inline;
-      const plan = resumeStreams(ctx.hub.history, ctx.hub.epoch, unique, last);
+      const unknown = (t: string) => ctx.hub.nextSeqUnknown(t);
+      const plan = resumeStreams(ctx.hub.history, ctx.hub.epoch, unique, last, unknown);
       streams.open(group, res, framing, r.ip, principal, unique, plan);
     }),
   );

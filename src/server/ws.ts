@@ -414,8 +414,11 @@ export function createWsEndpoint(app: TemplatedApp, ctx: ServerContext, opts: Ws
       group.metrics.sent(n, n * frame.record.byteLength);
     },
     publishEvent(event: HistoryEntry) {
+      // Viewers that held a resume position on the topic: their gap, if owed, then subscribed.
+      group.beforeEvent(event);
       app.publish(event.topic, event.msgpack, true);
     },
+    restartTopic: (topic: string) => group.restartTopic(topic),
     publishVideo(item: VideoItem) {
       // A keyframe first subscribes the viewers waiting for one, so they receive it natively.
       group.beforeVideo(item);

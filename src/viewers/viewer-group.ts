@@ -1,5 +1,6 @@
 import type { HistoryEntry } from '../hub/history.js';
 import type { Frame, Hub, RecordSink } from '../hub/hub.js';
+import { gapBefore, type PendingResume } from '../hub/resume.js';
 import { parseTopic } from '../hub/topics.js';
 import type { VideoItem } from '../hub/video-track.js';
 import type { Logger } from '../log.js';
@@ -58,6 +59,12 @@ export class ViewerGroup<C> implements RecordSink {
    * counted (framehub_frames_dropped_total{reason="keyframe_wait",transport}).
    */
   private readonly videoWaiting = new Map<string, Set<ViewerSession<C>>>();
+  /**
+   * Event topic → sessions that resumed on it while its next seq was unknown here
+   * (ResumePlan.pending), and the position each holds: they receive the topic from its next
+   * event on, after the gap that event shows is owed. At most one entry per position a client sent.
+   */
+  private readonly eventWaiting = new Map<string, Map<ViewerSession<C>, PendingResume>>();
   private readonly topicLimit: TopicLimitError;
   private readonly timer: NodeJS.Timeout;
   private lastHeartbeat: number;
@@ -131,6 +138,7 @@ export class ViewerGroup<C> implements RecordSink {
 
   /** A closed session's topics: native pub/sub forgets a closed socket itself. */
   release(session: ViewerSession<C>, topics: string[]): void {
+    if (this.eventWaiting.size) for (const t of topics) this.stopHolding(session, t);
     if (this.transport.subscribe) return;
     for (const t of topics) this.unsubscribe(session, t);
   }
@@ -160,6 +168,47 @@ export class ViewerGroup<C> implements RecordSink {
 
   isWaiting(session: ViewerSession<C>, topic: string): boolean {
     return this.videoWaiting.get(topic)?.has(session) ?? false;
+  }
+
+  /** A session holds a resume position on `topic` instead of receiving it (replaces an earlier one). */
+  holdForEvent(session: ViewerSession<C>, topic: string, held: PendingResume): void {
+    let waiting = this.eventWaiting.get(topic);
+    if (!waiting) {
+      waiting = new Map();
+      this.eventWaiting.set(topic, waiting);
+    }
+    waiting.set(session, held);
+  }
+
+  /** Forgets a session's held position on `topic`; false if it held none. */
+  stopHolding(session: ViewerSession<C>, topic: string): boolean {
+    const waiting = this.eventWaiting.get(topic);
+    if (!waiting?.delete(session)) return false;
+    if (waiting.size === 0) this.eventWaiting.delete(topic);
+    return true;
+  }
+
+  /**
+   * Before an event's fan-out: the sessions holding a position on its topic learn the seq that
+   * follows it. Each gets the gap it is owed, if any, and is subscribed, so the fan-out (native
+   * or JS) delivers the event itself right after.
+   */
+  beforeEvent(entry: HistoryEntry): void {
+    const waiting = this.eventWaiting.get(entry.topic);
+    if (!waiting) return;
+    this.eventWaiting.delete(entry.topic);
+    const { epoch } = this.ctx.hub;
+    for (const [s, held] of waiting) {
+      const gap = gapBefore(held, entry.topic, entry.seq, epoch);
+      if (gap) s.write(s.framing.gap(gap));
+      if (!s.closed) this.subscribe(s, entry.topic);
+    }
+  }
+
+  /** A topic restarted (Hub.restartTopic): positions held on it are of the old numbering, owed a gap. */
+  restartTopic(topic: string): void {
+    const waiting = this.eventWaiting.get(topic);
+    if (waiting) for (const [s, held] of waiting) waiting.set(s, { after: held.after, owed: 'epoch' });
   }
 
   /**
@@ -207,12 +256,16 @@ export class ViewerGroup<C> implements RecordSink {
     if (skipped) this.metrics.slowDrops.inc(skipped);
   }
 
-  /** Sessions receiving `topic`, slow ones included (drives which variants workers make). */
+  /**
+   * Sessions receiving `topic`, slow ones and ones holding a resume position on it included
+   * (drives which variants workers make, and which topics the cluster bus receives).
+   */
   subscribers(topic: string): number {
     return (
       (this.opts.nativeSubscribers?.(topic) ?? 0) +
       (this.byTopic.get(topic)?.size ?? 0) +
-      (this.slowPerTopic.get(topic) ?? 0)
+      (this.slowPerTopic.get(topic) ?? 0) +
+      (this.eventWaiting.get(topic)?.size ?? 0)
     );
   }
 
@@ -235,6 +288,7 @@ export class ViewerGroup<C> implements RecordSink {
   }
 
   publishEvent(entry: HistoryEntry): void {
+    this.beforeEvent(entry);
     const subs = this.byTopic.get(entry.topic);
     if (!subs) return;
     for (const s of subs) s.write(s.framing.event(entry));

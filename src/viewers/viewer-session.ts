@@ -101,10 +101,19 @@ export class ViewerSession<C> {
     if (this.resume) for (const t of this.topics?.concrete() ?? []) this.replayTopic(t);
   }
 
-  /** Sends a resume: its gap records, then the events, in publish order. */
+  /**
+   * Sends a resume: its gap records, then the events, in publish order. A topic whose next seq
+   * is not known yet is not received live until its next event: the group then sends the gap
+   * that event shows is owed, if any, before it (ViewerGroup.beforeEvent).
+   */
   replay(plan: ResumePlan): void {
     for (const g of plan.gaps) this.write(this.framing.gap(g));
     for (const e of plan.entries) this.write(this.framing.event(e));
+    if (!plan.pending || this.closed) return;
+    for (const [topic, held] of plan.pending) {
+      this.group.unsubscribe(this, topic);
+      this.group.holdForEvent(this, topic, held);
+    }
   }
 
   /**
@@ -268,7 +277,7 @@ export class ViewerSession<C> {
     if (this.slow && isFrameTopic(topic)) {
       this.group.addSlow(topic, -1);
       this.backpressure!.delivered?.delete(topic);
-    } else {
+    } else if (!this.group.stopHolding(this, topic)) {
       this.group.unsubscribe(this, topic);
     }
   }
@@ -277,7 +286,8 @@ export class ViewerSession<C> {
     const after = this.resume?.after.get(topic);
     if (after === undefined) return;
     const { hub } = this.group.ctx;
-    this.replay(resumeTopic(hub.history, hub.epoch, topic, after, this.resume!.epoch));
+    const unknown = (t: string) => hub.nextSeqUnknown(t);
+    this.replay(resumeTopic(hub.history, hub.epoch, topic, after, this.resume!.epoch, unknown));
   }
 
   private enterSlow(): void {
