@@ -15,6 +15,7 @@ import { type CameraSource, createCameraSource } from './ingest/camera-source.js
 import { FrameIngest } from './ingest/frame-ingest.js';
 import { routeRecords } from './ingest/record-router.js';
 import { AudioJobs } from './jobs/audio-job.js';
+import { lockDataDir } from './jobs/data-dir-lock.js';
 import { ImageJobs } from './jobs/image-job.js';
 import { JobStore } from './jobs/job-store.js';
 import { UploadJobs } from './jobs/upload-jobs.js';
@@ -149,6 +150,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     redisBus && new JobDirectory(redisBus.redis, bus.nodeId, config.jobs.ttlSeconds * 1000, log);
   if (jobDirectory) jobStore.onChange = (view, final) => jobDirectory.record(view, final);
   const ffmpegPath = resolveFfmpegPath(config.ffmpegPath);
+  // Before anything empties a directory under it: a second daemon there is refused.
+  const releaseDataDir = lockDataDir(config.jobs.dataDir);
   const audioJobs = new AudioJobs({
     store: jobStore,
     run: runVad,
@@ -401,6 +404,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       app.close();
       await tusStore.close();
       const workersExited = await pool.close(Math.max(0, deadline - Date.now()));
+      releaseDataDir();
       process.off('unhandledRejection', onUnhandled);
       if (!workersExited) throw new WorkersBusyError();
     },

@@ -158,6 +158,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig(['--node-id', 'a b'], {})).toThrowError(/cluster\.nodeId/);
   });
 
+  it('takes jobs.dataDir from --data-dir and FRAMEHUB_DATA_DIR, over the file', () => {
+    const file = writeConfig({ jobs: { dataDir: '/from/file', ttlSeconds: 60 } });
+    expect(loadConfig(['--config', file, '--data-dir', '/srv/a'], {}).jobs).toMatchObject({
+      dataDir: '/srv/a',
+      ttlSeconds: 60,
+    });
+    expect(loadConfig(['--config', file], { FRAMEHUB_DATA_DIR: '/srv/b' }).jobs.dataDir).toBe('/srv/b');
+  });
+
   it('takes a Redis Cluster as seeds; several URLs without --redis-cluster are refused', () => {
     const seeds = 'redis://a:7000,redis://b:7000';
     expect(loadConfig(['--redis-url', seeds, '--redis-cluster=true'], {}).cluster).toMatchObject({

@@ -46,6 +46,18 @@ export const testCamera = (id = 'demo', fps = 15) => ({ id, source: 'test', fps,
  * Starts the real daemon (dist/src/main.js) on an ephemeral port and waits for its
  * `"msg":"listening"` line.
  */
+/**
+ * Each daemon its own `jobs.dataDir` unless the test names one: a daemon refuses a data
+ * directory another one holds, and suites run side by side.
+ */
+function withOwnDataDir(config: unknown): unknown {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) return config;
+  const jobs = (config as { jobs?: Record<string, unknown> }).jobs;
+  if (jobs?.dataDir !== undefined) return config;
+  const dataDir = join(mkdtempSync(join(tmpdir(), 'framehub-data-')), 'data');
+  return { ...config, jobs: { ...jobs, dataDir } };
+}
+
 export async function startDaemon(
   config: unknown,
   extraArgs: string[] = [],
@@ -55,7 +67,15 @@ export async function startDaemon(
 ): Promise<RunningDaemon> {
   const proc = spawn(
     process.execPath,
-    [...(spawnOptions.nodeArgs ?? []), mainJs, '--port', '0', '--config', writeConfig(config), ...extraArgs],
+    [
+      ...(spawnOptions.nodeArgs ?? []),
+      mainJs,
+      '--port',
+      '0',
+      '--config',
+      writeConfig(withOwnDataDir(config)),
+      ...extraArgs,
+    ],
     {
       env: { ...process.env, FRAMEHUB_LOG_LEVEL: 'info', ...env },
       stdio: spawnOptions.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],

@@ -78,6 +78,8 @@ export async function startTarget(
         // Every swarm connection comes from 127.0.0.1: the per-IP limits that protect a real
         // deployment would otherwise turn most of the swarm away (1013 after the upgrade).
         viewers: LOAD_TEST_LIMITS,
+        // Each daemon its own data directory: two at once on one (the cluster bench) is refused.
+        ...(name === 'framehub' ? { jobs: { dataDir: join(tmp, 'data') } } : {}),
       },
       setup.framehubConfig ?? {},
     );

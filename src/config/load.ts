@@ -10,6 +10,8 @@ const OPTIONS = {
   port: { type: 'string', env: 'FRAMEHUB_PORT' },
   config: { type: 'string', env: 'FRAMEHUB_CONFIG' },
   'pool-threads': { type: 'string', env: 'FRAMEHUB_POOL_THREADS' },
+  /** `jobs.dataDir`: each daemon on a host needs its own. */
+  'data-dir': { type: 'string', env: 'FRAMEHUB_DATA_DIR' },
   /** `trustProxy`, comma-separated; an empty value trusts no proxy. */
   'trust-proxy': { type: 'string', env: 'FRAMEHUB_TRUST_PROXY' },
   /** `cors.origins`, comma-separated. */
@@ -58,6 +60,8 @@ export function loadConfig(argv: string[], env: Env): Config {
   if (host !== undefined) raw.host = host;
   if (port !== undefined) raw.port = toNumber(port);
   if (threads !== undefined) raw.pool = { ...(raw.pool as object | undefined), threads: toNumber(threads) };
+  const dataDir = pick('data-dir');
+  if (dataDir !== undefined) raw.jobs = { ...(raw.jobs as object | undefined), dataDir };
   const trustProxy = pick('trust-proxy');
   if (trustProxy !== undefined) {
     raw.trustProxy = trustProxy
