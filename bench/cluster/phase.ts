@@ -8,15 +8,16 @@ import { Swarm, split } from '../lib/swarm.js';
 import type { OpenResult, WorkerReport } from '../lib/swarm-protocol.js';
 import type { RunningTarget } from '../lib/target.js';
 import { DeliveryMeter, type DeliveryWindow } from '../metrics/delivery.js';
-import { countersDelta, numsub, type RedisCounters, readCounters } from './redis.js';
+import { countersDelta, type RedisCounters, readCounters, sumCounters } from './redis.js';
 
 /**
  * One measured phase of bench:cluster: WS viewers on node 1 (local), on node 2 (remote), both
  * sets at once, or none (the idle baseline). Each set of viewers is its own swarm, so the
  * latency of local and remote viewers is counted apart even when they run together. Over the
  * window: the viewers' latency and delivery (bench/metrics/delivery.ts cuts the swarm's
- * cumulative counts at the window's edges), Redis's INFO counters, the frames the publisher
- * sent, both nodes' CPU from /proc and their bus counters from /metrics.
+ * cumulative counts at the window's edges), Redis's INFO counters (of the one server, or of
+ * each master of a Redis Cluster), the frames the publisher sent, both nodes' CPU from /proc
+ * and their bus counters from /metrics.
  */
 
 export type Side = 'local' | 'remote';
@@ -26,7 +27,14 @@ export interface Cluster {
   owner: RunningTarget;
   /** Node 2: its viewers see the camera only through Redis. */
   edge: RunningTarget;
-  redis: Redis;
+  /** The Redis servers counted: the one server, or each master of the Redis Cluster. */
+  redis: Redis[];
+  /** Subscribing nodes of each channel: PUBSUB NUMSUB, or SHARDNUMSUB summed over the masters. */
+  numsub(channels: string[]): Promise<Record<string, number>>;
+  /** The command frames cross by, as INFO commandstats names it: `publish`, or `spublish` (sharded). */
+  publishCommand: 'publish' | 'spublish';
+  /** Sharded: the `want` messages on `fh:ctl` the bench's own SSUBSCRIBE has received so far. */
+  wants?: () => number;
   publisher: Publisher;
   camera: string;
   variant: string;
@@ -60,8 +68,13 @@ export interface BusWindow {
   seconds: number;
   /** Frames the publisher sent between the INFO reads (each is one frame of the topic). */
   frames: number;
+  /** Summed over the servers (the one server: its own). */
   redis: RedisCounters;
-  /** PUBSUB NUMSUB of the channel half-way through the window: the subscribing nodes. */
+  /** A Redis Cluster: each master's own, in the order of `Cluster.redis`. */
+  shards?: RedisCounters[];
+  /** Sharded: `want` messages on `fh:ctl` received by the bench's subscriber over the window. */
+  wants?: number;
+  /** PUBSUB NUMSUB (SHARDNUMSUB summed over the masters) of the channel half-way through the window: the subscribing nodes. */
   subscribers: number;
   /** CPU seconds of each node over the window (/proc). */
   ownerCpuSeconds: number;
@@ -72,11 +85,15 @@ export interface BusWindow {
   /** framehub_frames_dropped_total deltas on both nodes, by series. */
   dropped: Record<string, number>;
   /**
-   * PUBLISH calls and frames sent over the whole phase, from before its viewers connected to
-   * the window's end (warm-up included): what crossed Redis because these viewers came.
+   * PUBLISH (SPUBLISH) calls and frames sent over the whole phase, from before its viewers
+   * connected to the window's end (warm-up included): what crossed Redis because these viewers came.
    */
   phasePublishes: number;
   phaseFrames: number;
+  /** A Redis Cluster: each master's counters over the whole phase. */
+  phaseShards?: RedisCounters[];
+  /** Sharded: `want` messages received by the bench's subscriber over the whole phase. */
+  phaseWants?: number;
   /** framehub_bus_messages_total{direction="out"} of node 1 over the phase: frame messages only (no `want`). */
   phaseOwnerBusOut: number;
 }
@@ -90,7 +107,8 @@ export interface PhaseResult {
 interface Snapshot {
   at: number;
   sent: number;
-  redis: RedisCounters;
+  redis: RedisCounters[];
+  wants: number;
   ownerCpu: number;
   edgeCpu: number;
   ownerMetrics: string;
@@ -99,7 +117,7 @@ interface Snapshot {
 
 async function snapshot(c: Cluster): Promise<Snapshot> {
   const [redis, ownerMetrics, edgeMetrics] = await Promise.all([
-    readCounters(c.redis),
+    Promise.all(c.redis.map((r) => readCounters(r))),
     fetchMetrics(c.owner.url),
     fetchMetrics(c.edge.url),
   ]);
@@ -107,6 +125,7 @@ async function snapshot(c: Cluster): Promise<Snapshot> {
     at: performance.now(),
     sent: c.publisher.stats.sent,
     redis,
+    wants: c.wants?.() ?? 0,
     ownerCpu: sampleProc(c.owner.pid!)?.cpuSeconds ?? Number.NaN,
     edgeCpu: sampleProc(c.edge.pid!)?.cpuSeconds ?? Number.NaN,
     ownerMetrics: ownerMetrics ?? '',
@@ -127,12 +146,17 @@ function droppedDelta(before: string, after: string, node: string): Record<strin
   return out;
 }
 
-function busWindow(a: Snapshot, b: Snapshot, subscribers: number, phaseStart = a): BusWindow {
+function busWindow(c: Cluster, a: Snapshot, b: Snapshot, subscribers: number, phaseStart = a): BusWindow {
   const out = 'framehub_bus_messages_total';
+  const shards = b.redis.map((after, i) => countersDelta(a.redis[i]!, after));
+  const phaseShards = b.redis.map((after, i) => countersDelta(phaseStart.redis[i]!, after));
+  const cluster = c.redis.length > 1;
   return {
     seconds: (b.at - a.at) / 1000,
     frames: b.sent - a.sent,
-    redis: countersDelta(a.redis, b.redis),
+    redis: sumCounters(shards),
+    shards: cluster ? shards : undefined,
+    wants: c.wants ? b.wants - a.wants : undefined,
     subscribers,
     ownerCpuSeconds: b.ownerCpu - a.ownerCpu,
     edgeCpuSeconds: b.edgeCpu - a.edgeCpu,
@@ -144,8 +168,10 @@ function busWindow(a: Snapshot, b: Snapshot, subscribers: number, phaseStart = a
       ...droppedDelta(a.ownerMetrics, b.ownerMetrics, 'node 1'),
       ...droppedDelta(a.edgeMetrics, b.edgeMetrics, 'node 2'),
     },
-    phasePublishes: (b.redis.calls.publish ?? 0) - (phaseStart.redis.calls.publish ?? 0),
+    phasePublishes: sumCounters(phaseShards).calls[c.publishCommand] ?? 0,
     phaseFrames: b.sent - phaseStart.sent,
+    phaseShards: cluster ? phaseShards : undefined,
+    phaseWants: c.wants ? b.wants - phaseStart.wants : undefined,
     phaseOwnerBusOut:
       series(b.ownerMetrics, out, '{direction="out"}') -
       series(phaseStart.ownerMetrics, out, '{direction="out"}'),
@@ -199,7 +225,7 @@ export async function runPhase(
     const before = await snapshot(c);
     let subscribers = Number.NaN;
     const half = sleep((o.seconds * 1000) / 2).then(async () => {
-      subscribers = (await numsub(c.redis, [c.channel]))[c.channel] ?? 0;
+      subscribers = (await c.numsub([c.channel]))[c.channel] ?? 0;
     });
     const windows = await Promise.all(meters.map((m) => m.window(o.seconds, undefined)));
     const after = await snapshot(c);
@@ -220,7 +246,7 @@ export async function runPhase(
         errorSamples: [...new Set(reports.flatMap((r) => r.errorSamples))].slice(0, 3),
       };
     });
-    return { name, sides: results, bus: busWindow(before, after, subscribers, phaseStart) };
+    return { name, sides: results, bus: busWindow(c, before, after, subscribers, phaseStart) };
   } finally {
     for (const s of open) await s.swarm.close();
   }
@@ -230,22 +256,22 @@ export async function runPhase(
 export async function runIdle(c: Cluster, seconds: number): Promise<PhaseResult> {
   const before = await snapshot(c);
   await sleep(seconds * 1000);
-  const subscribers = (await numsub(c.redis, [c.channel]))[c.channel] ?? 0;
+  const subscribers = (await c.numsub([c.channel]))[c.channel] ?? 0;
   const after = await snapshot(c);
-  return { name: 'idle (no viewers)', sides: [], bus: busWindow(before, after, subscribers) };
+  return { name: 'idle (no viewers)', sides: [], bus: busWindow(c, before, after, subscribers) };
 }
 
 /**
  * After a phase: waits until no node subscribes the channel (a node drops it within its 1 s
  * tick after its last viewer left), then until the owner's own view of the demand (its
- * PUBSUB NUMSUB, polled once a second) has caught up, so no phase inherits the last one's
+ * PUBSUB NUMSUB or SHARDNUMSUB, polled once a second) has caught up, so no phase inherits the last one's
  * publishing. Bounded: 10 s.
  */
 export async function settle(c: Cluster): Promise<void> {
   const deadline = performance.now() + 10_000;
   // Bounded by the deadline.
   while (performance.now() < deadline) {
-    if (((await numsub(c.redis, [c.channel]))[c.channel] ?? 0) === 0) break;
+    if (((await c.numsub([c.channel]))[c.channel] ?? 0) === 0) break;
     await sleep(200);
   }
   await sleep(1500);
