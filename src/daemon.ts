@@ -336,6 +336,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           source?.stop().catch((err: unknown) => log.warn({ err, camera }, 'could not stop a camera'));
         },
         seqs: (camera) => ({ frame: ingest.seqOf(camera), vad: hub.eventSeqOf(vadTopic(camera)) }),
+        mayAcquire: () => bus.up(),
       },
       log,
     );

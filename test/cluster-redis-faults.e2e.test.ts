@@ -72,8 +72,8 @@ describe('Redis faults', () => {
     redis.pause();
     const pausedAt = Date.now();
     expect(await pollUntil(async () => (await readiness()).status === 'degraded', 15_000)).toBe(true);
-    // One PING timeout (2 s) after the next tick (1 s), with slack for a loaded machine.
-    expect(Date.now() - pausedAt).toBeLessThanOrEqual(8000);
+    // Two PING timeouts (2 s each) after the next tick (1 s), with slack for a loaded machine.
+    expect(Date.now() - pausedAt).toBeLessThanOrEqual(12_000);
     expect(await metric(node, 'framehub_bus_up')).toBe(0);
     await viewer.until('bus_down', (r) => systemKinds(r).includes('bus_down'), 10_000);
     // The node's own camera is still served while Redis hangs.

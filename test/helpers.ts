@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -43,21 +43,21 @@ export function writeConfig(config: unknown): string {
 export const testCamera = (id = 'demo', fps = 15) => ({ id, source: 'test', fps, width: 640, height: 360 });
 
 /**
- * Starts the real daemon (dist/src/main.js) on an ephemeral port and waits for its
- * `"msg":"listening"` line.
- */
-/**
  * Each daemon its own `jobs.dataDir` unless the test names one: a daemon refuses a data
  * directory another one holds, and suites run side by side.
  */
-function withOwnDataDir(config: unknown): unknown {
+function withOwnDataDir(config: unknown, dataDir: string): unknown {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) return config;
   const jobs = (config as { jobs?: Record<string, unknown> }).jobs;
   if (jobs?.dataDir !== undefined) return config;
-  const dataDir = join(mkdtempSync(join(tmpdir(), 'framehub-data-')), 'data');
   return { ...config, jobs: { ...jobs, dataDir } };
 }
 
+/**
+ * Starts the real daemon (dist/src/main.js) on an ephemeral port and waits for its
+ * `"msg":"listening"` line. Its config file (and its data, unless the test names a
+ * `jobs.dataDir`) live in a temp dir removed when it exits.
+ */
 export async function startDaemon(
   config: unknown,
   extraArgs: string[] = [],
@@ -65,17 +65,12 @@ export async function startDaemon(
   /** `nodeArgs` go before the script (`--require` preloads); `ipc` opens a channel (`proc.send`). */
   spawnOptions: { nodeArgs?: string[]; ipc?: boolean } = {},
 ): Promise<RunningDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'framehub-test-'));
+  const configFile = join(dir, 'config.json');
+  writeFileSync(configFile, JSON.stringify(withOwnDataDir(config, join(dir, 'data'))));
   const proc = spawn(
     process.execPath,
-    [
-      ...(spawnOptions.nodeArgs ?? []),
-      mainJs,
-      '--port',
-      '0',
-      '--config',
-      writeConfig(withOwnDataDir(config)),
-      ...extraArgs,
-    ],
+    [...(spawnOptions.nodeArgs ?? []), mainJs, '--port', '0', '--config', configFile, ...extraArgs],
     {
       env: { ...process.env, FRAMEHUB_LOG_LEVEL: 'info', ...env },
       stdio: spawnOptions.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
@@ -95,7 +90,12 @@ export async function startDaemon(
     }
     for (const w of waiters) w();
   });
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  const exited = new Promise<number | null>((res) =>
+    proc.once('exit', (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      res(code);
+    }),
+  );
 
   const waitForLog = (pred: (l: LogLine) => boolean, timeoutMs = 15_000) =>
     new Promise<LogLine>((res, rej) => {

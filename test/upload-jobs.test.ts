@@ -12,19 +12,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { get, type RunningDaemon, startDaemon, Viewer } from './helpers.js';
 
 const MiB = 1024 * 1024;
-const dataDir = mkdtempSync(join(tmpdir(), 'framehub-uploads-'));
-const config = {
+/** A config of its own data directory: a restart with it finds the uploads the last daemon left. */
+const config = () => ({
   cameras: [],
-  jobs: { dataDir, maxUploadBytes: 64 * MiB },
+  jobs: { dataDir: mkdtempSync(join(tmpdir(), 'framehub-uploads-')), maxUploadBytes: 64 * MiB },
   uploads: { maxUploadBytes: 64 * MiB },
-};
+});
 const daemons: RunningDaemon[] = [];
 afterAll(async () => {
   for (const d of daemons) await d.stop();
 });
 
-async function daemon(): Promise<RunningDaemon> {
-  const d = await startDaemon(config);
+async function daemon(cfg: ReturnType<typeof config>): Promise<RunningDaemon> {
+  const d = await startDaemon(cfg);
   daemons.push(d);
   return d;
 }
@@ -79,7 +79,7 @@ function resume(data: Buffer, uploadUrl: string): Promise<void> {
 
 describe('tus upload → image job', () => {
   it('checks the job options at creation, ignoring what tus clients add by themselves', async () => {
-    const d = await daemon();
+    const d = await daemon(config());
     const create = (metadata: string) =>
       fetch(`${d.url}/api/v1/uploads/`, {
         method: 'POST',
@@ -100,7 +100,8 @@ describe('tus upload → image job', () => {
   it('previews before completion, survives a restart mid-upload, resumes and completes the job', async () => {
     const data = await bigJpeg();
     expect(data.length).toBeGreaterThan(15 * MiB);
-    let d = await daemon();
+    const cfg = config();
+    let d = await daemon(cfg);
     const uploadUrl = await uploadUntil(data, `${d.url}/api/v1/uploads/`, Math.ceil(data.length * 0.4));
     const id = uploadUrl.split('/').pop()!;
 
@@ -128,7 +129,7 @@ describe('tus upload → image job', () => {
 
     // Restart mid-upload: the new process finds the upload where the old one left it.
     await d.stop();
-    d = await daemon();
+    d = await daemon(cfg);
     const again = await fetch(`${d.url}/api/v1/uploads/${id}`, {
       method: 'HEAD',
       headers: { 'tus-resumable': '1.0.0' },

@@ -2,37 +2,52 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { RedisClient } from './redis-links.js';
 
-// A camera's three keys share a hash tag (`{camera}`): in a Redis Cluster they are in one slot,
-// as a script that touches several keys requires.
+// A camera's keys share a hash tag (`{camera}`): in a Redis Cluster they are in one slot, as a
+// script that touches several keys requires.
 const leaseKey = (camera: string) => `fh:lease:{${camera}}`;
 const fenceKey = (camera: string) => `fh:fence:{${camera}}`;
 const seqKey = (camera: string) => `fh:seq:{${camera}}`;
+const graceKey = (camera: string) => `fh:grace:{${camera}}`;
 
 /**
- * The next fencing token. A fence key that is missing (first use, or Redis lost its data:
- * restarted empty, or a replica that missed the last INCR took over) starts again from Redis's
- * clock in microseconds, so a token after a data loss is still above every earlier one (unless
- * there were more takeovers than microseconds passed). Concatenated as a string: Lua's numbers
- * would print 16 digits in exponent form.
+ * The next fencing token: one above the last, and at least Redis's clock in microseconds. So a
+ * token stays above every earlier one when Redis lost the fence (restarted empty) or went back
+ * to an older one (a replica that missed the last takeovers was promoted), as long as its clock
+ * does not go back. Written with %.0f: Lua prints a 16-digit number in exponent form otherwise
+ * (exact: below 2^53 until the year 2255).
  */
 const NEXT_TOKEN = `
 local function next_token(key)
-  if redis.call('EXISTS', key) == 0 then
-    local t = redis.call('TIME')
-    redis.call('SET', key, t[1] .. string.format('%06d', tonumber(t[2])))
-  end
-  return redis.call('INCR', key)
+  local t = redis.call('TIME')
+  local token = math.max(tonumber(redis.call('GET', key) or '0') + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', key, string.format('%.0f', token))
+  return token
 end`;
 
 /**
  * Takes a free lease: `SET NX PX`, then a new fencing token and the seqs the previous owner
- * last recorded. Nil when another node holds it.
+ * last recorded. Nil when another node holds it. Two more cases:
+ * - The lease is already ours: an earlier ACQUIRE of ours ran although we saw it time out (a
+ *   hung Redis answering late). It is adopted, with the token it got, instead of left to expire.
+ * - The fence is missing (Redis lost its data): no node acquires for ARGV[3] ms, so the owners
+ *   before the loss take their leases back first (RENEW) and no camera moves for nothing.
  */
 const ACQUIRE = `${NEXT_TOKEN}
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local token = next_token(KEYS[2])
+local function taken(token)
   local s = redis.call('HMGET', KEYS[3], 'frame', 'vad')
   return {token, s[1] or '0', s[2] or '0'}
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return taken(tonumber(redis.call('GET', KEYS[2]) or '0'))
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], '0')
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then return false end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return taken(next_token(KEYS[2]))
 end
 return false`;
 
@@ -78,6 +93,11 @@ export interface LeaseEvents {
   retaken(camera: string, token: number): void;
   /** The lease is another node's: stop ingesting at once. */
   lost(camera: string): void;
+  /**
+   * Whether a free lease may be taken now: not while the bus is down or Redis hangs, when a
+   * camera taken could not be published (default: always).
+   */
+  mayAcquire?(): boolean;
   /** Where the camera's frame and VAD seqs are now, recorded at each renewal. */
   seqs(camera: string): CameraSeqs;
 }
@@ -123,7 +143,12 @@ export class CameraLeases {
 
   /** Redis is back: let the previous owners renew (taking back their expired leases) first. */
   reconnected(): void {
-    this.acquireAfter = Date.now() + this.periodMs / 3 + 200;
+    this.acquireAfter = Date.now() + this.graceMs();
+  }
+
+  /** Long enough for every owner to renew once: a third of the period, plus a round trip. */
+  private graceMs(): number {
+    return Math.floor(this.periodMs / 3) + 200;
   }
 
   /** Cameras held, with their fencing tokens. */
@@ -157,7 +182,8 @@ export class CameraLeases {
     try {
       for (const camera of this.cameras) {
         if (this.held.has(camera)) await this.renew(camera);
-        else if (Date.now() >= this.acquireAfter) await this.acquire(camera);
+        else if (Date.now() >= this.acquireAfter && (this.events.mayAcquire?.() ?? true))
+          await this.acquire(camera);
       }
     } finally {
       this.busy = false;
@@ -187,7 +213,15 @@ export class CameraLeases {
   private async acquire(camera: string): Promise<void> {
     let result: unknown;
     try {
-      result = await this.redis.eval(ACQUIRE, 3, ...this.keys(camera), this.holder, this.periodMs);
+      result = await this.redis.eval(
+        ACQUIRE,
+        4,
+        ...this.keys(camera),
+        graceKey(camera),
+        this.holder,
+        this.periodMs,
+        this.graceMs(),
+      );
     } catch {
       return;
     }

@@ -27,6 +27,7 @@ const WANT_GRACE_MS = 2500;
 const LATEST_EVERY_MS = 500;
 /** A message's fencing token: 8 bytes, as the lease's tokens start from Redis's clock in µs. */
 const TOKEN_BYTES = 8;
+const MAX_TOKEN = BigInt(Number.MAX_SAFE_INTEGER);
 
 export interface RedisBusOptions {
   /** One server's URL, or (with `redisCluster`) a comma-separated list of cluster seeds. */
@@ -148,8 +149,9 @@ export class RedisBus implements ClusterBus, RecordSink {
   private delivering = false;
   private readonly pushCameras: Set<string>;
   private timer: NodeJS.Timeout | undefined;
-  /** A PING unanswered for the command timeout: Redis is hung (stopped, swapping), taken as down. */
+  /** Two PINGs in a row unanswered for the command timeout: Redis is hung (stopped, swapping), taken as down. */
   private hung = false;
+  private missedPings = 0;
   private pinging = false;
   private beating = false;
   private beatAgain = false;
@@ -375,11 +377,11 @@ export class RedisBus implements ClusterBus, RecordSink {
     // A node's own message comes back only for a push camera it both publishes and watches.
     if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
     if (message.length < 1 + idLength + TOKEN_BYTES) return;
-    const token = Number(message.readBigUInt64BE(1 + idLength));
+    const token = message.readBigUInt64BE(1 + idLength);
+    if (token > MAX_TOKEN) return;
     const record = message.subarray(1 + idLength + TOKEN_BYTES);
     const c = crossing(topic);
     const origin = message.toString('utf8', 1, 1 + idLength);
-    if (c?.camera !== undefined && !this.sameOwner(c.camera, token, origin)) return;
     try {
       // Redis is a trust boundary (anyone who can write to it reaches every node's viewers):
       // the same scan and limits as a client's message, and the fields every kind relies on.
@@ -390,6 +392,8 @@ export class RedisBus implements ClusterBus, RecordSink {
       if (!Number.isFinite(decoded.ts)) return;
       if (c?.kind === 'frame' && !plausibleFrame(decoded)) return;
       if (c?.kind === 'video' && !plausibleVideo(decoded)) return;
+      // Only a message that passed every check may tell who owns the camera.
+      if (c?.camera !== undefined && !this.sameOwner(c.camera, Number(token), origin)) return;
       this.in.inc();
       if (c?.kind === 'video') {
         this.deliverVideo(decoded, record);
@@ -556,9 +560,10 @@ export class RedisBus implements ClusterBus, RecordSink {
 
   /**
    * A connection can stay open to a Redis that answers nothing (SIGSTOP, swap death): ioredis
-   * then never says `close`. A PING unanswered within the command timeout (2 s) marks the bus
-   * down (`bus_down`, `/readyz` degraded) until one is answered again. On a Redis Cluster every
-   * master is pinged: one that is down holds a share of the topics.
+   * then never says `close`. Two PINGs in a row unanswered within the command timeout (2 s
+   * each) mark the bus down (`bus_down`, `/readyz` degraded) until one is answered again; one
+   * alone may be this process's own event loop stalling past the timeout. On a Redis Cluster
+   * every master is pinged: one that is down holds a share of the topics.
    */
   private watch(): void {
     if (this.pinging || !this.links.up()) return;
@@ -566,8 +571,14 @@ export class RedisBus implements ClusterBus, RecordSink {
     this.links
       .ping()
       .then(
-        () => this.setHung(false),
-        () => this.setHung(true),
+        () => {
+          this.missedPings = 0;
+          this.setHung(false);
+        },
+        () => {
+          this.missedPings++;
+          if (this.missedPings >= 2) this.setHung(true);
+        },
       )
       .finally(() => {
         this.pinging = false;

@@ -1,4 +1,4 @@
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Command, Redis } from 'ioredis';
 
 /** A connection that runs commands: one Redis server, or a Redis Cluster routing by key. */
 export type RedisClient = Redis | Cluster;
@@ -141,15 +141,21 @@ class ServerLinks implements RedisLinks {
  */
 class ClusterLinks implements RedisLinks {
   readonly cmd: Cluster;
+  /** Decided once, at the first connect that could ask every master; kept across reconnects. */
   mode: PubSubMode | undefined;
   private ready = false;
+  private detecting = false;
+  private readonly retry: NodeJS.Timeout;
+  /** Subscriber connections already watched for `close` (ioredis makes new ones as shards move). */
+  private readonly watched = new WeakSet<Redis>();
   private changed: (closed: boolean) => void = () => {};
 
   constructor(url: string, name: string) {
     const seeds = url.split(',').map((u) => new URL(u.trim()));
     const first = seeds[0]!;
     this.cmd = new Cluster(
-      seeds.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
+      // An IPv6 host keeps its brackets in a URL, not in a socket address.
+      seeds.map((u) => ({ host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || 6379) })),
       {
         lazyConnect: true,
         enableOfflineQueue: false,
@@ -172,17 +178,66 @@ class ClusterLinks implements RedisLinks {
     });
     this.cmd.on('error', () => {});
     this.cmd.on('nodeError', () => {});
+    // A master that did not answer the detection is asked again: the Cluster may stay `ready`
+    // and never say so a second time.
+    this.retry = setInterval(() => {
+      if (!this.ready && this.cmd.status === 'ready') void this.detect();
+      this.watchSubscribers();
+    }, 1000);
+    this.retry.unref();
   }
 
-  /** Whether the servers have sharded pub/sub: SPUBLISH is a known command (Redis ≥ 7). */
+  /**
+   * Whether every master has sharded pub/sub (SPUBLISH is a known command: Redis ≥ 7). Nodes
+   * that chose differently (a mixed 6/7 cluster) would not hear each other, so it is every
+   * master or none, decided once.
+   */
   private async detect(): Promise<void> {
+    if (this.detecting || this.ready) return;
+    this.detecting = true;
     try {
-      const info = (await this.cmd.call('COMMAND', 'INFO', 'SPUBLISH')) as unknown[];
-      this.mode = Array.isArray(info) && info[0] ? 'sharded' : 'plain';
+      if (this.mode === undefined) {
+        const masters = this.cmd.nodes('master');
+        const infos = await Promise.all(masters.map((m) => m.call('COMMAND', 'INFO', 'SPUBLISH')));
+        const sharded = infos.every((info) => Array.isArray(info) && info[0]);
+        this.mode = masters.length > 0 && sharded ? 'sharded' : 'plain';
+      }
       this.ready = true;
+      this.watchSubscribers();
       this.changed(false);
     } catch {
-      // Not answered: the next `ready` tries again.
+      // A master did not answer: the timer asks again.
+    } finally {
+      this.detecting = false;
+    }
+  }
+
+  /**
+   * The subscriber connections (one per shard, or the one of plain pub/sub) reconnect inside
+   * ioredis, which tells the Cluster nothing: each one lost after it was ready is reported as a
+   * disconnect (Redis dropping it over its output-buffer limit, a master restarting). They are
+   * reached through ioredis internals, pinned with the version.
+   */
+  private watchSubscribers(): void {
+    const internals = this.cmd as unknown as {
+      subscriber?: { getInstance(): Redis | undefined };
+      shardedSubscribers?: { shardedSubscribers?: Map<string, { getInstance(): Redis | null }> };
+    };
+    const connections = [
+      internals.subscriber?.getInstance(),
+      ...[...(internals.shardedSubscribers?.shardedSubscribers?.values() ?? [])].map((s) => s.getInstance()),
+    ];
+    for (const conn of connections) {
+      if (!conn || this.watched.has(conn)) continue;
+      this.watched.add(conn);
+      let ready = conn.status === 'ready';
+      conn.on('ready', () => {
+        ready = true;
+      });
+      conn.on('close', () => {
+        if (ready) this.changed(true);
+        ready = false;
+      });
     }
   }
 
@@ -195,6 +250,7 @@ class ClusterLinks implements RedisLinks {
   }
 
   disconnect(): void {
+    clearInterval(this.retry);
     this.cmd.disconnect();
   }
 
@@ -211,17 +267,33 @@ class ClusterLinks implements RedisLinks {
   }
 
   /**
-   * Summed over every cluster node: a server counts only its own clients' subscriptions (a
-   * sharded channel's subscribers are all on its shard, so the others answer 0).
+   * Sharded: each channel asked of the master that owns its slot (a server counts only its own
+   * clients' subscriptions), one command per shard; a shard that does not answer leaves its
+   * channels out of the reply (the bus keeps their last counts). Plain: summed over every node,
+   * since a subscriber may be connected to any; all of them must answer.
    */
   async numsub(channels: string[]): Promise<Map<string, number>> {
-    const sub = this.mode === 'sharded' ? 'SHARDNUMSUB' : 'NUMSUB';
-    const replies = await Promise.all(
-      this.cmd.nodes('all').map((node) => node.call('PUBSUB', sub, ...channels).then(countReply)),
-    );
     const total = new Map<string, number>();
-    for (const counts of replies)
-      for (const [channel, n] of counts) total.set(channel, (total.get(channel) ?? 0) + n);
+    if (this.mode !== 'sharded') {
+      const replies = await Promise.all(
+        this.cmd.nodes('all').map((node) => node.call('PUBSUB', 'NUMSUB', ...channels).then(countReply)),
+      );
+      for (const counts of replies)
+        for (const [channel, n] of counts) total.set(channel, (total.get(channel) ?? 0) + n);
+      return total;
+    }
+    const masters = new Map(this.cmd.nodes('master').map((m) => [`${m.options.host}:${m.options.port}`, m]));
+    const byShard = new Map<Redis, string[]>();
+    for (const channel of channels) {
+      const owner = this.cmd.slots[new Command('spublish', [channel, '']).getSlot() ?? -1]?.[0];
+      const master = owner === undefined ? undefined : masters.get(owner);
+      if (master) byShard.set(master, [...(byShard.get(master) ?? []), channel]);
+    }
+    const replies = await Promise.allSettled(
+      [...byShard].map(([master, chs]) => master.call('PUBSUB', 'SHARDNUMSUB', ...chs).then(countReply)),
+    );
+    for (const reply of replies)
+      if (reply.status === 'fulfilled') for (const [c, n] of reply.value) total.set(c, n);
     return total;
   }
 
@@ -230,7 +302,7 @@ class ClusterLinks implements RedisLinks {
     return perNode.flat();
   }
 
-  /** Every master: one that is down takes its shard's topics and keys with it. */
+  /** Every master: one that is down takes its shard's topics and keys with it (see README). */
   async ping(): Promise<void> {
     await Promise.all(this.cmd.nodes('master').map((node) => node.ping()));
   }

@@ -142,67 +142,100 @@ export async function startRedisCluster(
   const clients: Redis[] = [];
   let output = '';
   for (let i = 0; i < masters; i++) ports.push(await freePort());
-  for (const port of ports) {
-    const proc = spawn(
-      REDIS_SERVER,
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        join(dir, `nodes-${port}.conf`),
-        '--dir',
-        dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        ...(sharded ? [] : ['--rename-command', 'SPUBLISH', '']),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    proc.stdout?.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    procs.push(proc);
-  }
+  /** One client per master, made on first use. */
+  const byPort = new Map<number, Redis>();
   const node = (port: number) => {
-    const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-    c.on('error', () => {});
-    clients.push(c);
+    let c = byPort.get(port);
+    if (!c) {
+      c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      c.on('error', () => {});
+      clients.push(c);
+      byPort.set(port, c);
+    }
     return c;
   };
-  const answers = async (port: number) => {
-    try {
-      return (await node(port).ping()) === 'PONG';
-    } catch {
-      return false;
-    }
+  const stopAll = async () => {
+    for (const c of clients.splice(0)) c.disconnect();
+    byPort.clear();
+    await Promise.all(
+      procs.map((p) => {
+        p.kill('SIGCONT');
+        if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+        const exited = new Promise((res) => p.once('exit', res));
+        p.kill('SIGTERM');
+        return exited;
+      }),
+    );
+    rmSync(dir, { recursive: true, force: true });
   };
-  for (const port of ports) {
-    if (!(await pollUntil(() => answers(port), 10_000)))
-      throw new Error(`redis ${port}: ${output.slice(-2000)}`);
+  try {
+    await createCluster();
+  } catch (err) {
+    await stopAll();
+    throw err;
   }
-  execFileSync(
-    '/usr/bin/redis-cli',
-    [
-      '--cluster',
-      'create',
-      ...ports.map((p) => `127.0.0.1:${p}`),
-      '--cluster-replicas',
-      '0',
-      '--cluster-yes',
-    ],
-    { stdio: 'ignore', timeout: 30_000 },
-  );
-  const ok = await pollUntil(async () => {
-    const states = await Promise.all(ports.map((p) => node(p).cluster('INFO')));
-    return states.every((s) => s.includes('cluster_state:ok'));
-  }, 20_000);
-  if (!ok) throw new Error('the Redis Cluster did not reach cluster_state:ok');
+
+  async function createCluster(): Promise<void> {
+    for (const port of ports) {
+      const proc = spawn(
+        REDIS_SERVER,
+        [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--cluster-enabled',
+          'yes',
+          // Its own free port for the cluster bus: the default, port + 10000, may be taken or past 65535.
+          '--cluster-port',
+          String(await freePort()),
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--dir',
+          dir,
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          ...(sharded ? [] : ['--rename-command', 'SPUBLISH', '']),
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      proc.stdout?.on('data', (d: Buffer) => {
+        output += d.toString();
+      });
+      procs.push(proc);
+    }
+    const answers = async (port: number) => {
+      try {
+        return (await node(port).ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    };
+    for (const port of ports) {
+      if (!(await pollUntil(() => answers(port), 10_000)))
+        throw new Error(`redis ${port}: ${output.slice(-2000)}`);
+    }
+    execFileSync(
+      '/usr/bin/redis-cli',
+      [
+        '--cluster',
+        'create',
+        ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
+      { stdio: 'ignore', timeout: 30_000 },
+    );
+    const ok = await pollUntil(async () => {
+      const states = await Promise.all(ports.map((p) => node(p).cluster('INFO')));
+      return states.every((s) => s.includes('cluster_state:ok'));
+    }, 20_000);
+    if (!ok) throw new Error('the Redis Cluster did not reach cluster_state:ok');
+  }
+
   return {
     ports,
     url: ports.map((p) => `redis://127.0.0.1:${p}`).join(','),
@@ -215,19 +248,7 @@ export async function startRedisCluster(
     },
     pause: (port) => procs[ports.indexOf(port)]?.kill('SIGSTOP'),
     resume: (port) => procs[ports.indexOf(port)]?.kill('SIGCONT'),
-    async stop() {
-      for (const c of clients.splice(0)) c.disconnect();
-      await Promise.all(
-        procs.map((p) => {
-          p.kill('SIGCONT');
-          if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-          const exited = new Promise((res) => p.once('exit', res));
-          p.kill('SIGTERM');
-          return exited;
-        }),
-      );
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop: stopAll,
   };
 }
 
