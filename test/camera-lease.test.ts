@@ -133,6 +133,39 @@ describe('camera leases (SET NX PX, fencing token, Lua renewal)', () => {
     expect(made.filter((m) => m !== owner).every((m) => m.n.leases.holding().size === 0)).toBe(true);
   });
 
+  it('adopts a lease an ACQUIRE of its own took after it gave up waiting (a hung Redis answering late)', async () => {
+    const admin = redis.client();
+    for (const m of made) await m.n.leases.stop();
+    await admin.del('fh:lease:{cam1}');
+    const late = await node('late');
+    // As Redis runs the timed-out ACQUIRE when it wakes: the lease names `late`, which never
+    // heard back. Without adoption it would wait for its own lease to expire, nobody ingesting.
+    await admin.set('fh:lease:{cam1}', late.leases.holderId, 'PX', 60_000);
+    const fence = Number(await admin.get('fh:fence:{cam1}'));
+    late.leases.start();
+    expect(await pollUntil(() => late.log.length === 1, 2000)).toBe(true);
+    expect(late.log[0]).toBe(`acquired cam1 ${fence}`);
+    // Renewed as its own from then on.
+    await new Promise((r) => setTimeout(r, PERIOD));
+    expect(late.log).toHaveLength(1);
+    expect(Number(await admin.pttl('fh:lease:{cam1}'))).toBeLessThanOrEqual(PERIOD);
+  });
+
+  it('after the fence is lost, no node acquires for a grace period: the owner retakes its lease first', async () => {
+    const admin = redis.client();
+    const owner = made.find((m) => m.n.leases.holding().size === 1)!;
+    const other = await node('other');
+    // Redis lost the camera's keys; `other` asks first.
+    await admin.del('fh:lease:{cam1}', 'fh:fence:{cam1}');
+    other.leases.start();
+    expect(await pollUntil(async () => (await admin.get('fh:lease:{cam1}')) !== null, 5000)).toBe(true);
+    expect(await admin.get('fh:lease:{cam1}')).toBe(owner.n.leases.holderId);
+    await new Promise((r) => setTimeout(r, PERIOD));
+    expect(other.log).toEqual([]);
+    expect(owner.n.log.at(-1)).toMatch(/^retaken cam1 \d+$/);
+    await other.leases.stop();
+  });
+
   it('two processes with the same node id never both hold a camera (the lease names the process)', async () => {
     const owner = made.find((m) => m.n.leases.holding().size === 1)!;
     const twin = await node(owner.id);

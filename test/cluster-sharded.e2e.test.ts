@@ -19,15 +19,18 @@ import { type Received, WsStallable } from './support/stream-clients.js';
 const LEASE_MS = 3000;
 const FPS = 8;
 const LOW = 'cam/demo/low';
+const HIGH = 'cam/demo/high';
 const config = { cameras: [testCamera('demo', FPS)], pool: { threads: 1 }, cluster: { leaseMs: LEASE_MS } };
 
 let redis: RunningRedisCluster;
 let nodes: RunningDaemon[] = [];
 let viewers: WsStallable[] = [];
+/** Node 2's viewer of `low`, through Redis until node 2 takes the camera over. */
+let lowViewer: WsStallable;
 
 const start = (id: string) =>
   startDaemon(config, ['--redis-url', redis.url, '--redis-cluster=true', '--node-id', id]);
-const framesOf = (r: Received[]) => r.filter((x) => x.kind === 'frame' && x.topic === LOW);
+const framesOf = (r: Received[], topic = LOW) => r.filter((x) => x.kind === 'frame' && x.topic === topic);
 
 /** Calls of each pub/sub command on each master (`INFO commandstats`). */
 async function pubsubCalls(): Promise<Map<number, { spublish: number; publish: number }>> {
@@ -93,6 +96,7 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
   it('a viewer on node 2 gets node 1 frames: one message per frame (sharded: on the channel shard only)', async () => {
     const v = new WsStallable(`${nodes[1]!.wsUrl}?topics=${LOW}`);
     viewers.push(v);
+    lowViewer = v;
     await v.until('frames from node 1', (r) => framesOf(r).length >= 4, 20_000);
     const shard = await redis.ownerOf(`fh:t:${LOW}`);
     if (mode === 'sharded') {
@@ -124,6 +128,31 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
     expect(metricValue(m2, 'framehub_bus_messages_total{direction="in"}')).toBeGreaterThanOrEqual(frames);
   }, 60_000);
 
+  it('a subscriber connection Redis drops (output-buffer limit) is counted, and frames come back', async () => {
+    // `high` frames pass Redis's 16 KB static reply buffer, so the limit is checked on each.
+    const v = new WsStallable(`${nodes[1]!.wsUrl}?topics=${HIGH}`);
+    viewers.push(v);
+    await v.until('high frames', (r) => framesOf(r, HIGH).length >= 2, 20_000);
+    const masters = redis.ports.map((p) => redis.node(p));
+    const limit = (await masters[0]!.config('GET', 'client-output-buffer-limit'))[1]!;
+    const disconnects = async () =>
+      metricValue((await get(`${nodes[1]!.url}/metrics`)).text, 'framehub_bus_disconnects_total') ?? 0;
+    const before = await disconnects();
+    // Below one frame, on every master (plain pub/sub's subscriber may be on any): the server
+    // holding node 2's subscriber connection closes it at the next frame.
+    const setLimit = (value: string) =>
+      Promise.all(masters.map((m) => m.config('SET', 'client-output-buffer-limit', value)));
+    await setLimit('pubsub 1kb 1kb 1');
+    try {
+      expect(await pollUntil(async () => (await disconnects()) > before, 15_000)).toBe(true);
+    } finally {
+      await setLimit(limit);
+    }
+    const last = framesOf(v.received, HIGH).at(-1)!.seq!;
+    await v.until('frames again', (r) => framesOf(r, HIGH).filter((f) => f.seq! > last).length >= 2, 20_000);
+    v.close();
+  }, 60_000);
+
   it('one master that stops answering calls the bus down on every node; up again once it answers', async () => {
     const port = redis.ports[0]!;
     redis.pause(port);
@@ -149,8 +178,33 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
     }
   }, 60_000);
 
+  it.runIf(mode === 'sharded')(
+    'a node started while a master hangs finds the bus (and its mode) once the master answers',
+    async () => {
+      const port = redis.ports[1]!;
+      redis.pause(port);
+      let late: RunningDaemon | undefined;
+      try {
+        late = await start('n3');
+        // It cannot ask that master whether it has SPUBLISH: not up, no mode, no guess.
+        await new Promise((r) => setTimeout(r, 3000));
+        expect(await cluster(late)).toMatchObject({ busUp: false, ingesting: [] });
+      } finally {
+        redis.resume(port);
+      }
+      expect(
+        await pollUntil(async () => {
+          const c = await cluster(late!);
+          return c?.busUp === true && c.pubsub === 'sharded';
+        }, 20_000),
+      ).toBe(true);
+      await late.stop();
+    },
+    60_000,
+  );
+
   it('node 1 killed: node 2 takes the camera within 2 lease periods, its viewer goes on, seq increasing', async () => {
-    const v = viewers.at(-1)!;
+    const v = lowViewer;
     const killedAt = Date.now();
     nodes[0]!.proc.kill('SIGKILL');
     expect(

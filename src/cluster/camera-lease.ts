@@ -151,6 +151,11 @@ export class CameraLeases {
     return Math.floor(this.periodMs / 3) + 200;
   }
 
+  /** The lease value this process writes (its node id and nonce). */
+  get holderId(): string {
+    return this.holder;
+  }
+
   /** Cameras held, with their fencing tokens. */
   holding(): ReadonlyMap<string, number> {
     return this.held;
