@@ -174,7 +174,10 @@ export class RedisBus implements ClusterBus, RecordSink {
     this.in = opts.metrics.busMessages.labels('in');
     this.links = openRedisLinks(opts.url, opts.redisCluster === true, this.nodeId);
     this.links.onChange((closed) => {
-      if (closed) opts.metrics.busDisconnects.inc();
+      if (closed) {
+        opts.metrics.busDisconnects.inc();
+        opts.log.warn({ node: this.nodeId }, 'cluster: a Redis connection closed (reconnecting)');
+      }
       this.stateChanged();
     });
     this.links.onMessage((channel, message) => this.onMessage(channel, message));
