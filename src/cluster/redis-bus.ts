@@ -154,6 +154,7 @@ export class RedisBus implements ClusterBus, RecordSink {
   private missedPings = 0;
   private pinging = false;
   private beating = false;
+  private counting = false;
   private beatAgain = false;
   private wasUp = false;
   /** Set at the first connect: only a later one is a reconnect. */
@@ -545,18 +546,26 @@ export class RedisBus implements ClusterBus, RecordSink {
       const init = this.opts.hub.videoTrack(`cam/${camera}/video`)?.init;
       if (init) this.storeInit(init);
     }
-    if (topics.length) {
+    if (topics.length && !this.counting) {
+      this.counting = true;
       this.links
         .numsub(topics.map(channelOf))
         .then((counts) => {
-          // Rebuilt from each reply, so topics no longer polled (old jobs) are forgotten.
+          // Rebuilt over the topics polled, so the ones no longer polled (old jobs) are
+          // forgotten; a topic the reply lacks (its shard did not answer) keeps its last count.
+          const last = new Map(this.numsub);
           this.numsub.clear();
-          for (const [channel, n] of counts) {
-            const topic = channel.slice(CHANNEL_PREFIX.length);
-            this.numsub.set(topic, n - (this.subscribed.has(topic) ? 1 : 0));
+          for (const topic of topics) {
+            const n = counts.get(channelOf(topic));
+            const count = n === undefined ? last.get(topic) : n - (this.subscribed.has(topic) ? 1 : 0);
+            if (count !== undefined) this.numsub.set(topic, count);
           }
         })
-        .catch(() => {});
+        .catch(() => {})
+        .finally(() => {
+          // One poll at a time: a slow reply must not land after a newer one.
+          this.counting = false;
+        });
     }
     this.heartbeat();
   }

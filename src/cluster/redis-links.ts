@@ -148,6 +148,8 @@ class ClusterLinks implements RedisLinks {
   private readonly retry: NodeJS.Timeout;
   /** Subscriber connections already watched for `close` (ioredis makes new ones as shards move). */
   private readonly watched = new WeakSet<Redis>();
+  /** Channels subscribed through ioredis (see subscribe). */
+  private readonly channels = new Set<string>();
   private changed: (closed: boolean) => void = () => {};
 
   constructor(url: string, name: string) {
@@ -254,11 +256,19 @@ class ClusterLinks implements RedisLinks {
     this.cmd.disconnect();
   }
 
+  /**
+   * Once per channel: ioredis restores a cluster's subscriptions itself after a reconnect (and
+   * appends a channel subscribed twice to its list again), so the bus's own re-subscribe on
+   * every up edge is skipped here.
+   */
   subscribe(channel: string) {
+    if (this.channels.has(channel)) return Promise.resolve();
+    this.channels.add(channel);
     return this.mode === 'sharded' ? this.cmd.ssubscribe(channel) : this.cmd.subscribe(channel);
   }
 
   unsubscribe(channel: string) {
+    this.channels.delete(channel);
     return this.mode === 'sharded' ? this.cmd.sunsubscribe(channel) : this.cmd.unsubscribe(channel);
   }
 
