@@ -264,7 +264,12 @@ class ClusterLinks implements RedisLinks {
   subscribe(channel: string) {
     if (this.channels.has(channel)) return Promise.resolve();
     this.channels.add(channel);
-    return this.mode === 'sharded' ? this.cmd.ssubscribe(channel) : this.cmd.subscribe(channel);
+    const subscribed = this.mode === 'sharded' ? this.cmd.ssubscribe(channel) : this.cmd.subscribe(channel);
+    // Not subscribed after all: the bus's next re-subscribe must not be skipped.
+    return subscribed.catch((err: unknown) => {
+      this.channels.delete(channel);
+      throw err;
+    });
   }
 
   unsubscribe(channel: string) {
