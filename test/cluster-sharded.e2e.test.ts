@@ -185,20 +185,23 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
       redis.pause(port);
       let late: RunningDaemon | undefined;
       try {
-        late = await start('n3');
-        // It cannot ask that master whether it has SPUBLISH: not up, no mode, no guess.
-        await new Promise((r) => setTimeout(r, 3000));
-        expect(await cluster(late)).toMatchObject({ busUp: false, ingesting: [] });
+        try {
+          late = await start('n3');
+          // It cannot ask that master whether it has SPUBLISH: not up, no mode, no guess.
+          await new Promise((r) => setTimeout(r, 3000));
+          expect(await cluster(late)).toMatchObject({ busUp: false, ingesting: [] });
+        } finally {
+          redis.resume(port);
+        }
+        expect(
+          await pollUntil(async () => {
+            const c = await cluster(late!);
+            return c?.busUp === true && c.pubsub === 'sharded';
+          }, 20_000),
+        ).toBe(true);
       } finally {
-        redis.resume(port);
+        await late?.stop();
       }
-      expect(
-        await pollUntil(async () => {
-          const c = await cluster(late!);
-          return c?.busUp === true && c.pubsub === 'sharded';
-        }, 20_000),
-      ).toBe(true);
-      await late.stop();
     },
     60_000,
   );

@@ -1,6 +1,8 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { get, type RunningDaemon, startDaemon } from './helpers.js';
 
@@ -11,6 +13,11 @@ import { get, type RunningDaemon, startDaemon } from './helpers.js';
 const dataDir = join(mkdtempSync(join(tmpdir(), 'framehub-lock-')), 'data');
 const config = { cameras: [], jobs: { dataDir } };
 const running: RunningDaemon[] = [];
+/** The built module (the suites run against dist/, as the daemon does). */
+const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+const lockModule = pathToFileURL(
+  join(import.meta.dirname, '..', 'dist', 'src', 'jobs', 'data-dir-lock.js'),
+).href;
 
 afterAll(async () => {
   await Promise.all(running.map((d) => d.stop()));
@@ -26,7 +33,7 @@ describe('jobs.dataDir belongs to one daemon', () => {
     );
     expect(refused).toMatch(/daemon exited \(2\)/);
     expect(refused).toMatch(
-      new RegExp(`jobs\\.dataDir: .* in use by another framehub \\(pid ${first.proc.pid}\\)`),
+      new RegExp(`jobs\\.dataDir: .* in use by another framehub \\(pid ${first.proc.pid} on `),
     );
     expect((await get(`${first.url}/healthz`)).status).toBe(200);
   }, 30_000);
@@ -39,4 +46,31 @@ describe('jobs.dataDir belongs to one daemon', () => {
     running.push(next);
     expect((await get(`${next.url}/healthz`)).status).toBe(200);
   }, 30_000);
+});
+
+describe('lockDataDir between processes starting at once', () => {
+  /** Two processes take the lock on one fresh (or stale-held) directory at the same moment. */
+  async function race(dir: string): Promise<string[]> {
+    const script = `import(${JSON.stringify(lockModule)}).then((m) => {
+      try { m.lockDataDir(${JSON.stringify(dir)}); process.stdout.write('won'); }
+      catch (e) { process.stdout.write(e.code === 'BAD_CONFIG' ? 'refused' : 'error ' + e.message); }
+      setTimeout(() => {}, 300);
+    });`;
+    const run = () =>
+      new Promise<string>((resolve) => {
+        execFile(process.execPath, ['-e', script], (_err, stdout) => resolve(stdout));
+      });
+    return Promise.all([run(), run()]);
+  }
+
+  it('exactly one of two wins, on a fresh directory and over a stale file, every time', async () => {
+    for (let i = 0; i < 12; i++) {
+      const dir = mkdtempSync(join(tmpdir(), 'framehub-lock-race-'));
+      // Every other round starts from a file left by a process that is gone (pids are below
+      // pid_max, so nothing runs under pid_max itself).
+      if (i % 2) writeFileSync(join(dir, 'framehub.pid'), `${pidMax} ${hostname()}`);
+      const outcomes = (await race(dir)).sort();
+      expect(outcomes, `round ${i}`).toEqual(['refused', 'won']);
+    }
+  }, 60_000);
 });

@@ -301,11 +301,15 @@ describe('a topic another node numbers (cluster: Hub.nextSeqUnknown)', () => {
     ).toEqual({ gaps: [], entries: [] });
   });
 
-  it('from another epoch with no history here: the epoch gap waits for the first event, which gives its `first`', () => {
+  it('from another epoch with no history here: the epoch gap goes now (the topic may never publish again)', () => {
     const { hub, unknown } = clusterHub();
     const plan = resumeTopic(hub.history, hub.epoch, VAD, 30, OLD, unknown);
-    expect(plan).toEqual({ gaps: [], entries: [], pending: new Map([[VAD, { after: 30, owed: 'epoch' }]]) });
-    expect(gapBefore(plan.pending!.get(VAD)!, VAD, 31, hub.epoch)).toMatchObject({
+    expect(plan).toEqual({
+      gaps: [{ type: 'gap', topic: VAD, epoch: hub.epoch, reason: 'epoch', after: 30, first: 1 }],
+      entries: [],
+    });
+    // A position held on a topic that restarted is owed an epoch gap whatever comes next.
+    expect(gapBefore({ after: 30, owed: 'epoch' }, VAD, 31, hub.epoch)).toMatchObject({
       reason: 'epoch',
       after: 30,
       first: 31,
@@ -368,10 +372,10 @@ describe('a topic another node numbers (cluster: Hub.nextSeqUnknown)', () => {
     expect(positions(held.entries)).toEqual(['system:3']);
     expect(held.gaps).toEqual([]);
     expect(held.pending).toEqual(new Map([[VAD, { after: 0 }]]));
-    // Another epoch: system's gap now; the VAD one when its first event gives `first`.
+    // Another epoch: a gap per event topic now, nothing held.
     const other = resumeStreams(hub.history, hub.epoch, topics, { topic: VAD, seq: 30, epoch: OLD }, unknown);
-    expect(other.gaps.map((g) => g.topic)).toEqual(['system']);
-    expect(other.pending).toEqual(new Map([[VAD, { after: 30, owed: 'epoch' }]]));
+    expect(other.gaps.map((g) => g.topic)).toEqual(['system', VAD]);
+    expect(other.pending).toBeUndefined();
     // No id: a fresh connect starts live, nothing is held.
     expect(resumeStreams(hub.history, hub.epoch, topics, undefined, unknown)).toEqual({
       gaps: [],

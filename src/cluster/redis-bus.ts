@@ -120,7 +120,7 @@ const cameraTopics = (camera: string) => [
  *   cameras' topics, its recent job topics and `system`, one command a second (stale by up to 1 s: a topic a remote viewer left is
  *   published up to 1 s longer), made immediate for new demand by the `want` message. The
  *   same demand makes its FrameIngest produce the variant.
- * - A message is `[n][n bytes of origin node id][8 bytes: the owner's fencing token][record]`:
+ * - A message is `[n][n bytes of origin: node id and process nonce][8 bytes: the owner's fencing token][record]`:
  *   the record is the hub's msgpack bytes as they are (frames: the WS frame record; events: the
  *   event record). The receiver decodes it once to rebuild the Frame and publishes it into its
  *   own hub with the owner's seq. A new token for a camera (a new owner) restarts its topics in
@@ -128,6 +128,7 @@ const cameraTopics = (camera: string) => [
  */
 export class RedisBus implements ClusterBus, RecordSink {
   readonly nodeId: string;
+  private readonly origin: string;
   private readonly header: Buffer;
   private readonly links: RedisLinks;
   /** Topics whose channel this node subscribes (local viewers, camera ingested elsewhere). */
@@ -165,7 +166,9 @@ export class RedisBus implements ClusterBus, RecordSink {
 
   constructor(private readonly opts: RedisBusOptions) {
     this.nodeId = opts.nodeId ?? randomUUID().slice(0, 8);
-    const id = Buffer.from(this.nodeId);
+    // The node id and a nonce of this process: a restarted process (same id) is another origin.
+    this.origin = `${this.nodeId}/${randomUUID().slice(0, 8)}`;
+    const id = Buffer.from(this.origin);
     this.header = Buffer.concat([Buffer.from([id.length]), id]);
     this.pushCameras = new Set(opts.pushCameras);
     // Events of a camera or a job may now be numbered elsewhere: a resume may have to wait for
@@ -178,6 +181,9 @@ export class RedisBus implements ClusterBus, RecordSink {
       if (closed) {
         opts.metrics.busDisconnects.inc();
         opts.log.warn({ node: this.nodeId }, 'cluster: a Redis connection closed (reconnecting)');
+        // Events published until it is back never reach this node (a Redis Cluster's subscriber
+        // may drop while the bus stays up): a resume must not take history as complete.
+        for (const topic of this.subscribed) opts.hub.interruptTopic(topic);
       }
       this.stateChanged();
     });
@@ -236,8 +242,8 @@ export class RedisBus implements ClusterBus, RecordSink {
 
   setOwned(camera: string, owned: boolean, token = 0): void {
     // This node starts or stops numbering the camera's VAD: what its history holds is not known
-    // to continue into the next event.
-    this.opts.hub.interruptTopic(`cam/${camera}/vad`);
+    // to continue into the next event. (A new token for a camera held already is not a change.)
+    if (owned !== this.owned.has(camera)) this.opts.hub.interruptTopic(`cam/${camera}/vad`);
     if (owned) {
       this.owned.add(camera);
       this.tokens.set(camera, token);
@@ -359,7 +365,7 @@ export class RedisBus implements ClusterBus, RecordSink {
     const name = channel.toString();
     if (name === CONTROL) {
       const idLength = message[0] ?? 0;
-      if (message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
+      if (message.toString('utf8', 1, 1 + idLength) === this.origin) return;
       const topic = message.toString('utf8', 1 + idLength);
       const c = crossing(topic);
       // A job topic is taken whether or not its job has published yet: a viewer may subscribe
@@ -379,7 +385,7 @@ export class RedisBus implements ClusterBus, RecordSink {
   private deliver(topic: string, message: Buffer, fromLatest: boolean): void {
     const idLength = message[0] ?? 0;
     // A node's own message comes back only for a push camera it both publishes and watches.
-    if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.nodeId) return;
+    if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.origin) return;
     if (message.length < 1 + idLength + TOKEN_BYTES) return;
     const token = message.readBigUInt64BE(1 + idLength);
     if (token > MAX_TOKEN) return;
@@ -408,7 +414,7 @@ export class RedisBus implements ClusterBus, RecordSink {
         try {
           this.opts.hub.publishEvent('system', {
             ...(body as { type: string }),
-            node: message.toString('utf8', 1, 1 + idLength),
+            node: origin.split('/')[0],
           });
         } finally {
           this.delivering = false;
@@ -491,8 +497,12 @@ export class RedisBus implements ClusterBus, RecordSink {
     const moved = heard !== undefined && this.pushCameras.has(camera) && heard.origin !== origin;
     if (heard && (heard.token !== token || moved)) {
       if ((token < heard.token || moved) && now - heard.at < 1000) return false;
-      for (const t of cameraTopics(camera)) this.opts.hub.restartTopic(t);
-      this.opts.log.info({ camera, token, origin }, 'cluster: camera has a new owner');
+      // The same process with a new token took its own lease again (Redis lost it): its
+      // numbering, its video init and its history go on, so nothing restarts.
+      if (heard.origin !== origin) {
+        for (const t of cameraTopics(camera)) this.opts.hub.restartTopic(t);
+        this.opts.log.info({ camera, token, origin }, 'cluster: camera has a new owner');
+      }
     }
     this.heard.set(camera, { token, origin, at: now });
     return true;

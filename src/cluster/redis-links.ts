@@ -257,24 +257,25 @@ class ClusterLinks implements RedisLinks {
   }
 
   /**
-   * Once per channel: ioredis restores a cluster's subscriptions itself after a reconnect (and
-   * appends a channel subscribed twice to its list again), so the bus's own re-subscribe on
-   * every up edge is skipped here.
+   * Sharded: once per channel. ioredis records a sharded channel when it sends SSUBSCRIBE and
+   * restores it on every reconnect itself (appending a channel subscribed twice to its list
+   * again), so the bus's own re-subscribe on every up edge is skipped. Plain: always sent, since
+   * ioredis restores only what Redis acknowledged.
    */
   subscribe(channel: string) {
+    if (this.mode !== 'sharded') return this.cmd.subscribe(channel);
     if (this.channels.has(channel)) return Promise.resolve();
     this.channels.add(channel);
-    const subscribed = this.mode === 'sharded' ? this.cmd.ssubscribe(channel) : this.cmd.subscribe(channel);
-    // Not subscribed after all: the bus's next re-subscribe must not be skipped.
-    return subscribed.catch((err: unknown) => {
+    return this.cmd.ssubscribe(channel).catch((err: unknown) => {
       this.channels.delete(channel);
       throw err;
     });
   }
 
   unsubscribe(channel: string) {
+    if (this.mode !== 'sharded') return this.cmd.unsubscribe(channel);
     this.channels.delete(channel);
-    return this.mode === 'sharded' ? this.cmd.sunsubscribe(channel) : this.cmd.unsubscribe(channel);
+    return this.cmd.sunsubscribe(channel);
   }
 
   publish(channel: string, message: Buffer) {

@@ -72,9 +72,9 @@ export const BAD_EPOCH = '"epoch" must be a string of 1 to 32 letters, digits, "
 
 /**
  * Hands the topics whose next seq this hub does not know (`unknown`) to their first live event.
- * With no history the client's own position is held, and no gap is sent now: none may be owed
- * (the topic may not have published anywhere yet), and where one is, only that event gives its
- * `first`. With history (a run received before the bus stopped receiving the topic) the plan
+ * With no history the client's own position (from this epoch) is held, and no gap is sent now:
+ * none may be owed (the topic may not have published anywhere yet), and where one is, only that
+ * event gives its `first`. A position from another epoch keeps its immediate `epoch` gap. With history (a run received before the bus stopped receiving the topic) the plan
  * brings the client to the newest entry, and that position is held.
  */
 function holdUnknown(
@@ -90,8 +90,10 @@ function holdUnknown(
     const newest = history.span(topic).next - 1;
     let held: PendingResume;
     if (newest === 0) {
-      plan.gaps = plan.gaps.filter((g) => g.topic !== topic);
-      held = otherEpoch ? { after: afterOf(topic), owed: 'epoch' } : { after: afterOf(topic) };
+      // From another epoch a gap is owed whatever comes next, and is sent now: the topic may
+      // never publish again (a finished job), and the client must still learn it missed events.
+      if (otherEpoch) continue;
+      held = { after: afterOf(topic) };
     } else {
       // From another epoch the whole run was replayed; else what followed the client's position.
       held = { after: otherEpoch ? newest : Math.max(afterOf(topic), newest) };
