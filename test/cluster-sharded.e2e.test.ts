@@ -42,6 +42,10 @@ async function pubsubCalls(): Promise<Map<number, { spublish: number; publish: n
   return calls;
 }
 
+/** Whether `/readyz` of `node` says `status` within 15 s. */
+const readiness = (node: RunningDaemon, status: 'ready' | 'degraded') =>
+  pollUntil(async () => JSON.parse((await get(`${node.url}/readyz`)).text).status === status, 15_000);
+
 function expectIncreasing(records: Received[]): void {
   const seqs = records.map((r) => r.seq!);
   for (let i = 1; i < seqs.length; i++)
@@ -157,25 +161,11 @@ describe.each(['sharded', 'plain'] as const)('two nodes on a Redis Cluster (%s p
     const port = redis.ports[0]!;
     redis.pause(port);
     try {
-      for (const node of nodes) {
-        expect(
-          await pollUntil(
-            async () => JSON.parse((await get(`${node.url}/readyz`)).text).status === 'degraded',
-            15_000,
-          ),
-        ).toBe(true);
-      }
+      for (const node of nodes) expect(await readiness(node, 'degraded')).toBe(true);
     } finally {
       redis.resume(port);
     }
-    for (const node of nodes) {
-      expect(
-        await pollUntil(
-          async () => JSON.parse((await get(`${node.url}/readyz`)).text).status === 'ready',
-          15_000,
-        ),
-      ).toBe(true);
-    }
+    for (const node of nodes) expect(await readiness(node, 'ready')).toBe(true);
   }, 60_000);
 
   it.runIf(mode === 'sharded')(

@@ -34,6 +34,29 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** A client of the redis-server on `port`, once it listens (10 s at most; its exit fails at once). */
+async function connectWhenListening(port: number, proc: ChildProcess, output: () => string): Promise<Redis> {
+  const client = new Redis(port, '127.0.0.1', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => 100,
+  });
+  client.on('error', () => {});
+  const deadline = Date.now() + 10_000;
+  // Bounded by the deadline: redis-server takes a few ms to listen.
+  for (;;) {
+    try {
+      await withTimeout(client.connect(), 2000, 'redis connect');
+      if ((await client.ping()) === 'PONG') return client;
+    } catch (err) {
+      if (Date.now() > deadline || proc.exitCode !== null)
+        throw new Error(`redis-server did not start on ${port}: ${(err as Error).message}\n${output()}`);
+      client.disconnect();
+      await sleep(100);
+    }
+  }
+}
+
 export async function startRedis(): Promise<BenchRedis> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
@@ -50,21 +73,7 @@ export async function startRedis(): Promise<BenchRedis> {
   proc.stderr?.on('data', keep);
   // No redis-server outlives a failed run.
   process.once('exit', () => proc.kill('SIGKILL'));
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
-  client.on('error', () => {});
-  const deadline = Date.now() + 10_000;
-  // Bounded by the deadline: redis-server takes a few ms to listen.
-  for (;;) {
-    try {
-      await withTimeout(client.connect(), 2000, 'redis connect');
-      if ((await client.ping()) === 'PONG') break;
-    } catch (err) {
-      if (Date.now() > deadline || proc.exitCode !== null)
-        throw new Error(`redis-server did not start on ${port}: ${(err as Error).message}\n${output}`);
-      client.disconnect();
-      await sleep(100);
-    }
-  }
+  const client = await connectWhenListening(port, proc, () => output);
   return {
     url,
     pid: proc.pid!,
@@ -163,26 +172,8 @@ export async function startRedisCluster(masters = 3): Promise<BenchRedisCluster>
       procs.push(proc);
     }
     for (const [i, port] of ports.entries()) {
-      const client = new Redis(port, '127.0.0.1', {
-        lazyConnect: true,
-        maxRetriesPerRequest: 1,
-        retryStrategy: () => 100,
-      });
-      client.on('error', () => {});
+      const client = await connectWhenListening(port, procs[i]!, () => output);
       clients.push(client);
-      const deadline = Date.now() + 10_000;
-      // Bounded by the deadline: redis-server takes a few ms to listen.
-      for (;;) {
-        try {
-          await withTimeout(client.connect(), 2000, 'redis connect');
-          if ((await client.ping()) === 'PONG') break;
-        } catch (err) {
-          if (Date.now() > deadline || procs[i]!.exitCode !== null)
-            throw new Error(`redis-server did not start on ${port}: ${(err as Error).message}\n${output}`);
-          client.disconnect();
-          await sleep(100);
-        }
-      }
     }
     await promisify(execFile)(
       REDIS_CLI,
