@@ -13,6 +13,7 @@ import {
   type RunningDaemon,
   startDaemon,
   testCamera,
+  videoTestCamera,
 } from './helpers.js';
 import { clusterOf as cluster, commandCalls, type RunningRedis, startRedis } from './support/redis.js';
 import { HttpStallable, type Received, type StallableViewer, WsStallable } from './support/stream-clients.js';
@@ -24,16 +25,7 @@ import { HttpStallable, type Received, type StallableViewer, WsStallable } from 
 const LEASE_MS = 3000;
 const FPS = 8;
 /** A second camera with live H.264 (a keyframe every second), for video across nodes. */
-const videoCamera = {
-  id: 'vid',
-  source: 'test',
-  fps: FPS,
-  width: 320,
-  height: 180,
-  audio: false,
-  video: 'transcode',
-  videoGopSeconds: 1,
-};
+const videoCamera = videoTestCamera('vid', FPS, 1);
 const config = {
   cameras: [testCamera('demo', FPS), videoCamera],
   pool: { threads: 1 },

@@ -42,6 +42,18 @@ export function writeConfig(config: unknown): string {
 /** A small, cheap test camera for suites. */
 export const testCamera = (id = 'demo', fps = 15) => ({ id, source: 'test', fps, width: 640, height: 360 });
 
+/** A small test camera with live H.264 (no audio): a keyframe every `gopSeconds`. */
+export const videoTestCamera = (id: string, fps: number, gopSeconds: number) => ({
+  id,
+  source: 'test',
+  fps,
+  width: 320,
+  height: 180,
+  audio: false,
+  video: 'transcode',
+  videoGopSeconds: gopSeconds,
+});
+
 /**
  * Each daemon its own `jobs.dataDir` unless the test names one: a daemon refuses a data
  * directory another one holds, and suites run side by side.

@@ -5,7 +5,15 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, metricValue, type RunningDaemon, SseReader, startDaemon, Viewer } from './helpers.js';
+import {
+  get,
+  metricValue,
+  type RunningDaemon,
+  SseReader,
+  startDaemon,
+  Viewer,
+  videoTestCamera,
+} from './helpers.js';
 
 /**
  * Live H.264 on `cam/<id>/video` from a real camera ffmpeg (libx264 over a test pattern),
@@ -22,14 +30,7 @@ let dir: string;
 const viewers: Viewer[] = [];
 
 const videoCamera = (id: string, extra: Record<string, unknown> = {}) => ({
-  id,
-  source: 'test',
-  fps: FPS,
-  width: 320,
-  height: 180,
-  audio: false,
-  video: 'transcode',
-  videoGopSeconds: GOP_SECONDS,
+  ...videoTestCamera(id, FPS, GOP_SECONDS),
   ...extra,
 });
 

@@ -565,13 +565,7 @@ const shardedBusTable: ResultTable = {
       f2(perFrame(frameSpub(b, ownerIdx), b.frames)),
       b.ownerBusOut,
       b.edgeBusIn,
-      o ? f2((o.cpuSeconds / b.seconds) * 1000) : '–',
-      o ? f2(shardPerFrame(b, ownerIdx, cpuUs)) : '–',
-      o && !isIdle ? f2(shardOverIdle(b, ownerIdx, cpuUs)) : '–',
-      o ? kb(shardPerFrame(b, ownerIdx, inBytes)) : '–',
-      o ? kb(shardPerFrame(b, ownerIdx, outBytes)) : '–',
-      o && !isIdle ? kb(shardOverIdle(b, ownerIdx, inBytes)) : '–',
-      o && !isIdle ? kb(shardOverIdle(b, ownerIdx, outBytes)) : '–',
+      ...shardCells(b, ownerIdx, isIdle),
       otherIdx.map((i) => `:${portOf(i)} ${spub(b.shards?.[i])}`).join(', '),
       b.shards ? f2(othersPerFrame(b, cpuUs)) : '–',
       b.shards ? `${kb(othersPerFrame(b, inBytes))} / ${kb(othersPerFrame(b, outBytes))}` : '–',
@@ -584,6 +578,23 @@ const shardedBusTable: ResultTable = {
     ];
   }),
 };
+
+/** One master's CPU and bytes over a window: ms/s, then per frame, then per frame over idle. */
+function shardCells(b: BusWindow, i: number, isIdle: boolean): string[] {
+  const r = b.shards?.[i];
+  if (!r) return Array(7).fill('–');
+  const overIdle = (value: (c: RedisCounters) => number, format: (n: number) => string) =>
+    isIdle ? '–' : format(shardOverIdle(b, i, value));
+  return [
+    f2((r.cpuSeconds / b.seconds) * 1000),
+    f2(shardPerFrame(b, i, cpuUs)),
+    overIdle(cpuUs, f2),
+    kb(shardPerFrame(b, i, inBytes)),
+    kb(shardPerFrame(b, i, outBytes)),
+    overIdle(inBytes, kb),
+    overIdle(outBytes, kb),
+  ];
+}
 
 const perMasterTable: ResultTable = {
   caption: `Each master over each window (INFO deltas as above; per frame the publisher sent). "want messages" are counted on \`${CONTROL}\`'s master only, where they are SPUBLISHed`,
@@ -613,13 +624,7 @@ const perMasterTable: ResultTable = {
         spub(r),
         i === ctlIdx ? (b.wants ?? 0) : '–',
         frameSpub(b, i),
-        r ? f2((r.cpuSeconds / b.seconds) * 1000) : '–',
-        r ? f2(shardPerFrame(b, i, cpuUs)) : '–',
-        r && !isIdle ? f2(shardOverIdle(b, i, cpuUs)) : '–',
-        r ? kb(shardPerFrame(b, i, inBytes)) : '–',
-        r ? kb(shardPerFrame(b, i, outBytes)) : '–',
-        r && !isIdle ? kb(shardOverIdle(b, i, inBytes)) : '–',
-        r && !isIdle ? kb(shardOverIdle(b, i, outBytes)) : '–',
+        ...shardCells(b, i, isIdle),
         r ? otherShardCalls(r.calls) || '–' : '–',
       ];
     }),

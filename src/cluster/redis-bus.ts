@@ -384,14 +384,14 @@ export class RedisBus implements ClusterBus, RecordSink {
   /** Publishes a message from another node into this node's hub, with the owner's seq. */
   private deliver(topic: string, message: Buffer, fromLatest: boolean): void {
     const idLength = message[0] ?? 0;
+    const origin = message.toString('utf8', 1, 1 + idLength);
     // A node's own message comes back only for a push camera it both publishes and watches.
-    if (!fromLatest && message.toString('utf8', 1, 1 + idLength) === this.origin) return;
+    if (!fromLatest && origin === this.origin) return;
     if (message.length < 1 + idLength + TOKEN_BYTES) return;
     const token = message.readBigUInt64BE(1 + idLength);
     if (token > MAX_TOKEN) return;
     const record = message.subarray(1 + idLength + TOKEN_BYTES);
     const c = crossing(topic);
-    const origin = message.toString('utf8', 1, 1 + idLength);
     try {
       // Redis is a trust boundary (anyone who can write to it reaches every node's viewers):
       // the same scan and limits as a client's message, and the fields every kind relies on.
