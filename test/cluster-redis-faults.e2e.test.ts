@@ -7,6 +7,8 @@ import { type Received, WsStallable } from './support/stream-clients.js';
 // Node 1 ingests the camera; node 2 is a pure edge whose viewers see it through Redis.
 // - Redis drops node 2's subscriber connection for passing `client-output-buffer-limit pubsub`
 //   (made tiny here, so one frame passes it): counted, and subscribed again once it fits.
+// - Junk on a frame channel (a writer to Redis is trusted like a node, but what it sends is
+//   checked): dropped, while the edge's viewer keeps the real frames.
 // - A hung Redis: the process is stopped (SIGSTOP), so its connections stay open and nothing is
 //   answered; ioredis never sees a `close`. The node must still call the bus down (a PING that
 //   times out), keep serving its own camera, and call it up again once Redis answers.
@@ -63,6 +65,36 @@ describe('Redis faults', () => {
       (r) => framesOf(r, HIGH).filter((f) => f.seq! > last).length >= 4,
       20_000,
     );
+  }, 60_000);
+
+  it('junk on a channel (bad header, huge or forged token, undecodable or wrong record) is dropped; the viewer keeps its frames', async () => {
+    await edgeViewer.until('high frames', (r) => framesOf(r, HIGH).length >= 2, 20_000);
+    const admin = redis.client();
+    const channel = `fh:t:${HIGH}`;
+    const header = (origin: string) => Buffer.concat([Buffer.from([origin.length]), Buffer.from(origin)]);
+    const token = (n: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(n);
+      return b;
+    };
+    const junk = [
+      Buffer.from([200]), // says its origin is 200 bytes long, has none
+      Buffer.concat([header('n1/forged'), token(2n ** 64n - 1n), Buffer.from('junk')]),
+      Buffer.concat([header('n1/forged'), token(1n), Buffer.alloc(64 * 1024, 0xc1)]), // 0xc1: never valid msgpack
+      Buffer.concat([header('n1/forged'), token(1n), Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])]), // array of 4 G items
+    ];
+    const before = framesOf(edgeViewer.received, HIGH).length;
+    for (let round = 0; round < 20; round++)
+      for (const message of junk) await admin.publish(channel, message);
+    // The real frames go on, in order, and nothing the junk carried reached the viewer.
+    await edgeViewer.until(
+      'frames after the junk',
+      (r) => framesOf(r, HIGH).length >= before + 2 * FPS,
+      20_000,
+    );
+    const seqs = framesOf(edgeViewer.received, HIGH).map((f) => f.seq!);
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
+    expect((await get(`${edge.url}/healthz`)).status).toBe(200);
   }, 60_000);
 
   it('a hung Redis is reported down within seconds, the camera goes on, and up again once it answers', async () => {
